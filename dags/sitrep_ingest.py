@@ -1,0 +1,81 @@
+"""
+### sitrep ingestion: feeds -> article pages -> clean reports in PostgreSQL
+
+Every run takes the **due** feeds (each source has its own `next_poll_at`; `mode=all` polls every
+enabled feed, as `sitrep ingest` does), shards them into batches by host and, per batch:
+
+1. **poll**: conditional GET of each feed (ETag / Last-Modified), parsed with feedparser; entries not
+   seen before are recorded.
+2. **collect**: the pending entries' pages are fetched politely (per-host limits, size caps, SSRF
+   guard), extracted with trafilatura in a process pool, normalized and staged in Postgres.
+3. **load**: staged reports are merged into `reports` in one transaction (exact dedup by URL,
+   canonical URL and content hash). Emits the `sitrep_reports` asset for the downstream DAGs.
+
+Every task is idempotent: a retry (or a run killed half-way) leaves neither a gap nor a duplicate.
+A failing feed or page is recorded (`sitrep feeds list`, `poll_log`, `entries.error`) and never fails
+the run; a failing task means the database or the machine is in trouble: check the task log, fix,
+and clear the task.
+
+Settings: environment variables `SITREP_*` (README), database from `SITREP_DATABASE_URL` or the
+connection `sitrep_postgres`. Schedule: `SITREP_SCHEDULE` (default every 10 minutes).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from sitrep.assets import REPORTS
+
+
+@dag(
+    dag_id="sitrep_ingest",
+    schedule=os.environ.get("SITREP_SCHEDULE", "*/10 * * * *"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={"mode": Param("due", enum=["due", "all"], description="poll only due feeds, or every enabled feed")},
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True},
+    doc_md=__doc__,
+    tags=["sitrep"],
+)
+def sitrep_ingest() -> None:
+    @task
+    def plan(params: dict | None = None) -> list[list[int]]:
+        """Batches of source ids, sharded by host."""
+        from sitrep import pipeline
+        from sitrep.settings import Settings
+
+        due_only = (params or {}).get("mode", "due") != "all"
+        return pipeline.plan(Settings.from_env(), due_only=due_only)
+
+    @task(map_index_template="{{ task.op_kwargs['source_ids'] | length }} feeds")
+    def poll(source_ids: list[int], run_id: str | None = None) -> list[int]:
+        from sitrep import pipeline
+        from sitrep.settings import Settings
+
+        print(pipeline.poll_batch(Settings.from_env(), source_ids, run_id=run_id))
+        return source_ids
+
+    @task
+    def collect(source_ids: list[int]) -> list[int]:
+        from sitrep import pipeline
+        from sitrep.settings import Settings
+
+        print(pipeline.collect_batch(Settings.from_env(), source_ids))
+        return source_ids
+
+    @task(outlets=[REPORTS])
+    def load(source_ids: list[int]) -> dict[str, int]:
+        from sitrep import pipeline
+        from sitrep.settings import Settings
+
+        return pipeline.load_batch(Settings.from_env(), source_ids)
+
+    load.expand(source_ids=collect.expand(source_ids=poll.expand(source_ids=plan())))
+
+
+sitrep_ingest()

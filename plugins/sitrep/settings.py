@@ -1,0 +1,137 @@
+"""Every knob of sitrep, read once from the environment, with the default beside it.
+
+Usage::
+
+    from sitrep.settings import Settings
+    settings = Settings.from_env()
+    settings.fetch.max_page_bytes
+
+Each setting is an environment variable ``SITREP_<NAME>``; the table in README.md lists them. Values are
+small frozen dataclasses (the httpx way) so that a stage receives only the part it needs and a test can
+build one with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sitrep.errors import ConfigError
+
+#: The project root: plugins/sitrep/settings.py -> the checkout.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULT_USER_AGENT = "sitrep/0.1 (+https://github.com/sitrep-news/sitrep; conflict-news ingestion)"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 20.0
+DEFAULT_TOTAL_TIMEOUT = 60.0
+DEFAULT_MAX_PAGE_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_FEED_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_REDIRECTS = 5
+DEFAULT_PER_HOST_CONCURRENCY = 2
+DEFAULT_PER_HOST_DELAY = 1.0
+DEFAULT_GLOBAL_CONCURRENCY = 32
+DEFAULT_RETRIES = 2
+DEFAULT_BATCH_SOURCES = 25
+DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SITREP_{name}", default)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name, "1" if default else "0").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"SITREP_{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off")
+
+
+def _number(name: str, default: float, cast: type = float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ConfigError(f"SITREP_{name}={raw!r} is not a number: set it to e.g. {default}") from None
+    if value < 0:
+        raise ConfigError(f"SITREP_{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """How we talk to the open web: politely, with every size and time bounded."""
+
+    user_agent: str = DEFAULT_USER_AGENT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    max_feed_bytes: int = DEFAULT_MAX_FEED_BYTES
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    per_host_concurrency: int = DEFAULT_PER_HOST_CONCURRENCY
+    per_host_delay: float = DEFAULT_PER_HOST_DELAY
+    global_concurrency: int = DEFAULT_GLOBAL_CONCURRENCY
+    retries: int = DEFAULT_RETRIES
+    #: Off in production: loopback, private and link-local addresses are refused (SSRF guard).
+    allow_private_hosts: bool = False
+    respect_robots: bool = True
+
+    @classmethod
+    def from_env(cls) -> FetchSettings:
+        return cls(
+            user_agent=_env("USER_AGENT", DEFAULT_USER_AGENT),
+            connect_timeout=_number("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=_number("READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+            total_timeout=_number("TOTAL_TIMEOUT", DEFAULT_TOTAL_TIMEOUT),
+            max_page_bytes=int(_number("MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, int)),
+            max_feed_bytes=int(_number("MAX_FEED_BYTES", DEFAULT_MAX_FEED_BYTES, int)),
+            max_redirects=int(_number("MAX_REDIRECTS", DEFAULT_MAX_REDIRECTS, int)),
+            per_host_concurrency=max(1, int(_number("PER_HOST_CONCURRENCY", DEFAULT_PER_HOST_CONCURRENCY, int))),
+            per_host_delay=_number("PER_HOST_DELAY", DEFAULT_PER_HOST_DELAY),
+            global_concurrency=max(1, int(_number("GLOBAL_CONCURRENCY", DEFAULT_GLOBAL_CONCURRENCY, int))),
+            retries=int(_number("RETRIES", DEFAULT_RETRIES, int)),
+            allow_private_hosts=_bool("ALLOW_PRIVATE_HOSTS", False),
+            respect_robots=_bool("RESPECT_ROBOTS", True),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration. ``database_url`` is None when sitrep runs its own embedded PostgreSQL."""
+
+    database_url: str | None = None
+    home: Path = PROJECT_ROOT / ".sitrep"
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    #: Sources per mapped batch task: large enough to amortise Airflow's per-task overhead.
+    batch_sources: int = DEFAULT_BATCH_SOURCES
+    #: Processes for extraction inside one batch task; 0 means one per core.
+    workers: int = 0
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
+    #: Cron or preset for the ingestion DAG.
+    schedule: str = "*/10 * * * *"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(_env("HOME", str(PROJECT_ROOT / ".sitrep"))).expanduser()
+        url = os.environ.get("SITREP_DATABASE_URL") or None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                "SITREP_DATABASE_URL must be a libpq URL such as postgresql://user@host:5432/sitrep"
+            )
+        return cls(
+            database_url=url,
+            home=home,
+            fetch=FetchSettings.from_env(),
+            batch_sources=max(1, int(_number("BATCH_SOURCES", DEFAULT_BATCH_SOURCES, int))),
+            workers=int(_number("WORKERS", 0, int)),
+            statement_timeout_ms=int(_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)),
+            schedule=_env("SCHEDULE", "*/10 * * * *"),
+        )
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
