@@ -339,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     p.set_defaults(func=cmd_query)
+
+    from sitrep.commands import register_all
+
+    register_all(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -27,7 +27,7 @@ from sitrep import db, feeds, sources, store
 from sitrep.errors import ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
-from sitrep.normalize import to_report
+from sitrep.normalize import canonical_url, to_report
 from sitrep.records import Extracted, PageJob, Rejected, Report, Source
 from sitrep.settings import Settings
 
@@ -177,24 +177,31 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
         pending = [_Pending(*row) for row in rows]
         counts["pending"] = len(pending)
         outcomes: list[tuple[int, str, str | None]] = []
-        # A link we already loaded (another feed, an earlier run) is an alias: no fetch needed.
-        links = [p.link for p in pending if p.link]
-        known = {
-            url: rid for url, rid in conn.execute(
-                "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (links,)
-            ).fetchall()
-        } if links else {}
+        # A link we already loaded (another feed, an earlier run) is an alias: no fetch needed. Inside
+        # the batch, links that differ only by tracking parameters and the like are fetched once.
+        canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link}
+        lookup = sorted({p.link for p in pending if p.link} | set(canon.values()))
+        known = dict(conn.execute(
+            "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (lookup,)
+        ).fetchall()) if lookup else {}
         to_fetch: list[_Pending] = []
+        leaders: dict[str, _Pending] = {}
+        followers: list[tuple[_Pending, _Pending]] = []
         for p in pending:
             if not p.link:
                 outcomes.append((p.entry_id, "skipped", "entry has no link"))
-            elif p.link in known:
+                continue
+            report_id = known.get(p.link) or known.get(canon[p.entry_id])
+            if report_id is not None:
                 counts["known"] += 1
                 conn.execute(
                     "UPDATE entries SET status = 'duplicate', report_id = %s, updated_at = now() WHERE entry_id = %s",
-                    (known[p.link], p.entry_id),
+                    (report_id, p.entry_id),
                 )
+            elif canon[p.entry_id] in leaders:
+                followers.append((p, leaders[canon[p.entry_id]]))
             else:
+                leaders[canon[p.entry_id]] = p
                 to_fetch.append(p)
         conn.commit()
 
@@ -226,6 +233,10 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
         jobs = [_with_page(job, page_ids.get(job.entry_id)) for job in jobs]
         built = build_reports(jobs, settings.worker_count)
         reports = [r for r in built if isinstance(r, Report)]
+        by_entry = {r.entry_id: r for r in reports}
+        for follower, leader in followers:  # same article under another URL: staged as an alias of it
+            if leader.entry_id in by_entry:
+                reports.append(replace(by_entry[leader.entry_id], entry_id=follower.entry_id, url=str(follower.link)))
         for r in built:
             if isinstance(r, Rejected):
                 log.warning("url=%s rejected: %s", r.url, r.reason)
@@ -238,8 +249,6 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
 
 
 def _with_page(job: PageJob, page_id: int | None) -> PageJob:
-    from dataclasses import replace
-
     return replace(job, page_id=page_id)
 
 

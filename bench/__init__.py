@@ -1,0 +1,1 @@
+"""sitrep's benchmarks (`make bench`): tables of ratios against baselines measured in the same run."""

@@ -1,0 +1,78 @@
+"""The ingestion DAG, run for real through dag.test() against Postgres and a loopback site."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from sitrep import sources
+from sitrep.runner import airflow_env
+from tests.pages import Item, article_html, paragraphs, rss
+
+
+def test_every_dag_file_imports_without_errors(settings):
+    env = airflow_env(settings, str(settings.database_url))
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag;"
+        "import os;"
+        "bag = DagBag(dag_folder=os.environ['AIRFLOW__CORE__DAGS_FOLDER']);"
+        "print('ERRORS', dict(bag.import_errors));"
+        "print('DAGS', sorted(bag.dag_ids))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "ERRORS {}" in out
+    assert "sitrep_ingest" in out
+
+
+def _publish(site, n: int = 3, prefix: str = "story"):
+    items = []
+    for i in range(n):
+        path = f"/2024/03/1{i}/{prefix}-{i}.html"
+        site.add(path, article_html(f"Shelling hits district {i} of Kharkiv", paragraphs(f"{prefix} {i}")))
+        items.append(Item(title=f"Shelling hits district {i}", link=site.url(path), guid=f"{prefix}-{i}"))
+    return items
+
+
+def test_dag_loads_feed_entries_once_and_a_second_run_adds_nothing(site, conn, settings, run_dag):
+    items = _publish(site, 3)
+    # The same article announced a second time under a tracking-parameter URL: one report.
+    items.append(Item(title="Shelling hits district 0 (again)", link=items[0].link + "?utm_source=rss&fbclid=x",
+                      guid="story-0-tracked"))
+    site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
+    sources.add_feeds(conn, [sources.FeedSpec(url=site.url("/rss.xml"), name="Test Gazette")])
+
+    assert run_dag("sitrep_ingest", {"mode": "all"})
+
+    rows = conn.execute(
+        "SELECT title, url, published_at::date::text, published_at_source, word_count, extraction_method"
+        " FROM reports_v1 ORDER BY url"
+    ).fetchall()
+    assert [r[0] for r in rows] == [f"Shelling hits district {i} of Kharkiv" for i in range(3)]
+    assert all(r[4] >= 100 and r[5].startswith("trafilatura") for r in rows)
+    assert [r[2] for r in rows] == ["2024-03-10", "2024-03-11", "2024-03-12"]  # from the feed (no meta on page)
+    statuses = dict(conn.execute("SELECT entry_key, status FROM entries").fetchall())
+    assert statuses == {"story-0": "loaded", "story-1": "loaded", "story-2": "loaded", "story-0-tracked": "duplicate"}
+    tracked = conn.execute("SELECT count(*) FROM report_urls WHERE url LIKE '%%utm_source%%'").fetchone()[0]
+    assert tracked == 1
+    seq_before = conn.execute("SELECT max(ingest_seq) FROM reports").fetchone()[0]
+    conn.commit()
+
+    assert run_dag("sitrep_ingest", {"mode": "all"})
+    assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 3
+    assert conn.execute("SELECT max(ingest_seq) FROM reports").fetchone()[0] == seq_before
+    assert site.count("/2024/03/10/story-0.html") == 1  # fetched once for both URLs, never again
+
+
+def test_a_broken_feed_does_not_stop_the_others(site, conn, settings, run_dag):
+    items = _publish(site, 2, prefix="good")
+    site.add("/good.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
+    site.add("/broken.xml", "<html><body>Not a feed at all</body></html>")
+    sources.add_feeds(conn, [sources.FeedSpec(url=site.url("/good.xml"), name="good"),
+                             sources.FeedSpec(url=site.url("/broken.xml"), name="broken"),
+                             sources.FeedSpec(url=site.url("/missing.xml"), name="missing")])
+
+    assert run_dag("sitrep_ingest", {"mode": "all"})
+
+    assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 2
+    health = dict(conn.execute("SELECT name, last_error IS NOT NULL FROM sources").fetchall())
+    assert health == {"good": False, "broken": True, "missing": True}
