@@ -34,6 +34,13 @@ DEFAULT_PER_HOST_DELAY = 1.0
 DEFAULT_GLOBAL_CONCURRENCY = 32
 DEFAULT_RETRIES = 2
 DEFAULT_BATCH_SOURCES = 25
+DEFAULT_MAX_RETRY_WAIT = 10.0
+DEFAULT_MAX_DECOMPRESSION_RATIO = 200
+DEFAULT_MAX_BACKOFF_MINUTES = 720.0
+DEFAULT_MAX_FAILURES = 10
+DEFAULT_REVALIDATE_AFTER_HOURS = 24.0
+DEFAULT_STALE_FACTOR = 4.0
+DEFAULT_STALE_MIN_HOURS = 6.0
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
 
 
@@ -79,6 +86,21 @@ class FetchSettings:
     #: Off in production: loopback, private and link-local addresses are refused (SSRF guard).
     allow_private_hosts: bool = False
     respect_robots: bool = True
+    #: "host:port" pairs let past the SSRF guard even when it is on (tests: one loopback server only).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Longest Retry-After we sleep through inside a task; a longer one pushes the next poll back instead.
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    #: Decoded bytes per transferred byte above which a compressed body is refused as a bomb.
+    max_decompression_ratio: int = DEFAULT_MAX_DECOMPRESSION_RATIO
+    #: Failing feeds back off exponentially (with jitter) up to this many minutes between polls.
+    max_backoff_minutes: float = DEFAULT_MAX_BACKOFF_MINUTES
+    #: A feed is disabled (reason recorded) after this many consecutive failed polls; 0 never disables.
+    max_failures: int = DEFAULT_MAX_FAILURES
+    #: After this long with nothing new, poll once without validators to catch servers that lie with 304.
+    revalidate_after_hours: float = DEFAULT_REVALIDATE_AFTER_HOURS
+    #: A feed is stale when silent for this many times its usual gap between entries (and at least stale_min_hours).
+    stale_factor: float = DEFAULT_STALE_FACTOR
+    stale_min_hours: float = DEFAULT_STALE_MIN_HOURS
 
     @classmethod
     def from_env(cls) -> FetchSettings:
@@ -96,6 +118,14 @@ class FetchSettings:
             retries=int(_number("RETRIES", DEFAULT_RETRIES, int)),
             allow_private_hosts=_bool("ALLOW_PRIVATE_HOSTS", False),
             respect_robots=_bool("RESPECT_ROBOTS", True),
+            allowed_hosts=tuple(h.strip() for h in _env("ALLOWED_HOSTS", "").split(",") if h.strip()),
+            max_retry_wait=_number("MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT),
+            max_decompression_ratio=int(_number("MAX_DECOMPRESSION_RATIO", DEFAULT_MAX_DECOMPRESSION_RATIO, int)),
+            max_backoff_minutes=_number("MAX_BACKOFF_MINUTES", DEFAULT_MAX_BACKOFF_MINUTES),
+            max_failures=int(_number("MAX_FAILURES", DEFAULT_MAX_FAILURES, int)),
+            revalidate_after_hours=_number("REVALIDATE_AFTER_HOURS", DEFAULT_REVALIDATE_AFTER_HOURS),
+            stale_factor=_number("STALE_FACTOR", DEFAULT_STALE_FACTOR),
+            stale_min_hours=_number("STALE_MIN_HOURS", DEFAULT_STALE_MIN_HOURS),
         )
 
 
