@@ -21,8 +21,14 @@ from rich.table import Table
 from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT, Settings
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _console(stderr: bool = False) -> Console:
+    """Rich console; when output is not a terminal (CI, a pipe) use a wide page rather than 80 columns."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 160)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -239,9 +245,9 @@ def print_reports(settings: Settings, limit: int = 60) -> None:
         ).fetchall()
         total = conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0]
     table = Table(title=f"reports_v1: {total} report(s)" + (f" (first {limit})" if total > limit else ""))
-    for col in ("id", "source", "title", "published", "from", "lang", "words", "method", "story", "dup of",
-                "event types", "places"):
-        table.add_column(col, overflow="fold")
+    for col, width in (("id", 4), ("source", 14), ("title", 44), ("published", 10), ("from", 7), ("lang", 4),
+                       ("words", 5), ("method", 11), ("story", 5), ("dup of", 6), ("event types", 24), ("places", 30)):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=width)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)

@@ -144,7 +144,7 @@ class Fetcher:
             check_url(current)
             try:
                 with self._client.stream("GET", current, headers=dict(headers)) as raw:
-                    if raw.is_redirect:
+                    if raw.status_code in (301, 302, 303, 307, 308):
                         location = raw.headers.get("location")
                         if not location:
                             raise FetchError(f"can't fetch {url!r}: redirect without Location", url=url, reason="redirect")

@@ -110,7 +110,7 @@ def _child(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         for path, error in bag.import_errors.items():
             print(f"import error in {path}: {error}", file=sys.stderr)
