@@ -50,9 +50,9 @@ def ensure_airflow_db(settings: Settings, env: dict[str, str]) -> None:
     """Migrate Airflow's metadata database once (about 6 s), under a lock for concurrent callers."""
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    import airflow  # noqa: PLC0415 - only for its version, after the environment is known
+    from importlib.metadata import version
 
-    marker = home / f".migrated-{airflow.__version__}"
+    marker = home / f".migrated-{version('apache-airflow')}"
     with open(home / ".migrate.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.exists():
