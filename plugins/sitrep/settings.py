@@ -130,6 +130,39 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
+class DownstreamSettings:
+    """The consumers of reports_v1: the warehouse export (Parquet) and the alert webhooks.
+
+    ``export_path`` is a local folder or any fsspec URL (``s3://bucket/sitrep``); None means
+    ``<SITREP_HOME>/export``. Webhook secrets are never here: a rule names the environment variable
+    that holds its secret (default ``SITREP_WEBHOOK_SECRET``), read at delivery time.
+    """
+
+    export_path: str | None = None
+    #: Rows per export file set (one manifest each): bounds the memory of one export step.
+    export_batch_rows: int = 20_000
+    alert_rules_file: Path = PROJECT_ROOT / "seeds" / "alert_rules.yaml"
+    #: Attempts per webhook delivery before it goes to dead-letter; waits double from the first.
+    delivery_attempts: int = 5
+    delivery_backoff: float = 2.0
+    delivery_timeout: float = 10.0
+    #: How long one delivery step keeps retrying before it leaves the rest for the next run.
+    delivery_budget: float = 120.0
+
+    @classmethod
+    def from_env(cls) -> DownstreamSettings:
+        return cls(
+            export_path=_env("EXPORT_PATH", "") or None,
+            export_batch_rows=max(1, int(_number("EXPORT_BATCH_ROWS", 20_000, int))),
+            alert_rules_file=Path(_env("ALERT_RULES", str(PROJECT_ROOT / "seeds" / "alert_rules.yaml"))).expanduser(),
+            delivery_attempts=max(1, int(_number("DELIVERY_ATTEMPTS", 5, int))),
+            delivery_backoff=_number("DELIVERY_BACKOFF", 2.0),
+            delivery_timeout=_number("DELIVERY_TIMEOUT", 10.0),
+            delivery_budget=_number("DELIVERY_BUDGET", 120.0),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration. ``database_url`` is None when sitrep runs its own embedded PostgreSQL."""
 
@@ -143,6 +176,7 @@ class Settings:
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     #: Cron or preset for the ingestion DAG.
     schedule: str = "*/10 * * * *"
+    downstream: DownstreamSettings = field(default_factory=DownstreamSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -160,6 +194,7 @@ class Settings:
             workers=int(_number("WORKERS", 0, int)),
             statement_timeout_ms=int(_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)),
             schedule=_env("SCHEDULE", "*/10 * * * *"),
+            downstream=DownstreamSettings.from_env(),
         )
 
     @property
