@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 down: $(STAMP)
+	$(BIN)/sitrep airflow stop
 	$(BIN)/sitrep db stop
 
 bench: $(STAMP)
