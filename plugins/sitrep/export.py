@@ -1,0 +1,319 @@
+"""The warehouse feed: reports_v1, incrementally, to Parquet files partitioned by ingest date.
+
+Usage::
+
+    with db.connect(url) as conn:
+        result = export.run(conn, export.target(settings), batch_rows=20_000)
+
+Layout under the base path (a local folder or any fsspec URL such as ``s3://bucket/sitrep``)::
+
+    ingest_date=2026-11-25/reports-000000000101-000000000245.parquet   rows with ingest_seq in (100, 245]
+    _manifests/manifest-000000000101-000000000245.json                 files, rows, seq range, sha256
+
+``ingest_date`` is the UTC date of ``updated_at``: the day this revision of the report entered the
+pipeline. A report whose text changes comes again with its new ``revision``, so a warehouse MERGE on
+``report_id`` keeping the highest revision (or ``ingest_seq``) has the latest text.
+
+Exactly once, whatever is killed when. Each step covers a range of ingest_seq ``(lo, hi]``:
+
+1. plan: the rows of the range are read and the manifest row is recorded as ``planned`` with the file
+   names, which depend only on the range and the partition (commit);
+2. write: each file goes to a hidden temporary name, then is renamed into place (atomic on a local
+   disk; an object store's PUT is atomic already);
+3. commit: in one transaction the manifest becomes ``committed`` and the watermark moves to ``hi``.
+
+A run killed before 3 leaves the ``planned`` manifest; the next run redoes exactly that range, so the
+same names are overwritten (and a planned file that the redo no longer needs is removed). ingest_seq
+is a safe watermark because the loader hands it out under its lock (see :mod:`sitrep.store`).
+Readers should skip names starting with ``.`` or ``_`` (pyarrow, Spark and DuckDB do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from sitrep.errors import SitrepError
+from sitrep.settings import Settings
+
+__all__ = ["COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "autocommit", "run", "target"]
+
+log = logging.getLogger(__name__)
+
+#: Serialises exporters of one base path (second key: hashtext of the path).
+EXPORT_LOCK = 0x5175_0006
+
+#: The columns of reports_v1 that are exported, in file order.
+COLUMNS = [
+    "report_id", "story_id", "duplicate_of", "source", "feed_url", "url", "canonical_url", "title", "authors",
+    "published_at", "published_at_source", "fetched_at", "ingested_at", "ingest_seq", "language", "text",
+    "summary", "word_count", "content_sha256", "extraction_method", "relevance", "event_types", "places",
+    "actors", "revision", "updated_at",
+]
+_JSON_COLUMNS = {"places", "actors"}
+
+
+class ExportError(SitrepError):
+    """An export step could not be completed; the next run resumes it."""
+
+
+def _schema():  # type: ignore[no-untyped-def]
+    """The Parquet schema, fixed so that an all-null column keeps its type from file to file."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    text = pa.string()
+    types = {
+        "report_id": pa.int64(), "story_id": pa.int64(), "duplicate_of": pa.int64(), "authors": pa.list_(text),
+        "published_at": ts, "fetched_at": ts, "ingested_at": ts, "updated_at": ts, "ingest_seq": pa.int64(),
+        "word_count": pa.int32(), "relevance": pa.float32(), "event_types": pa.list_(text), "revision": pa.int32(),
+    }
+    return pa.schema([pa.field(name, types.get(name, text)) for name in COLUMNS])
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: str  # relative to the base path
+    rows: int
+    sha256: str
+    bytes: int
+    min_seq: int
+    max_seq: int
+
+
+@dataclass(frozen=True)
+class ExportStep:
+    manifest_id: int
+    min_seq: int  # exclusive
+    max_seq: int  # inclusive
+    files: list[ExportedFile]
+    resumed: bool = False
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+@dataclass
+class ExportResult:
+    target: str
+    watermark: int
+    steps: list[ExportStep] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.steps)
+
+    @property
+    def files(self) -> list[ExportedFile]:
+        return [f for s in self.steps for f in s.files]
+
+
+@contextmanager
+def autocommit(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Autocommit for the block, so that each ``conn.transaction()`` inside is a real commit.
+
+    The downstream steps commit several times on purpose (plan, then commit); in a caller's open
+    transaction they would silently become savepoints.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.commit()
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.autocommit = previous
+
+
+def target(settings: Settings) -> str:
+    """The base path in use: SITREP_EXPORT_PATH, else ``<SITREP_HOME>/export``."""
+    return settings.downstream.export_path or str(settings.home / "export")
+
+
+def _filesystem(base: str):  # type: ignore[no-untyped-def]
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(base)
+    except (ImportError, ValueError) as exc:
+        raise ExportError(
+            f"can't open the export path {base!r}: {exc}; install the fsspec driver for its scheme "
+            "(e.g. s3fs for s3://) or set SITREP_EXPORT_PATH to a local folder"
+        ) from exc
+
+
+def _file_name(partition: str, lo: int, hi: int) -> str:
+    return f"ingest_date={partition}/reports-{lo + 1:012d}-{hi:012d}.parquet"
+
+
+def _manifest_name(lo: int, hi: int) -> str:
+    return f"_manifests/manifest-{lo + 1:012d}-{hi:012d}.json"
+
+
+def _put_atomically(fs, path: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Write to a hidden temporary name in the same folder, then rename over the final name."""
+    folder, _, name = path.rpartition("/")
+    fs.makedirs(folder, exist_ok=True)
+    temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with fs.open(temporary, "wb") as handle:
+            handle.write(data)
+        fs.mv(temporary, path)
+    except OSError as exc:
+        raise ExportError(f"can't write {path}: {exc}; check the export path and its free space") from exc
+    finally:
+        if fs.exists(temporary):
+            fs.rm(temporary)
+
+
+def _parquet(rows: Sequence[dict[str, Any]]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(list(rows), schema=_schema())
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+_ROWS = (
+    "SELECT {cols}, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS ingest_date FROM reports_v1"
+    " WHERE ingest_seq > %s AND ingest_seq <= %s ORDER BY ingest_seq"
+)
+
+
+def _read_rows(conn: psycopg.Connection, lo: int, hi: int) -> dict[str, list[dict[str, Any]]]:
+    """The rows of the range, by partition, JSON columns as JSON text."""
+    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(_ROWS.format(cols=", ".join(COLUMNS)), (lo, hi))  # type: ignore[arg-type]
+        for row in cur:
+            day = row.pop("ingest_date")
+            for name in _JSON_COLUMNS:
+                row[name] = json.dumps(row[name], ensure_ascii=False, sort_keys=True)
+            by_day[day].append(row)
+    return by_day
+
+
+def _next_range(conn: psycopg.Connection, consumer: str, kind: str, base: str, batch_rows: int,
+                start_seq: int) -> tuple[int, int, dict[str, Any] | None] | None:
+    """(lo, hi, planned manifest or None): a planned step left by a crash first, else the next rows."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO downstream_watermarks (consumer, ingest_seq) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (consumer, start_seq),
+        )
+        planned = conn.execute(
+            "SELECT manifest_id, min_seq, max_seq, files FROM export_manifests"
+            " WHERE target = %s AND kind = %s AND status = 'planned'",
+            (base, kind),
+        ).fetchone()
+        if planned is not None:
+            manifest_id, lo, hi, files = planned
+            return int(lo), int(hi), {"manifest_id": manifest_id, "files": files}
+        row = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s", (consumer,)).fetchone()
+        lo = int(row[0]) if row else start_seq
+        top = conn.execute(
+            "SELECT max(ingest_seq) FROM (SELECT ingest_seq FROM reports_v1 WHERE ingest_seq > %s"
+            " ORDER BY ingest_seq LIMIT %s) batch",
+            (lo, batch_rows),
+        ).fetchone()
+    if top is None or top[0] is None:
+        return None
+    return lo, int(top[0]), None
+
+
+def _step(conn: psycopg.Connection, fs, root: str, base: str, consumer: str, kind: str, lo: int, hi: int,  # type: ignore[no-untyped-def]
+          planned: dict[str, Any] | None, on_files_written: Callable[[ExportStep], None] | None) -> ExportStep:
+    by_day = _read_rows(conn, lo, hi)
+    names = {day: _file_name(day, lo, hi) for day in sorted(by_day)}
+    with conn.transaction():
+        if planned is None:
+            manifest_id = conn.execute(
+                "INSERT INTO export_manifests (target, kind, min_seq, max_seq, files) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (target, kind, min_seq, max_seq) DO UPDATE SET status = 'planned',"
+                " files = EXCLUDED.files, created_at = now(), committed_at = NULL RETURNING manifest_id",
+                (base, kind, lo, hi, Jsonb([{"path": n} for n in names.values()])),
+            ).fetchone()[0]  # type: ignore[index]
+        else:
+            manifest_id = planned["manifest_id"]
+            # A retry: a planned file the redo no longer needs (its rows were updated since) must go.
+            for item in planned["files"]:
+                if item["path"] not in names.values() and fs.exists(f"{root}/{item['path']}"):
+                    fs.rm(f"{root}/{item['path']}")
+                    log.info("export %s: removed %s left by an interrupted run", base, item["path"])
+            conn.execute("UPDATE export_manifests SET files = %s WHERE manifest_id = %s",
+                         (Jsonb([{"path": n} for n in names.values()]), manifest_id))
+    files = []
+    for day, name in names.items():
+        rows = by_day[day]
+        data = _parquet(rows)
+        _put_atomically(fs, f"{root}/{name}", data)
+        seqs = [int(r["ingest_seq"]) for r in rows]
+        files.append(ExportedFile(path=name, rows=len(rows), sha256=hashlib.sha256(data).hexdigest(), bytes=len(data),
+                                  min_seq=min(seqs), max_seq=max(seqs)))
+    step = ExportStep(manifest_id=int(manifest_id), min_seq=lo, max_seq=hi, files=files, resumed=planned is not None)
+    manifest = {"target": base, "kind": kind, "min_seq_exclusive": lo, "max_seq": hi, "rows": step.rows,
+                "files": [asdict(f) for f in files]}
+    _put_atomically(fs, f"{root}/{_manifest_name(lo, hi)}", json.dumps(manifest, indent=2).encode())
+    if on_files_written is not None:
+        on_files_written(step)  # fault injection point for tests: files written, nothing committed
+    seqs_all = [f.min_seq for f in files] + [f.max_seq for f in files]
+    with conn.transaction():
+        mark = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s FOR UPDATE",
+                            (consumer,)).fetchone()
+        if mark is None or int(mark[0]) != lo:
+            raise ExportError(
+                f"export to {base}: the watermark moved to {mark and mark[0]} while this run exported ({lo}, {hi}];"
+                " another exporter is writing to the same path: run one at a time"
+            )
+        conn.execute(
+            "UPDATE export_manifests SET status = 'committed', committed_at = now(), rows = %s, first_seq = %s,"
+            " last_seq = %s, files = %s WHERE manifest_id = %s",
+            (step.rows, min(seqs_all, default=None), max(seqs_all, default=None),
+             Jsonb([asdict(f) for f in files]), manifest_id),
+        )
+        conn.execute("UPDATE downstream_watermarks SET ingest_seq = %s, updated_at = now() WHERE consumer = %s",
+                     (hi, consumer))
+    log.info("export %s: (%d, %d] %d rows in %d file(s)", base, lo, hi, step.rows, len(files))
+    return step
+
+
+def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_seq: int = 0,
+        kind: str = "incremental", on_files_written: Callable[[ExportStep], None] | None = None) -> ExportResult:
+    """Export every report past the watermark of ``base``, step by step, until it is caught up.
+
+    ``start_seq`` is where a new destination starts (0: everything); a backfill is simply a
+    destination of its own (``kind='backfill'``) that starts at the ``--since`` sequence number.
+    """
+    fs, root = _filesystem(base)
+    root = root.rstrip("/")
+    consumer = f"export:{base}"
+    result = ExportResult(target=base, watermark=start_seq)
+    with autocommit(conn):
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (EXPORT_LOCK, base))
+        try:
+            while True:
+                planned_range = _next_range(conn, consumer, kind, base, batch_rows, start_seq)
+                if planned_range is None:
+                    break
+                lo, hi, planned = planned_range
+                result.steps.append(_step(conn, fs, root, base, consumer, kind, lo, hi, planned, on_files_written))
+            row = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s",
+                               (consumer,)).fetchone()
+            result.watermark = int(row[0]) if row else start_seq
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (EXPORT_LOCK, base))
+    return result

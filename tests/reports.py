@@ -1,0 +1,58 @@
+"""Reports with chosen fields, loaded through the real staging and merge (for downstream tests).
+
+The enrichment fields (relevance, event_types, places, actors) are set explicitly, so tests of the
+consumers never depend on what the enrichment stage would find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from sitrep import sources, store
+from sitrep.records import Report
+
+
+def load_reports(conn: psycopg.Connection, *specs: dict[str, Any]) -> list[int]:
+    """Stage and load one report per spec (keys: key, title, text, relevance, places, ...); returns ids.
+
+    ``key`` names the entry (and the URL); the same key with another text makes a new revision.
+    """
+    with conn.transaction():
+        source_id = sources.files_source(conn)
+        reports = []
+        for spec in specs:
+            key = spec["key"]
+            url = f"file:///reports/{key}.txt"
+            entry_id = conn.execute(
+                "INSERT INTO entries (source_id, entry_key, link) VALUES (%s, %s, %s)"
+                " ON CONFLICT (source_id, entry_key) DO UPDATE SET status = 'pending' RETURNING entry_id",
+                (source_id, f"{key}#{hashlib.sha256(spec['text'].encode()).hexdigest()[:12]}", url),
+            ).fetchone()[0]  # type: ignore[index]
+            text = spec["text"]
+            reports.append(Report(
+                entry_id=int(entry_id), source_id=source_id, page_id=None, url=url, canonical_url=url,
+                title=spec.get("title"), authors=[], published_at=spec.get("published_at", datetime(2024, 6, 3, tzinfo=UTC)),
+                published_at_source="article", fetched_at=datetime.now(UTC), language=spec.get("language", "en"),
+                text=text, summary=None, word_count=len(text.split()),
+                content_sha256=hashlib.sha256(text.encode()).hexdigest(), extraction_method="plain",
+                relevance=spec.get("relevance"), event_types=spec.get("event_types", []),
+                places=spec.get("places", []), actors=spec.get("actors", []),
+            ))
+        store.stage_reports(conn, reports)
+    store.load_staged(conn, [source_id])
+    urls = [r.url for r in reports]
+    rows = conn.execute("SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (urls,)).fetchall()
+    conn.commit()
+    ids = dict(rows)
+    return [int(ids[u]) for u in urls]
+
+
+def paragraph(topic: str, n: int = 60) -> str:
+    """A distinct text about ``topic`` (distinct enough that no two are near-duplicates)."""
+    words = hashlib.sha256(topic.encode()).hexdigest()
+    filler = " ".join(f"{topic}-{words[i % 60:i % 60 + 4]}{i}" for i in range(n))
+    return f"{topic}. {filler}."

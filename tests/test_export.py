@@ -1,0 +1,141 @@
+"""The warehouse export: Parquet files whose union is reports_v1, each (report_id, revision) once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from sitrep import db, export
+from sitrep.cli import main
+from tests.reports import load_reports, paragraph
+
+
+def _exported(base: Path) -> list[tuple[int, int]]:
+    """(report_id, revision) of every row a Parquet reader sees under base (hidden and _ names skipped)."""
+    table = ds.dataset(base, format="parquet", partitioning="hive").to_table(columns=["report_id", "revision"])
+    return list(zip(table["report_id"].to_pylist(), table["revision"].to_pylist(), strict=True))
+
+
+def _view(conn) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    rows = conn.execute("SELECT report_id, revision FROM reports_v1 ORDER BY report_id").fetchall()
+    conn.commit()
+    return [(int(a), int(b)) for a, b in rows]
+
+
+def _specs(*keys: str) -> list[dict]:
+    return [{"key": k, "title": f"Report {k}", "text": paragraph(k), "relevance": 0.9} for k in keys]
+
+
+def test_export_writes_every_report_once_with_a_manifest_and_moves_the_watermark(conn, tmp_path):
+    load_reports(conn, *_specs("a", "b", "c"))
+    base = tmp_path / "export"
+
+    result = export.run(conn, str(base))
+
+    assert sorted(_exported(base)) == _view(conn)
+    assert result.rows == 3 and len(result.steps) == 1
+    max_seq = conn.execute("SELECT max(ingest_seq) FROM reports_v1").fetchone()[0]
+    assert result.watermark == max_seq
+    manifest = conn.execute(
+        "SELECT status, min_seq, max_seq, rows, first_seq, last_seq, files FROM export_manifests"
+    ).fetchone()
+    assert manifest[:6] == ("committed", 0, max_seq, 3, manifest[4], max_seq)
+    for item in manifest[6]:
+        data = (base / item["path"]).read_bytes()
+        assert item["path"].startswith("ingest_date=")
+        assert hashlib.sha256(data).hexdigest() == item["sha256"] and len(data) == item["bytes"]
+    on_disk = json.loads(next((base / "_manifests").glob("*.json")).read_text())
+    assert on_disk["rows"] == 3 and on_disk["files"] == manifest[6]
+    conn.commit()
+
+    again = export.run(conn, str(base))
+    assert again.rows == 0 and again.steps == []
+    assert sorted(_exported(base)) == _view(conn)
+
+
+def test_a_new_revision_is_exported_again_with_its_revision_number(conn, tmp_path):
+    base = str(tmp_path / "export")
+    a, b = load_reports(conn, *_specs("a", "b"))
+    export.run(conn, base)
+    load_reports(conn, {"key": "a", "title": "Report a, updated", "text": paragraph("a") + " Update: more.",
+                        "relevance": 0.9})
+
+    result = export.run(conn, base)
+
+    assert result.rows == 1
+    assert sorted(_exported(Path(base))) == sorted([(a, 1), (b, 1), (a, 2)])
+    assert _view(conn) == sorted([(a, 2), (b, 1)])  # a MERGE keeping the highest revision gets the view
+
+
+def test_steps_are_bounded_by_batch_rows(conn, tmp_path):
+    load_reports(conn, *_specs("a", "b", "c", "d", "e"))
+
+    result = export.run(conn, str(tmp_path / "export"), batch_rows=2)
+
+    assert [s.rows for s in result.steps] == [2, 2, 1]
+    assert sorted(_exported(tmp_path / "export")) == _view(conn)
+
+
+def _export_then_die(url: str, base: str) -> None:
+    """A child that writes the files of its first step, then is killed before the watermark commit."""
+
+    def die(step: export.ExportStep) -> None:
+        os._exit(17)
+
+    with db.connect(url) as conn:
+        export.run(conn, base, on_files_written=die)
+
+
+def test_a_run_killed_between_file_write_and_watermark_commit_then_retried_is_exactly_once(conn, db_url, tmp_path):
+    base = str(tmp_path / "export")
+    load_reports(conn, *_specs("a", "b", "c"))
+
+    child = multiprocessing.get_context("fork").Process(target=_export_then_die, args=(db_url, base))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 17
+    written = sorted(p.relative_to(base) for p in Path(base).rglob("*.parquet"))
+    assert written and sorted(_exported(Path(base))) == _view(conn)  # the files are there...
+    state = conn.execute("SELECT status FROM export_manifests").fetchone()[0]
+    mark = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s", (f"export:{base}",))
+    assert state == "planned" and mark.fetchone()[0] == 0  # ...but nothing was committed
+    conn.commit()
+    load_reports(conn, *_specs("d", "e"))  # more reports land before the retry
+
+    result = export.run(conn, base)
+
+    assert result.steps[0].resumed and [s.rows for s in result.steps] == [3, 2]
+    assert sorted(p.relative_to(base) for p in Path(base).rglob("*.parquet"))[: len(written)] == written
+    rows = _exported(Path(base))
+    assert len(rows) == len(set(rows)) and sorted(rows) == _view(conn)
+    assert not list(Path(base).rglob(".*.tmp"))
+
+
+def test_an_export_path_with_an_unknown_scheme_is_refused_with_what_to_do(conn):
+    with pytest.raises(export.ExportError, match="SITREP_EXPORT_PATH"):
+        export.run(conn, "nosuchscheme://bucket/sitrep")
+
+
+def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, settings_env, tmp_path, capsys,
+                                                                            monkeypatch):
+    ids = load_reports(conn, *_specs("a", "b", "c"))
+    since = conn.execute("SELECT ingest_seq FROM reports_v1 WHERE report_id = %s", (ids[0],)).fetchone()[0]
+    conn.commit()
+    monkeypatch.setenv("SITREP_EXPORT_PATH", str(tmp_path / "export"))
+
+    assert main(["export", "--since", str(since)]) == 0
+
+    out = capsys.readouterr().out
+    assert "2 row(s)" in out
+    backfill = tmp_path / "export" / "_backfill" / f"since-{since}"
+    assert sorted(_exported(backfill)) == _view(conn)[1:]
+    assert main(["export"]) == 0  # the incremental feed is its own destination: everything
+    assert sorted(_exported(tmp_path / "export")) == _view(conn)
+    assert main(["export", "--since", "-1"]) == 2
+    assert "must not be negative" in capsys.readouterr().err
