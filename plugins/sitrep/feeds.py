@@ -3,19 +3,30 @@
 feedparser is only ever handed bytes our guarded client fetched (given a string that looks like a URL
 or a path it would open it, unguarded). A feed that parses with errors ("bozo") still yields its
 recoverable entries; one that yields nothing at all raises :class:`FeedError` with the reason.
+
+Feeds in the wild are untidy, so every oddity is handled and counted in ``ParsedFeed.problems``
+(it ends up in poll_log): relative links (resolved against the feed), missing links (the GUID is used
+when it is a URL), links that are not http(s), entries with neither link nor GUID (skipped), GUIDs
+repeated inside one feed (the first wins) and absurd dates (before 1990 or in the future: dropped).
+An entry is known by its GUID, else by its canonical link, so it is never recorded or fetched twice.
+
+XML external entities are never resolved and entity-expansion bombs are stopped by expat (feedparser
+then falls back to its loose parser, which leaves entities unexpanded); tests/test_feeds.py proves both.
 """
 
 from __future__ import annotations
 
 import calendar
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
 from sitrep.errors import FeedError
+from sitrep.normalize import canonical_url
 from sitrep.records import FeedEntry
 
 __all__ = ["ParsedFeed", "parse_feed"]
@@ -35,7 +46,9 @@ class ParsedFeed:
     title: str | None
     entries: list[FeedEntry]
     bozo: str | None  # feedparser's complaint, when the feed was malformed but recoverable
-    skipped: int  # entries with neither a usable link nor an id
+    skipped: int  # entries dropped: neither a usable link nor an id, or a repeated id
+    #: Oddities handled: relative_link, missing_link, bad_link, no_key, duplicate_guid, absurd_date.
+    problems: dict[str, int] = field(default_factory=dict)
 
 
 def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -> ParsedFeed:
@@ -54,58 +67,71 @@ def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -
     base = parsed.feed.get("link") or feed_url
     entries: list[FeedEntry] = []
     seen: set[str] = set()
-    skipped = 0
+    problems: Counter[str] = Counter()
     for item in parsed.entries:
-        entry = _entry(item, base=base, feed_url=feed_url)
+        entry = _entry(item, base=base, feed_url=feed_url, problems=problems)
         if entry is None:
-            skipped += 1
+            problems["no_key"] += 1
             continue
         if entry.entry_key in seen:  # duplicate GUIDs inside one feed: the first wins
-            skipped += 1
+            problems["duplicate_guid"] += 1
             continue
         seen.add(entry.entry_key)
         entries.append(entry)
-    return ParsedFeed(title=parsed.feed.get("title"), entries=entries, bozo=bozo, skipped=skipped)
+    if problems:
+        log.info("feed url=%s entries with problems (handled): %s", feed_url, dict(problems))
+    return ParsedFeed(title=parsed.feed.get("title"), entries=entries, bozo=bozo,
+                      skipped=problems["no_key"] + problems["duplicate_guid"], problems=dict(problems))
 
 
-def _absolute(link: str | None, base: str, feed_url: str) -> str | None:
-    if not link or not isinstance(link, str):
+def _absolute(link: object, base: str, feed_url: str, problems: Counter[str]) -> str | None:
+    if not link or not isinstance(link, str) or not link.strip():
         return None
     link = link.strip()
+    if not urlsplit(link).scheme:
+        problems["relative_link"] += 1
     absolute = urljoin(urljoin(feed_url, base), link)
     if urlsplit(absolute).scheme not in {"http", "https"}:
+        problems["bad_link"] += 1
         return None
     return absolute
 
 
-def _date(item: feedparser.FeedParserDict) -> datetime | None:
+def _date(item: feedparser.FeedParserDict, problems: Counter[str]) -> datetime | None:
+    absurd = False
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = item.get(key)
         if value:
             try:
                 when = datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
             except (OverflowError, ValueError, OSError):
+                absurd = True
                 continue
             if _EARLIEST <= when <= datetime.now(UTC) + timedelta(days=1):
                 return when
+            absurd = True
+    if absurd:
+        problems["absurd_date"] += 1
     return None
 
 
-def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str) -> FeedEntry | None:
-    link = _absolute(item.get("link"), base, feed_url)
+def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problems: Counter[str]) -> FeedEntry | None:
+    link = _absolute(item.get("link"), base, feed_url, problems)
     if link is None:
         for candidate in item.get("links", []):
-            if candidate.get("rel", "alternate") == "alternate":
-                link = _absolute(candidate.get("href"), base, feed_url)
+            if candidate.get("rel", "alternate") == "alternate" and candidate.get("href") != item.get("link"):
+                link = _absolute(candidate.get("href"), base, feed_url, problems)
                 if link:
                     break
     guid = item.get("id") or item.get("guid")
     guid = guid.strip() if isinstance(guid, str) else None
-    key = guid or link
-    if not key:
-        return None
     if link is None and guid and urlsplit(guid).scheme in {"http", "https"}:
         link = guid
+    if link is None:
+        problems["missing_link"] += 1
+    key = guid or (canonical_url(link) if link else None)
+    if not key:
+        return None
     content = None
     if item.get("content"):
         content = "\n".join(part.get("value", "") for part in item["content"] if part.get("value")) or None
@@ -116,5 +142,5 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str) -> Feed
         summary=(item.get("summary") or None),
         content=content,
         author=(item.get("author") or None),
-        published_at=_date(item),
+        published_at=_date(item, problems),
     )

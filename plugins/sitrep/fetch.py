@@ -3,43 +3,81 @@
 Usage::
 
     with Fetcher(settings.fetch) as fetcher:
-        response = fetcher.get(url, max_bytes=settings.fetch.max_feed_bytes)
-        results = fetcher.get_many(urls)          # Response or FetchError per URL, in order
+        response = fetcher.get(url, max_bytes=settings.fetch.max_feed_bytes)   # a feed, as bytes
+        results = fetcher.get_many(urls)     # pages: Response or FetchError per URL, in order
+        fetcher.stats                        # requests, retries, blocked, robots_disallowed, ...
 
-Every URL comes from outside, so every request and every redirect hop is checked by the SSRF guard
-(see ``sitrep.netguard``), bodies are read as a stream and cut off at a size cap, and a failure of one
-URL is returned as a :class:`FetchError` value, never raised through a batch.
+Every URL comes from outside, so:
+
+- every request and every redirect hop is checked by the SSRF guard (``sitrep.netguard``), both on
+  the URL (address literals in any spelling) and on the address the socket connects to;
+- bodies are read as a stream, decompressed by us with a bound on every step, cut at a size cap, and
+  refused when they inflate like a decompression bomb; a body slower than the total timeout is cut;
+- pages are checked against robots.txt (``sitrep.robots``), skipped unread when they are not HTML,
+  and handed on as UTF-8 (charset from the BOM, the headers or the page's meta, else detected);
+- per host at most K requests run at once with a minimum delay between starts, and at most N overall;
+- timeouts, connection errors and 5xx are retried with exponential backoff and jitter; 4xx are not,
+  except 429, and a Retry-After longer than ``max_retry_wait`` is returned to the caller (who pushes
+  the next poll back) instead of slept through.
+
+A failure of one URL is a :class:`FetchError` (returned by ``get_many``, raised by ``get``), never
+an exception through a batch.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
+import random
+import re
 import threading
 import time
-from collections import defaultdict
+import zlib
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from charset_normalizer import from_bytes
 
 from sitrep.errors import BlockedURLError, FetchError
-from sitrep.netguard import GuardedTransport, check_url
+from sitrep.netguard import AddressPolicy, GuardedTransport, check_url
+from sitrep.robots import RobotsCache
 from sitrep.settings import FetchSettings
 
-__all__ = ["Fetcher", "Response"]
+__all__ = ["Fetcher", "Response", "html_charset", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUSES = {429, 500, 502, 503, 504}
+#: Decoded bytes read per step: the most a single compressed chunk can make us hold at once.
+_STEP = 64 * 1024
+#: A compressed body is judged by its inflation ratio only once it has decoded this much.
+_BOMB_FLOOR = 1024 * 1024
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 8.0
+_REDIRECTS = {301, 302, 303, 307, 308}
+#: Content types read as pages; anything else is skipped without reading the body.
+PAGE_TYPES = frozenset({"", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml"})
+#: Charsets tried, in order of preference, when a page declares none and is not UTF-8.
+_GUESSES = ("cp1252", "cp1251", "cp1250", "cp1256", "cp1253", "cp1255", "cp1254", "koi8_r", "gb18030", "big5",
+            "shift_jis", "euc_kr", "iso8859_15")
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]{1,40})""", re.I)
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]{0,200}?encoding\s*=\s*["']([a-zA-Z0-9_.:-]{1,40})["']""")
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
 @dataclass(frozen=True)
 class Response:
-    """A fetched body (possibly cut at the cap: ``truncated``) and what the server said about it."""
+    """A fetched body (possibly cut at the cap: ``truncated``) and what the server said about it.
+
+    ``skipped`` says why the body was not read at all (a page that is not HTML). Pages fetched with
+    ``get_many`` are UTF-8 and ``encoding`` names the charset they were decoded from.
+    """
 
     url: str
     final_url: str
@@ -49,6 +87,10 @@ class Response:
     fetched_at: datetime
     elapsed: float
     truncated: bool = False
+    skipped: str | None = None
+    encoding: str | None = None
+    redirects: int = 0
+    attempts: int = 1
 
     @property
     def not_modified(self) -> bool:
@@ -57,6 +99,26 @@ class Response:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked us to wait (Retry-After, in seconds or as a date), if it did."""
+        return retry_after_seconds(self.headers.get("retry-after"))
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass
@@ -84,13 +146,24 @@ class _HostGate:
             yield
 
 
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: about 0.5 s, 1 s, 2 s... never more than the cap."""
+    return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
 class Fetcher:
-    """An httpx client with our timeouts, caps, retries, politeness and SSRF guard."""
+    """An httpx client with our timeouts, caps, retries, politeness, robots.txt and SSRF guard."""
 
     def __init__(self, settings: FetchSettings, *, transport: httpx.BaseTransport | None = None):
         self.settings = settings
+        self.policy = AddressPolicy.build(allow_private=settings.allow_private_hosts,
+                                          allowed_hosts=settings.allowed_hosts)
         self._client = httpx.Client(
-            transport=transport or GuardedTransport(allow_private=settings.allow_private_hosts),
+            transport=transport or GuardedTransport(policy=self.policy),
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=False,
@@ -100,6 +173,10 @@ class Fetcher:
             lambda: _HostGate(settings.per_host_concurrency, settings.per_host_delay)
         )
         self._gates_lock = threading.Lock()
+        self._global = threading.Semaphore(settings.global_concurrency)
+        self._stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        self.robots = RobotsCache(self)
 
     def __enter__(self) -> Fetcher:
         return self
@@ -110,105 +187,274 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
-    def _gate(self, url: str) -> _HostGate:
-        host = urlsplit(url).netloc.lower()
-        with self._gates_lock:
-            return self._gates[host]
+    @property
+    def stats(self) -> dict[str, int]:
+        """What happened so far: requests, retries, blocked, robots_disallowed, not_html, bombs..."""
+        with self._stats_lock:
+            return dict(self._stats)
 
-    def get(self, url: str, *, max_bytes: int | None = None, headers: Mapping[str, str] | None = None) -> Response:
-        """Fetch one URL following redirects (each hop checked); raise FetchError on failure."""
+    def count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self._stats[key] += n
+
+    def _gate(self, url: str) -> _HostGate:
+        with self._gates_lock:
+            return self._gates[_host(url)]
+
+    def slow_down(self, url: str, delay: float) -> None:
+        """Raise the minimum delay between requests to url's host (robots.txt Crawl-delay)."""
+        gate = self._gate(url)
+        gate.delay = max(gate.delay, delay)
+
+    # ------------------------------------------------------------------------------------ one URL
+
+    def get(
+        self,
+        url: str,
+        *,
+        max_bytes: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept_types: frozenset[str] | None = None,
+    ) -> Response:
+        """Fetch one URL following redirects (each hop checked); raise FetchError on failure.
+
+        With ``accept_types``, a 200 response of another content type is returned unread, with
+        ``skipped`` saying why.
+        """
         max_bytes = max_bytes or self.settings.max_page_bytes
         attempt = 0
         while True:
             attempt += 1
             try:
-                with self._gate(url).slot():
-                    response = self._get_once(url, max_bytes=max_bytes, headers=headers or {})
+                with self._global, self._gate(url).slot():
+                    self.count("requests")
+                    response = self._get_once(url, max_bytes=max_bytes, headers=headers or {},
+                                              accept_types=accept_types)
             except BlockedURLError:
+                self.count("blocked")
                 raise
             except FetchError as exc:
+                self.count(exc.reason)
                 if exc.reason in {"timeout", "connect"} and attempt <= self.settings.retries:
-                    time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+                    self.count("retries")
+                    log.info("url=%s retrying after %s (attempt %d)", url, exc.reason, attempt)
+                    time.sleep(_backoff(attempt))
                     continue
                 raise
-            if response.status in _RETRY_STATUSES and attempt <= self.settings.retries:
-                time.sleep(_retry_after(response.headers, attempt))
-                continue
-            return response
+            if (response.status >= 500 or response.status == 429) and attempt <= self.settings.retries:
+                wait = response.retry_after
+                if wait is None:
+                    wait = _backoff(attempt)
+                if wait <= self.settings.max_retry_wait:
+                    self.count("retries")
+                    log.info("url=%s HTTP %d: retrying in %.1fs (attempt %d)", url, response.status, wait, attempt)
+                    time.sleep(wait)
+                    continue
+            return replace(response, attempts=attempt)
 
-    def _get_once(self, url: str, *, max_bytes: int, headers: Mapping[str, str]) -> Response:
+    def _get_once(
+        self, url: str, *, max_bytes: int, headers: Mapping[str, str], accept_types: frozenset[str] | None
+    ) -> Response:
         started = time.monotonic()
         deadline = started + self.settings.total_timeout
         current = url
-        for _hop in range(self.settings.max_redirects + 1):
-            check_url(current)
+        for hop in range(self.settings.max_redirects + 1):
+            check_url(current, self.policy)
+            if time.monotonic() > deadline:
+                raise FetchError(f"can't fetch {url!r}: slower than the total timeout", url=url, reason="timeout")
             try:
                 with self._client.stream("GET", current, headers=dict(headers)) as raw:
-                    if raw.status_code in (301, 302, 303, 307, 308):
+                    if raw.status_code in _REDIRECTS:
                         location = raw.headers.get("location")
                         if not location:
                             raise FetchError(f"can't fetch {url!r}: redirect without Location", url=url, reason="redirect")
-                        current = urljoin(current, location)
+                        current = urljoin(current, location.strip())
+                        log.debug("url=%s redirected to %s", url, current)
                         continue
-                    body, truncated = _read_capped(raw, max_bytes, deadline, url)
-                    return Response(
-                        url=url,
-                        final_url=str(raw.url),
-                        status=raw.status_code,
-                        headers={k.lower(): v for k, v in raw.headers.items()},
-                        body=body,
-                        fetched_at=datetime.now(UTC),
-                        elapsed=time.monotonic() - started,
-                        truncated=truncated,
+                    response = Response(
+                        url=url, final_url=str(raw.url), status=raw.status_code,
+                        headers={k.lower(): v for k, v in raw.headers.items()}, body=b"",
+                        fetched_at=datetime.now(UTC), elapsed=0.0, redirects=hop,
                     )
+                    if accept_types is not None and raw.status_code == 200 and response.content_type not in accept_types:
+                        self.count("not_html")
+                        return replace(response, skipped=f"not an HTML page ({response.content_type})",
+                                       elapsed=time.monotonic() - started)
+                    body, truncated = _read_body(raw, max_bytes, deadline, url, self.settings.max_decompression_ratio)
+                    if truncated:
+                        self.count("truncated")
+                    return replace(response, body=body, truncated=truncated, elapsed=time.monotonic() - started)
             except httpx.TimeoutException as exc:
                 raise FetchError(f"can't fetch {url!r}: timed out ({exc.__class__.__name__})", url=url, reason="timeout") from exc
+            except httpx.InvalidURL as exc:
+                raise BlockedURLError(f"can't fetch {current!r}: invalid URL ({exc})", url=url, reason="url") from exc
             except httpx.TransportError as exc:
-                cause = exc.__cause__ or exc.__context__
-                if isinstance(cause, BlockedURLError):
-                    raise cause from exc
+                blocked = _blocked_cause(exc)
+                if blocked is not None:
+                    raise BlockedURLError(str(blocked).replace(blocked.url, url, 1), url=url,
+                                          reason=blocked.reason) from exc
                 raise FetchError(f"can't fetch {url!r}: {exc or exc.__class__.__name__}", url=url, reason="connect") from exc
         raise FetchError(
             f"can't fetch {url!r}: more than {self.settings.max_redirects} redirects", url=url, reason="redirects"
         )
 
-    def get_many(
-        self, urls: Sequence[str], *, max_bytes: int | None = None
-    ) -> list[Response | FetchError]:
-        """Fetch many URLs concurrently within the per-host limits; one result per URL, in order."""
+    # ------------------------------------------------------------------------------------- pages
+
+    def get_page(self, url: str, *, max_bytes: int | None = None) -> Response:
+        """A page: robots.txt permitting, HTML only, the body as UTF-8."""
+        if self.settings.respect_robots and not self.robots.allowed(url):
+            self.count("robots_disallowed")
+            log.info("url=%s skipped: disallowed by robots.txt for our user agent", url)
+            raise BlockedURLError(f"can't fetch {url!r}: disallowed by robots.txt", url=url, reason="robots")
+        response = self.get(url, max_bytes=max_bytes, accept_types=PAGE_TYPES)
+        if response.skipped or response.status != 200 or not response.body:
+            return response
+        encoding = html_charset(response.body, response.headers.get("content-type", ""))
+        body = response.body
+        if body.startswith(codecs.BOM_UTF8):
+            body = body[len(codecs.BOM_UTF8):]
+        elif encoding != "utf-8":
+            body = body.decode(encoding, errors="replace").lstrip("\ufeff").encode("utf-8")
+        return replace(response, body=body, encoding=encoding)
+
+    def get_many(self, urls: Sequence[str], *, max_bytes: int | None = None) -> list[Response | FetchError]:
+        """Fetch many pages concurrently within the limits; one result per URL, in order.
+
+        URLs are started round-robin across hosts, so a slow host holds only its own K slots and
+        never the threads the other hosts' pages are waiting for.
+        """
         if not urls:
             return []
 
         def one(url: str) -> Response | FetchError:
             try:
-                return self.get(url, max_bytes=max_bytes)
+                return self.get_page(url, max_bytes=max_bytes)
             except FetchError as exc:
-                log.warning("fetch failed: url=%s reason=%s: %s", url, exc.reason, exc)
+                log.warning("url=%s fetch failed (%s): %s", url, exc.reason, exc)
                 return exc
 
+        by_host: dict[str, list[int]] = defaultdict(list)
+        for index, url in enumerate(urls):
+            by_host[_host(url)].append(index)
+        order: list[int] = []
+        queues = list(by_host.values())
+        while queues:
+            order.extend(q.pop(0) for q in queues)
+            queues = [q for q in queues if q]
+        results: list[Response | FetchError | None] = [None] * len(urls)
         workers = min(self.settings.global_concurrency, len(urls))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-fetch") as pool:
-            return list(pool.map(one, urls))
+            futures = {index: pool.submit(one, urls[index]) for index in order}
+            for index, future in futures.items():
+                results[index] = future.result()
+        return [r for r in results if r is not None]
 
 
-def _read_capped(raw: httpx.Response, max_bytes: int, deadline: float, url: str) -> tuple[bytes, bool]:
-    """Read a streamed body up to max_bytes (decoded size, so a gzip bomb stops at the cap too)."""
+def _blocked_cause(exc: BaseException) -> BlockedURLError | None:
+    """The guard's refusal behind a transport error (httpx wraps httpcore wraps ours), if any."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, BlockedURLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+# --------------------------------------------------------------------------------------- bodies
+
+
+class _Inflater:
+    """Content-Encoding undone step by step, never more than _STEP bytes out per call."""
+
+    def __init__(self, encoding: str, url: str):
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip() and c.strip().lower() != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in {"gzip", "x-gzip", "deflate"}):
+            raise FetchError(f"can't fetch {url!r}: unsupported Content-Encoding {encoding!r}", url=url, reason="encoding")
+        self.coding = codings[0] if codings else None
+        # 47 = 32 + 15: a zlib or gzip header, detected; raw deflate is tried when a deflate body has none.
+        self._obj = zlib.decompressobj(47) if self.coding else None
+        self._first = True
+        #: Compressed bytes consumed so far: the denominator of the inflation ratio.
+        self.consumed = 0
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._obj is None:
+            for start in range(0, len(data), _STEP):
+                self.consumed += len(data[start:start + _STEP])
+                yield data[start:start + _STEP]
+            return
+        if self._first and self.coding == "deflate" and data and (data[0] & 0x0F) != 8:
+            self._obj = zlib.decompressobj(-15)
+        self._first = False
+        while data:
+            piece = self._obj.decompress(data, _STEP)
+            self.consumed += len(data) - len(self._obj.unconsumed_tail)
+            data = self._obj.unconsumed_tail
+            yield piece
+
+
+def _read_body(raw: httpx.Response, max_bytes: int, deadline: float, url: str, max_ratio: int) -> tuple[bytes, bool]:
+    """Read a streamed body up to max_bytes of decoded size; refuse bombs; cut at the deadline."""
+    inflater = _Inflater(raw.headers.get("content-encoding", ""), url)
     chunks: list[bytes] = []
     size = 0
-    for chunk in raw.iter_bytes():
-        if time.monotonic() > deadline:
-            raise FetchError(f"can't fetch {url!r}: slower than the total timeout", url=url, reason="timeout")
-        size += len(chunk)
-        if size > max_bytes:
-            chunks.append(chunk[: max(0, max_bytes - (size - len(chunk)))])
-            return b"".join(chunks), True
-        chunks.append(chunk)
+    try:
+        for chunk in raw.iter_raw():  # as received: re-chunking would wait past the deadline
+            for piece in inflater.feed(chunk):
+                size += len(piece)
+                if size > _BOMB_FLOOR and size > inflater.consumed * max_ratio:
+                    raise FetchError(
+                        f"can't fetch {url!r}: refused a decompression bomb ({inflater.consumed} bytes inflating past "
+                        f"{size} bytes, over {max_ratio}x)", url=url, reason="bomb")
+                if size > max_bytes:
+                    chunks.append(piece[: max(0, max_bytes - (size - len(piece)))])
+                    return b"".join(chunks), True
+                chunks.append(piece)
+            if time.monotonic() > deadline:
+                raise FetchError(f"can't fetch {url!r}: slower than the total timeout ({size} bytes read)",
+                                 url=url, reason="timeout")
+    except zlib.error as exc:
+        raise FetchError(f"can't fetch {url!r}: corrupt {inflater.coding} body ({exc})", url=url, reason="encoding") from exc
     return b"".join(chunks), False
 
 
-def _retry_after(headers: Mapping[str, str], attempt: int) -> float:
-    """Seconds to wait before retrying: Retry-After when the server gave it (capped), else backoff."""
-    value = headers.get("retry-after", "")
-    if value.isdigit():
-        return min(float(value), 30.0)
-    return min(0.5 * 2 ** (attempt - 1), 4.0)
+def _known(name: bytes | str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        text = name.decode("ascii") if isinstance(name, bytes) else name
+        return codecs.lookup(text.strip().strip("'\"")).name
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def html_charset(body: bytes, content_type: str = "") -> str:
+    """The charset of an HTML page: BOM, then the Content-Type header, then meta/XML declaration,
+    then UTF-8 if it decodes, else the most plausible of the common legacy charsets."""
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and (found := _known(value)):
+            return _utf16_meta_fix(found)
+    head = body[:4096]
+    match = _XML_ENCODING.search(head) or _META_CHARSET.search(head)
+    if match and (found := _known(match.group(1))):
+        return _utf16_meta_fix(found)
+    try:
+        body.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    matches = list(from_bytes(body[:200_000], cp_isolation=list(_GUESSES)))
+    if not matches:
+        return "cp1252"
+    best = min(m.chaos for m in matches)
+    close = [m.encoding for m in matches if m.chaos <= best + 0.02]
+    return min(close, key=lambda e: _GUESSES.index(e) if e in _GUESSES else len(_GUESSES))
+
+
+def _utf16_meta_fix(name: str) -> str:
+    """A page that reached us as ASCII-compatible bytes cannot really be UTF-16 (HTML spec rule)."""
+    return "utf-8" if name.startswith("utf-16") else name

@@ -1,0 +1,260 @@
+"""The HTTP client, against a loopback server that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import tracemalloc
+import zlib
+from dataclasses import replace
+
+import pytest
+
+from sitrep.errors import FetchError
+from sitrep.fetch import Fetcher, html_charset, retry_after_seconds
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def fetch_settings(settings):
+    return replace(settings.fetch, retries=1, read_timeout=1.0, total_timeout=3.0, max_retry_wait=2.0,
+                   respect_robots=False)
+
+
+def _send(handler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    handler.send_response(status)
+    for key, value in (headers or {"Content-Type": "text/html"}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _flaky(statuses: list[int], headers: dict[str, str] | None = None):
+    """A handler answering with the given statuses in turn, then 200."""
+    answers = iter(statuses)
+
+    def handle(h):
+        status = next(answers, 200)
+        _send(h, status, b"<html><body>ok</body></html>" if status == 200 else b"busy",
+              {"Content-Type": "text/html", **(headers or {})} if status != 200 else None)
+
+    return handle
+
+
+def test_500_then_success_is_retried(site, fetch_settings):
+    url = site.add("/flaky", handler=_flaky([500]))
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get(url)
+    assert (response.status, response.attempts, site.count("/flaky")) == (200, 2, 2)
+    assert fetcher.stats["retries"] == 1
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_4xx_is_not_retried(site, fetch_settings, status):
+    url = site.add("/gone", b"no", status=status)
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get(url)
+    assert (response.status, site.count("/gone")) == (status, 1)
+
+
+def test_429_with_a_short_retry_after_is_waited_for(site, fetch_settings):
+    url = site.add("/limited", handler=_flaky([429], {"Retry-After": "1"}))
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get(url)
+    assert (response.status, site.count("/limited")) == (200, 2)
+
+
+def test_429_with_a_long_retry_after_is_returned_not_slept_through(site, fetch_settings):
+    url = site.add("/limited", b"slow down", status=429, headers={"Retry-After": "3600"})
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get(url)
+    assert (response.status, response.retry_after, site.count("/limited")) == (429, 3600.0, 1)
+
+
+def test_retry_after_as_an_http_date():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert retry_after_seconds("Thu, 01 Jan 2026 12:02:00 GMT", now=now) == 120.0
+    assert retry_after_seconds("soon", now=now) is None
+
+
+def test_read_timeout_is_retried_then_reported(site, fetch_settings):
+    def hang(h):
+        time.sleep(2.5)
+        _send(h, 200, b"late")
+
+    url = site.add("/hang", handler=hang)
+    with Fetcher(fetch_settings) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get(url)
+    assert caught.value.reason == "timeout"
+    assert site.count("/hang") == 2  # one retry
+
+
+def test_a_slow_drip_is_cut_at_the_total_timeout(site, fetch_settings):
+    def drip(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Content-Length", "1000")
+        h.end_headers()
+        try:
+            for _ in range(1000):  # one byte every 50 ms: never a read timeout, 50 s in all
+                h.wfile.write(b"x")
+                h.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    url = site.add("/drip", handler=drip)
+    with Fetcher(replace(fetch_settings, retries=0, total_timeout=1.0)) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get(url)
+    assert caught.value.reason == "timeout"
+    assert "total timeout" in str(caught.value)
+
+
+def test_a_redirect_loop_stops_at_max_redirects(site, fetch_settings):
+    site.add("/a", status=302, headers={"Location": "/b"})
+    url = site.add("/b", status=301, headers={"Location": "/a"})
+    with Fetcher(replace(fetch_settings, max_redirects=4)) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get(url)
+    assert caught.value.reason == "redirects"
+    assert site.count("/a") + site.count("/b") == 5
+
+
+def test_redirects_are_followed_and_counted(site, fetch_settings):
+    site.add("/old", status=301, headers={"Location": "/new"})
+    site.add("/new", "<html><body>moved</body></html>")
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get(site.url("/old"))
+    assert (response.final_url, response.redirects, response.body) == (site.url("/new"), 1, b"<html><body>moved</body></html>")
+
+
+def _huge(h):
+    h.send_response(200)
+    h.send_header("Content-Type", "text/html")
+    h.send_header("Content-Length", str(60 * MB))
+    h.end_headers()
+    chunk = b"<p>" + b"a" * (MB - 3)
+    try:
+        for _ in range(60):
+            h.wfile.write(chunk)
+    except OSError:
+        pass  # the client hung up at its cap, as it should
+
+
+def test_a_60_mb_body_is_cut_at_the_cap_in_bounded_memory(site, fetch_settings):
+    url = site.add("/huge", handler=_huge)
+    tracemalloc.start()
+    try:
+        with Fetcher(replace(fetch_settings, max_page_bytes=2 * MB)) as fetcher:
+            response = fetcher.get(url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.truncated and len(response.body) == 2 * MB
+    assert peak < 8 * MB
+
+
+def test_a_gzip_bomb_is_refused_in_bounded_memory(site, fetch_settings):
+    bomb = gzip.compress(b"\0" * (100 * MB), 9)  # ~100 KB on the wire
+    url = site.add("/bomb", bomb, headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        with Fetcher(replace(fetch_settings, max_page_bytes=50 * MB)) as fetcher, pytest.raises(FetchError) as caught:
+            fetcher.get(url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == "bomb"
+    assert peak < 6 * MB
+
+
+@pytest.mark.parametrize("encoding, compress", [
+    ("gzip", lambda b: gzip.compress(b)),
+    ("deflate", lambda b: zlib.compress(b)),
+    ("deflate", lambda b: zlib.compress(b, wbits=-15)),  # raw deflate, as some servers send it
+])
+def test_compressed_pages_are_decoded(site, fetch_settings, encoding, compress):
+    page = ("<html><body>" + "Shelling reported near the river. " * 200 + "</body></html>").encode()
+    url = site.add("/z", compress(page), headers={"Content-Type": "text/html", "Content-Encoding": encoding})
+    with Fetcher(fetch_settings) as fetcher:
+        assert fetcher.get(url).body == page
+
+
+def test_an_unknown_content_encoding_is_an_error_not_garbage(site, fetch_settings):
+    url = site.add("/br", b"\x0b\x02\x80hello", headers={"Content-Type": "text/html", "Content-Encoding": "br"})
+    with Fetcher(fetch_settings) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get(url)
+    assert caught.value.reason == "encoding"
+
+
+def test_a_page_that_is_not_html_is_skipped_unread(site, fetch_settings):
+    url = site.add("/report.pdf", handler=lambda h: _send(h, 200, b"%PDF" + b"\0" * (5 * MB), {"Content-Type": "application/pdf"}))
+    with Fetcher(fetch_settings) as fetcher:
+        [response] = fetcher.get_many([url])
+    assert response.skipped == "not an HTML page (application/pdf)"
+    assert response.body == b""
+    assert fetcher.stats["not_html"] == 1
+
+
+UKRAINIAN = "Київ: обстріл житлового кварталу, загинули двоє людей, ще п'ятеро поранені. "
+FRENCH = "Le café où nous étions déjà, à Genève: résumé naïf de la journée, très agitée. "
+
+
+@pytest.mark.parametrize("text, charset, headers, meta", [
+    (FRENCH, "latin-1", "text/html", '<meta charset="iso-8859-1">'),          # no charset header, meta says it
+    (FRENCH, "latin-1", "text/html", ""),                                       # nothing declared: detected
+    (UKRAINIAN, "cp1251", "text/html", '<meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'),
+    (UKRAINIAN, "cp1251", "text/html", ""),                                     # nothing declared: detected
+    (UKRAINIAN, "cp1251", "text/html; charset=windows-1251", '<meta charset="utf-8">'),  # the header wins
+    (FRENCH, "utf-8", "text/html", ""),
+])
+def test_pages_reach_extraction_as_utf8_whatever_their_charset(site, fetch_settings, text, charset, headers, meta):
+    page = f"<html><head>{meta}<title>t</title></head><body><p>{text * 20}</p></body></html>"
+    url = site.add("/page.html", page.encode(charset), headers={"Content-Type": headers})
+    with Fetcher(fetch_settings) as fetcher:
+        [response] = fetcher.get_many([url])
+    assert text in response.body.decode("utf-8")
+
+
+def test_a_utf8_bom_wins_and_is_dropped():
+    assert html_charset(b"\xef\xbb\xbf<html>", "text/html; charset=latin-1") == "utf-8"
+
+
+def test_one_failing_url_does_not_stop_the_others(site, fetch_settings):
+    good = [site.add(f"/ok/{i}", f"<html><body>page {i}</body></html>") for i in range(5)]
+    urls = good[:2] + [site.url("/missing"), "http://169.254.169.254/latest/meta-data/"] + good[2:]
+    with Fetcher(replace(fetch_settings, allow_private_hosts=False, allowed_hosts=(site.base.split("//")[1],))) as fetcher:
+        results = fetcher.get_many(urls)
+    assert [getattr(r, "status", None) for r in results] == [200, 200, 404, None, 200, 200, 200]
+    assert isinstance(results[3], FetchError) and results[3].reason == "blocked-address"
+
+
+def test_at_most_k_requests_per_host_at_once(site, fetch_settings):
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def slow(h):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        _send(h, 200, b"<html><body>ok</body></html>")
+
+    urls = [site.add(f"/slow/{i}", handler=slow) for i in range(8)]
+    with Fetcher(replace(fetch_settings, per_host_concurrency=2, global_concurrency=8)) as fetcher:
+        results = fetcher.get_many(urls)
+    assert all(r.status == 200 for r in results)
+    assert state["max"] == 2
+
+
+def test_the_user_agent_is_ours_and_configurable(site, fetch_settings):
+    url = site.add("/ua", "<html></html>")
+    with Fetcher(replace(fetch_settings, user_agent="sitrep-test/1.0 (+https://example.org/contact)")) as fetcher:
+        fetcher.get(url)
+    assert site.hits[-1][1]["user-agent"] == "sitrep-test/1.0 (+https://example.org/contact)"
