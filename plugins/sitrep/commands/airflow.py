@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from sitrep.db import _free_port, _port_is_free
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings
 
@@ -152,21 +152,6 @@ def _ensure_airflow_database(sitrep_url: str, url: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ environment
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _choose_port(settings: Settings) -> int:
@@ -342,6 +327,12 @@ def stop(settings: Settings, *, grace: float = _STOP_GRACE) -> list[str]:
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for name, pid in state.pids.items():  # reaped here when this process started them (as the tests do)
+        if name in stopped:
+            try:
+                psutil.Process(pid).wait(timeout=5)
+            except (psutil.Error, ChildProcessError):
+                pass
     _state_file(settings).unlink(missing_ok=True)
     return stopped
 
