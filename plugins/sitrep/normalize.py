@@ -7,10 +7,11 @@ run in worker processes.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import courlan
 
@@ -32,23 +33,50 @@ _URL_DATE = re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\
 _TITLE_SEPARATORS = (" | ", " – ", " — ", " :: ", " « ", " » ", " - ")
 
 
+#: Query parameters that never select content, beyond the trackers courlan strips (utm_*, fbclid, gclid...).
+_TRACKING_PARAMS = frozenset({"amp", "outputtype", "cmpid", "ocid", "ito", "__twitter_impression", "at_medium",
+                              "at_campaign", "smid", "smtyp", "sr_share", "share", "fromamp", "_amp"})
+#: Host labels that only pick a mobile or AMP rendering of the same site (m.example.com).
+_VARIANT_HOST_LABELS = ("m.", "mobile.", "amp.", "www.")
+_AMP_PATH = re.compile(r"/amp/?$|\.amp$|\.amp(?=\.html?$)")
+
+
 def canonical_url(url: str) -> str:
-    """One spelling per article: lower-case host, no default port, fragment or tracking parameters."""
+    """One spelling per article, so that the same page under another URL is an alias, not a report.
+
+    https for http, lower-case host without ``www.``/``m.``/``mobile.``/``amp.``, no default port, no
+    fragment, no tracking parameters (courlan's list plus ``_TRACKING_PARAMS``), the remaining query
+    parameters sorted, no trailing slash, and the AMP rendering's path (``/amp``, ``.amp.html``) mapped
+    to the article's. Parameters that may select content (``?id=``, ``?story=``) are kept: folding two
+    articles into one URL would make the second a "revision" of the first.
+    """
+    raw = url.strip()
     try:
-        normalized = courlan.normalize_url(url.strip(), strict=True)
+        normalized = courlan.normalize_url(raw, strict=False)
     except Exception:  # courlan rejects some exotic URLs; keep them as given rather than lose them
-        normalized = url.strip()
+        normalized = raw
     parts = urlsplit(normalized)
-    host = (parts.hostname or "").lower()
-    if host.startswith("www."):
-        host = host[4:]
+    host = (parts.hostname or "").lower().rstrip(".")
+    while not _is_ip(host) and host.count(".") >= 2 and host.startswith(_VARIANT_HOST_LABELS):
+        host = host.split(".", 1)[1]
+    if ":" in host:
+        host = f"[{host}]"
     netloc = host if parts.port in (None, 80, 443) else f"{host}:{parts.port}"
-    path = parts.path or "/"
+    path = _AMP_PATH.sub("", parts.path) or "/"
     if len(path) > 1 and path.endswith("/"):
-        path = path[:-1]
+        path = path.rstrip("/") or "/"
     scheme = "https" if parts.scheme in {"http", "https"} else parts.scheme
-    query = f"?{parts.query}" if parts.query else ""
+    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _TRACKING_PARAMS]
+    query = f"?{urlencode(sorted(params))}" if params else ""
     return f"{scheme}://{netloc}{path}{query}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def clean_text(text: str) -> str:
@@ -204,6 +232,23 @@ def to_report(job: PageJob, extracted: Extracted) -> Report:
 
 
 def _trustworthy_canonical(candidate: str, page_url: str) -> bool:
-    """rel=canonical is trusted when it is an absolute http(s) URL that is not just the site's home."""
+    """rel=canonical / og:url is trusted when it names an article of the same site.
+
+    Refused: anything but an absolute http(s) URL; the site's home page (templates that point every
+    page at "/"); another registered domain (a syndicated copy naming the original: the copy is its own
+    report, grouped with the original by the near-duplicate layer, never an alias or a "revision" of
+    it). For IP hosts the port must match too (each demo site is its own 127.0.0.1 port).
+    """
     parts = urlsplit(candidate)
-    return parts.scheme in {"http", "https"} and bool(parts.hostname) and parts.path not in {"", "/"}
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path in {"", "/"}:
+        return False
+    return _site_of(candidate) == _site_of(page_url)
+
+
+def _site_of(url: str) -> str | None:
+    """The registered domain of a URL (courlan), or host:port for an IP address."""
+    host = canonical_url(url).split("/", 3)[2]
+    bare = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if _is_ip(bare.strip("[]")):
+        return host
+    return courlan.extract_domain(url) or bare

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 
 from sitrep import db, feeds, sources, store
+from sitrep.dedup import band_keys
 from sitrep.errors import ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
@@ -149,6 +150,7 @@ def build_report(job: PageJob) -> Report | Rejected:
         report.published_at, report.published_at_source = job.plain_date, "article"
     if not report.text:
         return Rejected(job.entry_id, job.url, f"no text left in {job.url!r} after normalization")
+    report.minhash = band_keys(report.text)  # near-duplicate keys, here because workers use every core
     return report
 
 
@@ -272,7 +274,7 @@ def _page_problem(response: Response) -> str | None:
 
 def load_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, int]:
     with _connect(settings) as conn:
-        result = store.load_staged(conn, source_ids)
+        result = store.load_staged(conn, source_ids, rules=settings.dedup)
     return {"inserted": result.inserted, "updated": result.updated, "aliased": result.aliased}
 
 
@@ -343,7 +345,7 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
         with conn.transaction():
             store.stage_reports(conn, reports)
             sources.mark_entries(conn, rejected)
-        result = store.load_staged(conn, [source_id])
+        result = store.load_staged(conn, [source_id], rules=settings.dedup)
         log.info("loaded %d files in %.1fs", len(files), time.monotonic() - started)
     counts.update(inserted=result.inserted, updated=result.updated, aliased=result.aliased, failed=len(rejected))
     return counts

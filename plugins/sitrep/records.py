@@ -101,6 +101,8 @@ class Report:
     places: list[dict[str, Any]] = field(default_factory=list)
     actors: list[dict[str, Any]] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: LSH band keys of the text's MinHash (sitrep.dedup.band_keys), computed in the worker.
+    minhash: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

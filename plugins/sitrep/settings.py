@@ -163,6 +163,30 @@ class DownstreamSettings:
 
 
 @dataclass(frozen=True)
+class DedupSettings:
+    """When a near-duplicate candidate (MinHash-LSH, see sitrep.dedup) is the same article.
+
+    Tuned on bench/dedup.py (syndicated variants vs. same-town, same-day distinct articles) and on the
+    demo corpus, whose syndicated copies score 0.70-0.94 and distinct same-topic pairs below 0.01.
+    """
+
+    #: Exact word-5-shingle Jaccard at or above which two texts are one article.
+    jaccard: float = 0.5
+    #: Or: share of the shorter text's shingles found in the longer one (a copy cut down to its lede).
+    containment: float = 0.8
+    #: The containment rule only applies when the shorter text has at least this many shingles.
+    min_shingles: int = 25
+
+    @classmethod
+    def from_env(cls) -> DedupSettings:
+        return cls(
+            jaccard=_number("DEDUP_JACCARD", cls.jaccard),
+            containment=_number("DEDUP_CONTAINMENT", cls.containment),
+            min_shingles=int(_number("DEDUP_MIN_SHINGLES", cls.min_shingles, int)),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration. ``database_url`` is None when sitrep runs its own embedded PostgreSQL."""
 
@@ -176,6 +200,8 @@ class Settings:
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     #: Cron or preset for the ingestion DAG.
     schedule: str = "*/10 * * * *"
+    #: Near-duplicate thresholds (story clusters).
+    dedup: DedupSettings = field(default_factory=DedupSettings)
     downstream: DownstreamSettings = field(default_factory=DownstreamSettings)
 
     @classmethod
@@ -194,6 +220,7 @@ class Settings:
             workers=int(_number("WORKERS", 0, int)),
             statement_timeout_ms=int(_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)),
             schedule=_env("SCHEDULE", "*/10 * * * *"),
+            dedup=DedupSettings.from_env(),
             downstream=DownstreamSettings.from_env(),
         )
 

@@ -9,6 +9,21 @@ Exact dedup, in order: a URL seen before (report_urls), the canonical URL, the c
 row that matches an existing report adds its URL as an alias; one whose text changed updates the
 report (revision + 1, a new ingest_seq). Nothing is ever loaded twice: the UNIQUE constraints on
 canonical_url and content_sha256 would refuse it.
+
+Near-duplicates (sitrep.dedup): each new report's LSH band keys are probed against story_bands; the
+candidates are verified on their exact shingles, and the report joins the story of its best verified
+match (highest Jaccard, then containment), else starts a story of its own. Stories never merge (so one
+loose match cannot chain two events together) and never lose a member.
+
+The story's representative is its earliest published member, then the longest (word_count), then the
+first loaded (report_id). Every other member has duplicate_of = the representative, so duplicate_of
+never points at a duplicate. When a new member becomes the representative, the members whose
+duplicate_of changes get a new ingest_seq, so incremental readers see it; story_id never changes.
+
+Concurrency: the whole merge, band lookup and band insert included, runs under LOAD_LOCK, so two
+loaders carrying near-duplicates of each other are serialised and the second sees the first's bands
+and joins its story. A retried batch finds its URLs in report_urls (or nothing staged) and adds no
+report and no story; a batch that failed rolled back its reports, stories and bands together.
 """
 
 from __future__ import annotations
@@ -21,7 +36,9 @@ from dataclasses import astuple, dataclass, fields
 import psycopg
 from psycopg.types.json import Jsonb
 
+from sitrep import dedup
 from sitrep.records import Report
+from sitrep.settings import DedupSettings
 
 __all__ = ["LOAD_LOCK", "LoadResult", "load_staged", "stage_reports", "store_pages"]
 
@@ -32,7 +49,7 @@ LOAD_LOCK = 0x5175_0002
 _REPORT_COLUMNS = [f.name for f in fields(Report)]
 _JSON_COLUMNS = {"places", "actors", "evidence"}
 # Columns copied from staging into reports on insert and on update.
-_PAYLOAD = [c for c in _REPORT_COLUMNS if c not in {"entry_id", "source_id", "page_id", "url"}]
+_PAYLOAD = [c for c in _REPORT_COLUMNS if c not in {"entry_id", "source_id", "page_id", "url", "minhash"}]
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,8 @@ class LoadResult:
     inserted: int = 0
     updated: int = 0
     aliased: int = 0
+    #: New reports that joined an existing story (or an earlier report of the batch) as near-duplicates.
+    grouped: int = 0
 
     @property
     def changed(self) -> int:
@@ -150,12 +169,6 @@ UPDATE merge_rows m SET report_id = n.report_id, how = 'canonical'
   FROM new_reports n WHERE m.report_id IS NULL AND n.canonical_url = m.canonical_url;
 UPDATE merge_rows m SET report_id = n.report_id, how = 'content'
   FROM new_reports n WHERE m.report_id IS NULL AND n.content_sha256 = m.content_sha256;
-
--- Every new report starts its own story; the near-duplicate layer may later fold it into another.
-WITH s AS (
-    INSERT INTO stories (representative_id) SELECT report_id FROM new_reports RETURNING story_id, representative_id
-)
-UPDATE reports r SET story_id = s.story_id FROM s WHERE r.report_id = s.representative_id;
 """
 
 _UPDATE_CHANGED = """
@@ -187,8 +200,8 @@ DELETE FROM staged_reports s USING merge_rows m WHERE s.entry_id = m.entry_id;
 """
 
 
-def load_staged(conn: psycopg.Connection, source_ids: Sequence[int]) -> LoadResult:
-    """Merge the staged reports of these sources into reports, in one transaction."""
+def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: DedupSettings | None = None) -> LoadResult:
+    """Merge the staged reports of these sources into reports and stories, in one transaction."""
     payload = ", ".join(_PAYLOAD)
     assignments = ", ".join(f"{c} = c.{c}" for c in _PAYLOAD)
     with conn.transaction():
@@ -202,8 +215,136 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int]) -> LoadResu
             if total == 0:
                 return LoadResult()
             cur.execute(_UPDATE_CHANGED.format(assignments=assignments))  # type: ignore[arg-type]
-            updated = cur.rowcount
+            revised = [int(r[0]) for r in cur.fetchall()]
+            grouped = _assign_stories(cur, revised, rules or DedupSettings())
             cur.execute(_FINISH)  # type: ignore[arg-type]
-    result = LoadResult(inserted=inserted, updated=updated, aliased=total - inserted - updated)
-    log.info("loaded sources=%s inserted=%d updated=%d aliases=%d", list(source_ids), inserted, updated, result.aliased)
+    result = LoadResult(inserted=inserted, updated=len(revised), aliased=total - inserted - len(revised),
+                        grouped=grouped)
+    log.info("loaded sources=%s inserted=%d updated=%d aliases=%d grouped=%d", list(source_ids), inserted,
+             len(revised), result.aliased, grouped)
     return result
+
+
+# ------------------------------------------------------------------------------------------ stories
+
+_CANDIDATES = """
+SELECT DISTINCT b.report_id, s.report_id FROM batch_bands b JOIN story_bands s USING (band, hash)
+UNION
+SELECT DISTINCT b.report_id, o.report_id FROM batch_bands b JOIN batch_bands o USING (band, hash)
+WHERE o.report_id <> b.report_id
+"""
+
+_REPRESENTATIVES = """
+WITH rep AS (
+    SELECT DISTINCT ON (story_id) story_id, report_id FROM reports WHERE story_id = ANY(%(stories)s)
+    ORDER BY story_id, published_at ASC NULLS LAST, word_count DESC, report_id
+), s AS (
+    UPDATE stories s SET representative_id = rep.report_id, updated_at = now()
+    FROM rep WHERE s.story_id = rep.story_id
+    RETURNING s.story_id, s.representative_id
+)
+UPDATE reports r SET duplicate_of = nullif(s.representative_id, r.report_id),
+    ingest_seq = CASE WHEN r.report_id = ANY(%(new)s) THEN r.ingest_seq ELSE nextval('ingest_seq') END,
+    updated_at = CASE WHEN r.report_id = ANY(%(new)s) THEN r.updated_at ELSE now() END
+FROM s WHERE r.story_id = s.story_id AND r.duplicate_of IS DISTINCT FROM nullif(s.representative_id, r.report_id)
+"""
+
+
+def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSettings) -> int:
+    """The near-duplicate layer: bands in, candidates out, verified, stories assigned (see the docstring).
+
+    Returns how many new reports joined a story that already had a member.
+    """
+    cur.execute(
+        "SELECT n.report_id, m.minhash, m.text, m.url FROM new_reports n JOIN merge_rows m USING (entry_id)"
+        " ORDER BY m.ord"
+    )
+    new = [(int(rid), list(keys or []), str(text), str(url)) for rid, keys, text, url in cur.fetchall()]
+    cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
+    changed = [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()]
+    texts = {rid: text for rid, _, text, _ in new}
+    bands = [(rid, keys or dedup.band_keys(text)) for rid, keys, text, _ in new]
+
+    cur.execute("CREATE TEMP TABLE batch_bands (band smallint, hash bigint, report_id bigint) ON COMMIT DROP")
+    with cur.copy("COPY batch_bands (band, hash, report_id) FROM STDIN") as copy:
+        for rid, keys in bands:
+            for band, key in dedup.split_keys(keys):
+                copy.write_row((band, key, rid))
+    cur.execute("ANALYZE batch_bands")
+    cur.execute(_CANDIDATES)
+    candidates: dict[int, set[int]] = {}
+    for rid, other in cur.fetchall():
+        candidates.setdefault(int(rid), set()).add(int(other))
+
+    # The candidates' texts and stories (reports of earlier batches); the batch's own come from memory.
+    outside = sorted({c for cs in candidates.values() for c in cs} - texts.keys())
+    story_of: dict[int, int] = {}
+    if outside:
+        cur.execute("SELECT report_id, text, story_id FROM reports WHERE report_id = ANY(%s)", (outside,))
+        for rid, text, story in cur.fetchall():
+            texts[int(rid)] = str(text)
+            if story is not None:
+                story_of[int(rid)] = int(story)
+    shingled: dict[int, set[str]] = {}
+
+    def shingles_of(rid: int) -> set[str]:
+        if rid not in shingled:
+            shingled[rid] = dedup.shingles(dedup.tokens(texts[rid]))
+        return shingled[rid]
+
+    # In load order: a report joins the story of its best verified match among the reports that already
+    # have a story (earlier batches, or earlier in this batch); otherwise it starts one.
+    joins: dict[int, int] = {}
+    leaders: list[int] = []
+    leader_of: dict[int, int] = {}  # batch report -> the batch report whose new story it shares
+    for rid, _, _, url in new:
+        best: tuple[tuple[float, float], int] | None = None
+        for other in candidates.get(rid, ()):
+            if other not in texts or (other not in story_of and other not in leader_of):
+                continue
+            sim = dedup.compare(shingles_of(rid), shingles_of(other))
+            if dedup.is_near_duplicate(sim, jaccard=rules.jaccard, containment=rules.containment,
+                                       min_shingles=rules.min_shingles) and (best is None or (sim.score, -other) > (best[0], -best[1])):
+                best = (sim.score, other)
+        if best is None:
+            leaders.append(rid)
+            leader_of[rid] = rid
+            continue
+        match = best[1]
+        if match in story_of:
+            joins[rid] = story_of[match]
+            story_of[rid] = story_of[match]
+        else:
+            leader_of[rid] = leader_of[match]
+        log.info("url=%s report=%d is a near-duplicate of report=%d (jaccard=%.2f containment=%.2f)",
+                 url, rid, match, best[0][0], best[0][1])
+
+    cur.execute("INSERT INTO stories (representative_id) SELECT unnest(%s::bigint[]) RETURNING story_id, representative_id",
+                (leaders,))
+    story_by_leader = {int(rep): int(story) for story, rep in cur.fetchall()}
+    for rid, leader in leader_of.items():
+        joins[rid] = story_by_leader[leader]
+    if joins:
+        cur.execute(
+            "UPDATE reports r SET story_id = j.story_id FROM unnest(%s::bigint[], %s::bigint[]) AS j(report_id, story_id)"
+            " WHERE r.report_id = j.report_id",
+            (list(joins), list(joins.values())),
+        )
+
+    # The index: new reports' bands, and revised reports' bands replaced.
+    if changed:
+        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", ([rid for rid, _ in changed],))
+        with cur.copy("COPY batch_bands (band, hash, report_id) FROM STDIN") as copy:
+            for rid, keys in changed:
+                for band, key in dedup.split_keys(keys):
+                    copy.write_row((band, key, rid))
+    cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands ON CONFLICT DO NOTHING")
+
+    touched = set(joins.values())
+    if changed:
+        cur.execute("SELECT DISTINCT story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
+                    ([rid for rid, _ in changed],))
+        touched |= {int(r[0]) for r in cur.fetchall()}
+    if touched:
+        cur.execute(_REPRESENTATIVES, {"stories": sorted(touched), "new": [rid for rid, *_ in new]})
+    return sum(1 for rid, *_ in new if rid not in leader_of or leader_of[rid] != rid)

@@ -1,0 +1,380 @@
+"""Staging and the merge into reports and stories, against the real database.
+
+Rules under test: the exact layer (URL seen before, canonical URL, content hash: an alias, never a
+second report), updated articles (revision, updated_at, ingest_seq forward), the near-duplicate layer
+(syndicated copies share a story, distinct same-topic articles do not), the representative rule, the
+duplicate_of invariants, concurrency (two loaders at once: one story) and retries (no second story).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from sitrep import db, store
+from sitrep.pipeline import build_report
+from sitrep.records import PageJob, Report
+from sitrep.settings import PROJECT_ROOT
+
+from tests.texts import article, text
+
+DEMO = PROJECT_ROOT / "seeds" / "demo"
+DAY = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _source(conn: psycopg.Connection, name: str) -> int:
+    row = conn.execute(
+        "INSERT INTO sources (name, feed_url, host) VALUES (%s, %s, %s) RETURNING source_id",
+        (name, f"http://127.0.0.1/{name}.xml", "127.0.0.1"),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def _entry(conn: psycopg.Connection, source_id: int, url: str) -> int:
+    row = conn.execute(
+        "INSERT INTO entries (source_id, entry_key, link) VALUES (%s, %s, %s)"
+        " ON CONFLICT (source_id, entry_key) DO UPDATE SET status = 'pending' RETURNING entry_id",
+        (source_id, url, url),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def _report(conn: psycopg.Connection, source_id: int, url: str, text: str, *, published: datetime = DAY) -> Report:
+    """A report built by the real worker function from a plain-text page."""
+    job = PageJob(entry_id=_entry(conn, source_id, url), source_id=source_id, url=url, final_url=url, body=b"",
+                  fetched_at=datetime.now(UTC), plain_text=text, plain_date=published)
+    report = build_report(job)
+    assert isinstance(report, Report)
+    return report
+
+
+def _load(conn: psycopg.Connection, source_id: int, *reports: Report) -> store.LoadResult:
+    with conn.transaction():
+        store.stage_reports(conn, reports)
+    return store.load_staged(conn, [source_id])
+
+
+def _rows(conn: psycopg.Connection) -> dict[str, tuple]:
+    """url -> (report_id, story_id, duplicate_of, revision, ingest_seq) from the contract view."""
+    rows = conn.execute("SELECT url, report_id, story_id, duplicate_of, revision, ingest_seq FROM reports_v1").fetchall()
+    conn.commit()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def _assert_story_invariants(conn: psycopg.Connection) -> None:
+    """Every report has a story; the representative has no duplicate_of; the others point at it."""
+    bad = conn.execute(
+        """
+        SELECT r.report_id, r.story_id, r.duplicate_of, s.representative_id FROM reports r
+        LEFT JOIN stories s USING (story_id)
+        WHERE s.story_id IS NULL
+           OR s.representative_id IS NULL
+           OR (r.report_id = s.representative_id AND r.duplicate_of IS NOT NULL)
+           OR (r.report_id <> s.representative_id AND r.duplicate_of IS DISTINCT FROM s.representative_id)
+           OR EXISTS (SELECT 1 FROM reports d WHERE d.report_id = r.duplicate_of AND d.duplicate_of IS NOT NULL)
+        """
+    ).fetchall()
+    empty = conn.execute(
+        "SELECT story_id FROM stories s WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.story_id = s.story_id)"
+    ).fetchall()
+    conn.commit()
+    assert bad == [] and empty == []
+
+
+# -------------------------------------------------------------------------------------- exact layer
+
+
+def test_the_same_article_under_another_url_is_an_alias(conn):
+    src = _source(conn, "wire")
+    body = text(article(1))
+    first = _load(conn, src, _report(conn, src, "https://example.com/a/story.html", body))
+    again = _load(conn, src, _report(conn, src, "https://www.example.com/a/story.html/?utm_source=rss&fbclid=x", body))
+    moved = _load(conn, src, _report(conn, src, "https://example.com/mirror/story-copy.html", "  " + body.upper() + " !"))
+
+    assert (first.inserted, again.aliased, moved.aliased) == (1, 1, 1)
+    assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 1
+    urls = {r[0] for r in conn.execute("SELECT url FROM report_urls").fetchall()}
+    assert urls == {"https://example.com/a/story.html", "https://www.example.com/a/story.html/?utm_source=rss&fbclid=x",
+                    "https://example.com/mirror/story-copy.html"}
+    statuses = [r[0] for r in conn.execute("SELECT status FROM entries ORDER BY entry_id").fetchall()]
+    assert statuses == ["loaded", "duplicate", "duplicate"]
+    assert conn.execute("SELECT count(*) FROM stories").fetchone()[0] == 1
+    _assert_story_invariants(conn)
+
+
+def test_a_changed_text_under_the_same_url_is_a_revision_with_a_later_ingest_seq(conn):
+    src = _source(conn, "wire")
+    url = "https://example.com/live/kharkiv.html"
+    old, new = article(2), article(2) + ["Update: the governor said two more people were injured overnight."]
+    _load(conn, src, _report(conn, src, url, text(old)))
+    other = _load(conn, src, _report(conn, src, "https://example.com/other.html", text(article(3))))
+    before = _rows(conn)
+    story = before[url][1]
+    conn.execute("UPDATE reports SET updated_at = now() - interval '1 hour'")
+    conn.commit()
+
+    result = _load(conn, src, _report(conn, src, url + "?utm_medium=feed", text(new)))
+
+    after = _rows(conn)
+    assert (result.updated, result.inserted, other.inserted) == (1, 0, 1)
+    assert after[url][0] == before[url][0] and after[url][3] == 2  # same report, revision 2
+    assert after[url][4] > max(r[4] for r in before.values())  # readers following ingest_seq see it
+    assert after[url][1] == story  # a story never loses a member
+    stored, fresh = conn.execute(
+        "SELECT text, updated_at > now() - interval '1 minute' FROM reports WHERE report_id = %s", (after[url][0],)
+    ).fetchone()
+    assert stored.endswith("two more people were injured overnight.") and fresh
+    # The LSH index follows the text: the report's bands are those of its new text.
+    from sitrep.dedup import band_keys
+    bands = {r[0] for r in conn.execute("SELECT hash FROM story_bands WHERE report_id = %s", (after[url][0],))}
+    assert bands == set(band_keys(stored))
+
+
+def test_the_same_text_again_changes_nothing(conn):
+    src = _source(conn, "wire")
+    url = "https://example.com/a.html"
+    _load(conn, src, _report(conn, src, url, text(article(4))))
+    before = _rows(conn)
+    result = _load(conn, src, _report(conn, src, url, text(article(4))))
+    assert (result.inserted, result.updated, result.aliased) == (0, 0, 1)
+    assert _rows(conn) == before
+
+
+# ------------------------------------------------------------------------------- near-duplicates
+
+
+def test_syndicated_copies_share_a_story_and_distinct_same_topic_articles_do_not(conn):
+    wire, copier = _source(conn, "wire"), _source(conn, "copier")
+    original = article(10)
+    _load(conn, wire, _report(conn, wire, "https://wire.example/kharkiv-strike.html", text(original)))
+    _load(conn, wire, _report(conn, wire, "https://wire.example/kharkiv-rally.html", text(article(11))))
+
+    copy = ["KHARKIV (Wire) -- " + original[0].replace(",", "")] + original[1:4] + original[5:]  # a paragraph dropped
+    lede = original[:2]  # cut down to its lede
+    result = _load(conn, copier,
+                   _report(conn, copier, "https://copier.example/news/1.html", text(copy)),
+                   _report(conn, copier, "https://copier.example/news/2.html", text(lede)),
+                   _report(conn, copier, "https://copier.example/news/3.html", text(article(12))))
+
+    rows = _rows(conn)
+    strike = rows["https://wire.example/kharkiv-strike.html"]
+    assert result.grouped == 2
+    assert rows["https://copier.example/news/1.html"][1] == strike[1]
+    assert rows["https://copier.example/news/2.html"][1] == strike[1]
+    assert rows["https://copier.example/news/1.html"][2] == strike[0]
+    others = {rows["https://wire.example/kharkiv-rally.html"][1], rows["https://copier.example/news/3.html"][1]}
+    assert strike[1] not in others and len(others) == 2
+    _assert_story_invariants(conn)
+
+
+def test_near_duplicates_inside_one_batch_share_a_story(conn):
+    src = _source(conn, "aggregator")
+    original = article(20)
+    reports = [_report(conn, src, f"https://agg.example/{i}.html", text(p))
+               for i, p in enumerate([original, original[:-1], ["Advertisement: our channel has the latest news."] + original, article(21)])]
+    result = _load(conn, src, *reports)
+    stories = [_rows(conn)[f"https://agg.example/{i}.html"][1] for i in range(4)]
+    assert (result.inserted, result.grouped) == (4, 2)
+    assert stories[0] == stories[1] == stories[2] != stories[3]
+    assert conn.execute("SELECT count(*) FROM stories").fetchone()[0] == 2
+    _assert_story_invariants(conn)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "representative"),
+    [
+        # (published, full text?) of the report loaded first and of the one loaded second
+        pytest.param((DAY + timedelta(hours=2), True), (DAY, True), "second", id="an-earlier-copy-arrives-later"),
+        pytest.param((DAY, True), (DAY + timedelta(hours=2), True), "first", id="a-later-copy-arrives-later"),
+        pytest.param((DAY, False), (DAY, True), "second", id="same-time-the-longer-wins"),
+        pytest.param((DAY, True), (DAY, False), "first", id="same-time-the-shorter-loses"),
+    ],
+)
+def test_the_representative_is_the_earliest_published_then_the_longest(conn, first, second, representative):
+    src = _source(conn, "wire")
+    original = article(30)
+    for url, (published, full) in (("https://a.example/1.html", first), ("https://b.example/2.html", second)):
+        body = original if full else original[:-1]
+        if url.startswith("https://b"):
+            body = ["KYIV (Wire)", *body]  # another text, so not an exact duplicate
+        _load(conn, src, _report(conn, src, url, text(body), published=published))
+        if url.startswith("https://a"):
+            before = _rows(conn)[url]
+    rows = _rows(conn)
+    rep_url, dup_url = (("https://a.example/1.html", "https://b.example/2.html") if representative == "first"
+                        else ("https://b.example/2.html", "https://a.example/1.html"))
+    assert rows[rep_url][2] is None and rows[dup_url][2] == rows[rep_url][0]
+    assert conn.execute("SELECT representative_id FROM stories").fetchall() == [(rows[rep_url][0],)]
+    if representative == "second":  # the old representative now points elsewhere: readers must see it
+        assert rows["https://a.example/1.html"][4] > before[4]
+    else:
+        assert rows["https://a.example/1.html"][4] == before[4]
+    _assert_story_invariants(conn)
+
+
+def test_a_story_never_chains_two_events_and_never_loses_a_member(conn):
+    src = _source(conn, "wire")
+    a, b = article(40), article(41)
+    _load(conn, src, _report(conn, src, "https://x.example/a.html", text(a)))
+    _load(conn, src, _report(conn, src, "https://x.example/b.html", text(b)))
+    # Both in one text (a digest): near each of them (containment), but it joins one story, merges none.
+    bridge = a + b
+    _load(conn, src, _report(conn, src, "https://x.example/bridge.html", text(bridge)))
+    rows = _rows(conn)
+    assert rows["https://x.example/a.html"][1] != rows["https://x.example/b.html"][1]
+    assert rows["https://x.example/bridge.html"][1] in {rows["https://x.example/a.html"][1],
+                                                        rows["https://x.example/b.html"][1]}
+    _assert_story_invariants(conn)
+
+
+def test_a_report_staged_without_lsh_keys_gets_them_at_load(conn):
+    src = _source(conn, "old-worker")
+    original = article(50)
+    first = _report(conn, src, "https://o.example/1.html", text(original))
+    second = _report(conn, src, "https://o.example/2.html", text(original[1:]))
+    first.minhash, second.minhash = [], []
+    _load(conn, src, first)
+    result = _load(conn, src, second)
+    assert result.grouped == 1
+    assert conn.execute("SELECT count(DISTINCT report_id) FROM story_bands").fetchone()[0] == 2
+
+
+# ---------------------------------------------------------------------------- concurrency, retries
+
+
+def test_two_loaders_with_near_duplicates_at_the_same_moment_end_in_one_story(conn, db_url):
+    left, right = _source(conn, "left"), _source(conn, "right")
+    original = article(60)
+    staged = [_report(conn, left, "https://left.example/1.html", text(original)),
+              _report(conn, right, "https://right.example/1.html", text(original[:-1]))]
+    with conn.transaction():
+        store.stage_reports(conn, staged)
+    # Hold the load lock so that both loaders start their merge, then let them race for it.
+    holder = db.connect(db_url)
+    holder.autocommit = True
+    holder.execute("SELECT pg_advisory_lock(%s)", (store.LOAD_LOCK,))
+    started = threading.Barrier(3)
+    results: list[store.LoadResult | BaseException] = []
+
+    def load(source_id: int) -> None:
+        with db.connect(db_url) as own:
+            started.wait()
+            try:
+                results.append(store.load_staged(own, [source_id]))
+            except BaseException as exc:  # reported below, in the test's thread
+                results.append(exc)
+
+    threads = [threading.Thread(target=load, args=(s,)) for s in (left, right)]
+    for t in threads:
+        t.start()
+    started.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until both are blocked on the lock
+        waiting = holder.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
+            (store.LOAD_LOCK & 0xFFFFFFFF,),
+        ).fetchone()[0]
+        if waiting == 2:
+            break
+        time.sleep(0.01)
+    assert waiting == 2
+    holder.execute("SELECT pg_advisory_unlock(%s)", (store.LOAD_LOCK,))
+    holder.close()
+    for t in threads:
+        t.join()
+
+    assert all(isinstance(r, store.LoadResult) for r in results), results
+    assert sorted(r.inserted for r in results) == [1, 1]  # type: ignore[union-attr]
+    assert sorted(r.grouped for r in results) == [0, 1]  # type: ignore[union-attr]
+    assert conn.execute("SELECT count(*), count(DISTINCT story_id) FROM reports").fetchone() == (2, 1)
+    _assert_story_invariants(conn)
+
+
+def test_a_retried_batch_creates_no_second_report_or_story(conn):
+    src = _source(conn, "wire")
+    original = article(70)
+    batch = [_report(conn, src, "https://r.example/1.html", text(original)),
+             _report(conn, src, "https://r.example/2.html", text(original[:-1]))]
+    _load(conn, src, *batch)
+    before = (_rows(conn), conn.execute("SELECT count(*) FROM stories").fetchone()[0],
+              conn.execute("SELECT count(*) FROM story_bands").fetchone()[0])
+    conn.commit()
+    retry = _load(conn, src, *batch)  # the task ran again after the first run committed
+    assert (retry.inserted, retry.updated, retry.aliased) == (0, 0, 2)
+    after = (_rows(conn), conn.execute("SELECT count(*) FROM stories").fetchone()[0],
+             conn.execute("SELECT count(*) FROM story_bands").fetchone()[0])
+    assert after == before
+
+
+def test_a_batch_that_fails_before_commit_leaves_no_report_story_or_band_behind(conn):
+    src = _source(conn, "wire")
+    report = _report(conn, src, "https://f.example/1.html", text(article(80)))
+    with conn.transaction():
+        store.stage_reports(conn, [report])
+    with pytest.raises(RuntimeError, match="killed"):
+        with conn.transaction():  # the task's transaction, killed after the merge and before its commit
+            store.load_staged(conn, [src])
+            assert conn.execute("SELECT count(*) FROM story_bands").fetchone()[0] > 0
+            raise RuntimeError("worker killed before commit")
+    counts = "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM stories), (SELECT count(*) FROM story_bands)"
+    assert conn.execute(counts + ", (SELECT count(*) FROM staged_reports)").fetchone() == (0, 0, 0, 1)
+    assert store.load_staged(conn, [src]).inserted == 1  # the retry loads it, once
+    assert conn.execute(counts + ", (SELECT count(*) FROM staged_reports)").fetchone() == (1, 1, 26, 0)
+
+
+# ---------------------------------------------------------------------------------- demo corpus
+
+
+def _demo_reports(conn: psycopg.Connection) -> tuple[dict[str, Report], dict[str, int], dict]:
+    """Reports built by the real extraction from the demo pages, one source per demo site."""
+    manifest = yaml.safe_load((DEMO / "MANIFEST.yaml").read_text())
+    bases = {s["id"]: f"http://127.0.0.1:{18000 + i}" for i, s in enumerate(manifest["sites"])}
+    sources = {s["id"]: _source(conn, s["id"]) for s in manifest["sites"]}
+    reports = {}
+    for article_ in manifest["articles"]:
+        body = (DEMO / "sites" / article_["site"] / Path(article_["path"].lstrip("/"))).read_bytes()
+        for site_id, base in bases.items():
+            body = body.replace(f"{{{{BASE:{site_id}}}}}".encode(), base.encode())
+        body = body.replace(b"{{BASE}}", bases[article_["site"]].encode())
+        url = bases[article_["site"]] + article_["path"]
+        job = PageJob(entry_id=_entry(conn, sources[article_["site"]], url), source_id=sources[article_["site"]],
+                      url=url, final_url=url, body=body, fetched_at=datetime.now(UTC))
+        report = build_report(job)
+        assert isinstance(report, Report), report
+        reports[article_["id"]] = report
+    return reports, sources, manifest
+
+
+def test_the_demo_corpus_groups_syndicated_copies_and_keeps_same_topic_articles_apart(conn):
+    reports, sources, manifest = _demo_reports(conn)
+    site_of = {a["id"]: a["site"] for a in manifest["articles"]}
+    for site, source_id in sources.items():  # one load per site, as the DAG's batches would
+        _load(conn, source_id, *[r for aid, r in reports.items() if site_of[aid] == site])
+    story = {aid: conn.execute("SELECT story_id FROM reports WHERE entry_id = %s", (r.entry_id,)).fetchone()[0]
+             for aid, r in reports.items()}
+    conn.commit()
+
+    groups = manifest["syndication_groups"]
+    for name, group in groups.items():
+        members = [group["original"], *group["copies"]]
+        assert len({story[m] for m in members}) == 1, name
+    for name, group in manifest["same_topic_groups"].items():
+        a, b = group["articles"]
+        assert story[a] != story[b], name
+    # Nothing else is grouped: one story per article outside the syndication groups.
+    assert len(set(story.values())) == len(reports) - sum(len(g["copies"]) for g in groups.values())
+    # A syndicated copy's cross-site rel=canonical does not make it an alias of the original.
+    assert reports["fp15"].canonical_url.startswith("https://127.0.0.1:18001/")
+    _assert_story_invariants(conn)
