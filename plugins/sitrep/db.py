@@ -293,6 +293,8 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
     if not migrations:
         raise DatabaseError(f"no migrations found in {directory / 'migrations'}: set SITREP_SQL_DIR")
     applied: list[str] = []
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise DatabaseError("migrate() needs a connection outside a transaction: commit or roll back first")
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
     try:
@@ -316,9 +318,20 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
                     (version, path.name, _checksum(text)),
                 )
             applied.append(path.name)
-        with conn.transaction():
-            for view in sorted((directory / "views").glob("*.sql")):
-                conn.execute(view.read_text())  # type: ignore[arg-type]
+        # Views are recreated only when their SQL changed (or a migration ran): CREATE OR REPLACE VIEW
+        # takes an exclusive lock that would wait behind every open reader.
+        for view in sorted((directory / "views").glob("*.sql")):
+            text = view.read_text()
+            key = f"view:{view.stem}"
+            if not applied and done.get(key) == _checksum(text):
+                continue
+            with conn.transaction():
+                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+                    (key, view.name, _checksum(text)),
+                )
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
         conn.autocommit = False

@@ -1,0 +1,251 @@
+"""Alert rules, the outbox and webhook deliveries, against the real database and a loopback receiver."""
+
+from __future__ import annotations
+
+import json
+import select
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sitrep import alerts, pipeline
+from sitrep.cli import main
+from sitrep.errors import ConfigError
+from sitrep.settings import PROJECT_ROOT, DownstreamSettings
+from sitrep.webhooks import WebhookReceiver
+from tests.reports import load_reports, paragraph
+
+SECRET = "test-secret-not-for-production"
+KHARKIV = {"name": "Kharkiv", "geonames_id": 706483, "country_code": "UA", "lat": 49.98, "lon": 36.25, "mentions": 2}
+VOVCHANSK = {"name": "Vovchansk", "geonames_id": 689558, "country_code": "UA", "lat": 50.29, "lon": 36.94}
+KYIV = {"name": "Kyiv", "geonames_id": 703448, "country_code": "UA", "lat": 50.45, "lon": 30.52}
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SITREP_WEBHOOK_SECRET", SECRET)
+    with WebhookReceiver(secret=SECRET) as server:
+        monkeypatch.setenv("SITREP_ALERT_WEBHOOK_URL", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def fast(settings):  # type: ignore[no-untyped-def]
+    """Settings with retries that wait milliseconds, not seconds."""
+    return replace(settings, downstream=DownstreamSettings(delivery_attempts=3, delivery_backoff=0.01,
+                                                           delivery_timeout=5))
+
+
+def _rules(tmp_path: Path, text: str) -> list[alerts.Rule]:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return alerts.load_rules(path)
+
+
+# ------------------------------------------------------------------------------------------ rules
+
+
+def test_the_seed_rules_file_loads_with_webhooks_from_the_environment(receiver):
+    rules = alerts.load_rules(PROJECT_ROOT / "seeds" / "alert_rules.yaml")
+
+    by_name = {r.name: r for r in rules}
+    assert {"kharkiv-oblast-shelling", "bakhmut-battle"} <= by_name.keys()
+    assert all(h.url.startswith(receiver.base_url) for r in rules for h in r.webhooks)
+    kharkiv = by_name["kharkiv-oblast-shelling"].places[0]
+    assert kharkiv.radius_km == 150 and kharkiv.lat == pytest.approx(49.98, abs=0.1)  # centre from GeoNames
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("rules: [{query: x}]", "has no name"),
+    ("rules: [{name: a, query: x, colour: red}]", "unknown key"),
+    ("rules: [{name: a, query: x, webhooks: [{url: 'http://h/', secret: abc}]}]", "never put a secret"),
+    ("rules: [{name: a, query: x, webhooks: [{url: 'http://h/', format: xml}]}]", "format 'xml'"),
+    ("rules: [{name: a}]", "at least one condition"),
+    ("rules: [{name: a, query: x, min_relevance: 2}]", "between 0 and 1"),
+    ("rules: [{name: a, query: x, webhooks: ['${SITREP_NO_SUCH_VARIABLE}/x']}]", "SITREP_NO_SUCH_VARIABLE is not set"),
+    ("rules: [{name: a, query: x}, {name: a, query: y}]", "unique"),
+    ("rules: {name: a}", "'rules:' list"),
+    ("rules: [{name: a, places: [{name: Nowhere-On-Earth, radius_km: 5}]}]", "give lat and lon"),
+])
+def test_a_bad_rules_file_is_refused_with_the_rule_and_what_to_do(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        _rules(tmp_path, text)
+
+
+def test_sync_upserts_by_name_and_disables_a_rule_removed_from_the_file(conn, tmp_path):
+    alerts.sync_rules(conn, _rules(tmp_path, "rules: [{name: a, query: x}, {name: b, query: y}]"))
+    alerts.sync_rules(conn, _rules(tmp_path, "rules: [{name: a, query: changed}]"))
+
+    rows = conn.execute("SELECT name, enabled, query FROM alert_rules ORDER BY name").fetchall()
+    assert rows == [("a", True, "changed"), ("b", False, "y")]
+
+
+# --------------------------------------------------------------------------------------- matching
+
+REPORTS = [
+    {"key": "kharkiv", "title": "Shelling hits Kharkiv market", "text": paragraph("Artillery shelling of the market"),
+     "relevance": 0.9, "places": [KHARKIV], "event_types": ["shelling"], "actors": [{"name": "Russian Armed Forces"}]},
+    {"key": "vovchansk", "title": "Battle for Vovchansk", "text": paragraph("Street battle in the town"),
+     "relevance": 0.8, "places": [VOVCHANSK], "event_types": ["battle"], "language": "en"},
+    {"key": "kyiv", "title": "Drones over Kyiv", "text": paragraph("Air defence shelling drones at night"),
+     "relevance": 0.7, "places": [KYIV], "event_types": ["drone_strike"], "language": "uk"},
+    {"key": "football", "title": "Kharkiv football club wins", "text": paragraph("A match in the league"),
+     "relevance": 0.05, "places": [KHARKIV]},
+]
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ("query: shelling", {"kharkiv", "kyiv"}),
+    ("query: '\"shelling of the market\"'", {"kharkiv"}),
+    ("query: shelling -drones", {"kharkiv"}),
+    ("places: [Kharkiv]", {"kharkiv"}),  # the football report is below the relevance threshold
+    ("places: [Kharkiv]\n  min_relevance: 0", {"kharkiv", "football"}),
+    ("places: [689558]", {"vovchansk"}),  # a geonames id
+    ("places: [{name: Kharkiv, radius_km: 100}]", {"kharkiv", "vovchansk"}),
+    ("places: [{lat: 50.45, lon: 30.52, radius_km: 20}]", {"kyiv"}),
+    ("actors: [russian armed forces]", {"kharkiv"}),
+    ("event_types: [battle, drone_strike]", {"vovchansk", "kyiv"}),
+    ("language: uk", {"kyiv"}),
+    ("sources: [files]\n  query: battle", {"vovchansk"}),
+    ("sources: [somewhere-else]", set()),
+])
+def test_a_rule_matches_the_reports_that_meet_every_condition_it_sets(conn, tmp_path, rule, expected):
+    ids = dict(zip([r["key"] for r in REPORTS], load_reports(conn, *REPORTS), strict=True))
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules:\n- name: r\n  {rule}\n"))
+
+    alerts.evaluate(conn, threshold=0.5)
+
+    matched = {report_id for (ids_,) in conn.execute("SELECT report_ids FROM alerts") for report_id in ids_}
+    assert matched == {ids[k] for k in expected}
+
+
+def test_one_alert_per_rule_per_story_and_each_report_is_evaluated_once(conn, tmp_path):
+    alerts.sync_rules(conn, _rules(tmp_path, "rules: [{name: r, query: shelling, webhooks: ['http://127.0.0.1:9/x']}]"))
+    first, = load_reports(conn, REPORTS[0])
+    assert len(alerts.evaluate(conn, threshold=0.5)) == 1
+    # A syndicated copy arrives later and joins the same story.
+    copy, = load_reports(conn, {**REPORTS[0], "key": "copy", "text": REPORTS[0]["text"] + " (wire copy)"})
+    conn.execute("UPDATE reports SET story_id = (SELECT story_id FROM reports WHERE report_id = %s)"
+                 " WHERE report_id = %s", (first, copy))
+    conn.commit()
+
+    assert alerts.evaluate(conn, threshold=0.5) == []
+    assert alerts.evaluate(conn, threshold=0.5) == []
+
+    rows = conn.execute("SELECT report_id, report_ids FROM alerts").fetchall()
+    assert rows == [(first, [first, copy])]
+    assert conn.execute("SELECT count(*) FROM alert_deliveries").fetchone()[0] == 1
+
+
+def test_every_new_alert_is_notified_on_the_documented_channel(conn, db_url, tmp_path):
+    alerts.sync_rules(conn, _rules(tmp_path, "rules: [{name: notify-me, query: shelling}]"))
+    load_reports(conn, *REPORTS)
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {alerts.CHANNEL}")
+
+        created = alerts.evaluate(conn, threshold=0.5)
+
+        select.select([listener.fileno()], [], [], 10)
+        payloads = [json.loads(n.payload) for n in listener.notifies(timeout=1, stop_after=len(created))]
+    assert sorted(p["alert_id"] for p in payloads) == sorted(created) and len(created) == 2
+    assert {p["rule"] for p in payloads} == {"notify-me"}
+
+
+# ---------------------------------------------------------------------------------------- delivery
+
+
+def test_the_seed_sample_rule_delivers_exactly_one_signed_alert(conn, settings, fast, receiver):
+    # enrichment is not relied on: the rule takes reports whatever their relevance
+    rules = [replace(r, min_relevance=0.0) for r in alerts.load_rules(PROJECT_ROOT / "seeds" / "alert_rules.yaml")
+             if r.name == "bakhmut-battle"]
+    alerts.sync_rules(conn, rules)
+    pipeline.ingest_files(settings, sorted((PROJECT_ROOT / "seeds" / "samples").glob("*.txt")))
+
+    alerts.evaluate(conn, threshold=0.5)
+    result = alerts.deliver(conn, fast)
+    alerts.evaluate(conn, threshold=0.5)
+    again = alerts.deliver(conn, fast)
+
+    assert (result.delivered, again.delivered) == (1, 0)
+    (hit,) = receiver.received
+    assert hit.path == "/hooks/bakhmut" and hit.signature_valid is True
+    body = hit.json
+    assert body["rule"] == "bakhmut-battle" and "Bakhmut" in body["report"]["summary"]
+    assert hit.headers["x-sitrep-delivery"] == str(body["delivery_id"])
+    assert not alerts.verify_signature("wrong-secret", hit.body, hit.headers["x-sitrep-signature"])
+    assert not alerts.verify_signature(SECRET, hit.body + b" ", hit.headers["x-sitrep-signature"])
+
+
+def test_a_webhook_that_fails_twice_then_succeeds_delivers_once(conn, fast, receiver, tmp_path):
+    receiver.fail("/flaky", [500, 503])
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: ['{receiver.url('/flaky')}']}}]"))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+
+    result = alerts.deliver(conn, fast)
+
+    assert (result.delivered, result.failed, result.dead) == (1, 2, 0)
+    assert [r.status for r in receiver.received] == [500, 503, 200]
+    assert len(receiver.delivered()) == 1
+    assert len({r.headers["x-sitrep-delivery"] for r in receiver.received}) == 1  # one delivery id to dedupe on
+    row = conn.execute("SELECT status, attempts, last_error FROM alert_deliveries").fetchone()
+    assert row == ("delivered", 3, None)
+
+
+def test_an_always_failing_webhook_ends_in_dead_letter_without_blocking_the_others(conn, fast, receiver, tmp_path,
+                                                                                     settings_env, capsys):
+    receiver.fail("/down", always=503)
+    alerts.sync_rules(conn, _rules(tmp_path, f"""
+rules:
+  - {{name: broken, query: shelling, webhooks: ['{receiver.url('/down')}']}}
+  - {{name: fine, query: shelling, webhooks: [{{url: '{receiver.url('/ok')}', format: slack}}]}}
+"""))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+
+    result = alerts.deliver(conn, fast)
+
+    assert (result.delivered, result.dead) == (1, 1)
+    assert receiver.delivered("/ok")[0].json["text"].startswith("*sitrep alert* `fine`")
+    assert [r.status for r in receiver.received if r.path == "/down"] == [503, 503, 503]
+    dead = conn.execute("SELECT url, attempts, last_status, last_error FROM alert_dead_letters").fetchone()
+    assert dead[:3] == (receiver.url("/down"), 3, 503) and "HTTP 503" in dead[3]
+    conn.commit()
+
+    assert main(["alerts", "list", "--dead"]) == 0
+    out = capsys.readouterr().out
+    assert "broken" in out and "HTTP 503" in out
+    receiver.fail("/down", always=200)  # the receiver is fixed: replay the dead letters
+    assert main(["alerts", "retry", "--all"]) == 0
+    assert "1 dead letter(s) replayed: 1 delivered" in capsys.readouterr().out
+    assert len(receiver.delivered("/down")) == 1
+    assert conn.execute("SELECT count(*) FROM alert_dead_letters").fetchone()[0] == 0
+
+
+def test_a_missing_signing_secret_fails_the_delivery_with_what_to_do(conn, fast, receiver, tmp_path, monkeypatch):
+    monkeypatch.delenv("SITREP_WEBHOOK_SECRET")
+    hook = f"{{url: '{receiver.url('/signed')}', secret_env: SITREP_WEBHOOK_SECRET}}"
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: [{hook}]}}]"))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+
+    result = alerts.deliver(conn, fast)
+
+    assert result.dead == 1 and receiver.received == []
+    error = conn.execute("SELECT last_error FROM alert_dead_letters").fetchone()[0]
+    assert "SITREP_WEBHOOK_SECRET is not set" in error
+
+
+def test_the_ssrf_guard_applies_to_webhooks_unless_private_hosts_are_allowed(conn, fast, receiver, tmp_path):
+    guarded = replace(fast, fetch=replace(fast.fetch, allow_private_hosts=False))
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: ['{receiver.url('/x')}']}}]"))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+
+    result = alerts.deliver(conn, guarded)
+
+    assert result.dead == 1 and receiver.received == []
+    assert "not a public address" in conn.execute("SELECT last_error FROM alert_dead_letters").fetchone()[0]
+

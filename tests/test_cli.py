@@ -1,0 +1,121 @@
+"""The `sitrep` command as a user types it: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sitrep import cli
+from sitrep.settings import PROJECT_ROOT
+
+SEED = PROJECT_ROOT / "seeds" / "samples" / "000_b27345ed7055cdc8.txt"
+
+
+@pytest.fixture
+def sitrep(settings_env, capsys):
+    """Run `sitrep ARGS...` in-process against the test database; returns (status, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_feeds_add_many_then_list(sitrep, conn):
+    status, out, _ = sitrep("feeds", "add", "https://a.example/rss.xml", "https://b.example/atom.xml")
+    assert status == 0 and "2 feed(s) added" in out
+    status, out, _ = sitrep("feeds", "add", "https://a.example/rss.xml", "--name", "A")
+    assert status == 0 and "0 feed(s) added, 1 already known" in out
+    status, out, _ = sitrep("feeds", "list")
+    assert status == 0 and "a.example" in out and "b.example" in out and "2 feed(s)" in out
+
+
+def test_feeds_add_refuses_a_bad_url_in_one_line(sitrep):
+    status, out, err = sitrep("feeds", "add", "not a url")
+    assert status == 2
+    assert "is not a feed URL" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+
+
+def test_feeds_import_reads_the_production_list_without_touching_the_network(sitrep, conn):
+    status, out, _ = sitrep("feeds", "import", str(PROJECT_ROOT / "seeds" / "feeds.yaml"))
+    assert status == 0
+    count = conn.execute("SELECT count(*) FROM sources WHERE kind = 'feed'").fetchone()[0]
+    assert count >= 10 and f"{count} feed(s) added" in out
+    assert conn.execute("SELECT count(*) FROM poll_log").fetchone()[0] == 0
+
+
+def test_feeds_import_of_a_malformed_file_is_one_line(sitrep, tmp_path):
+    bad = tmp_path / "feeds.yaml"
+    bad.write_text("feeds: [ {url: https://x.example/rss, name: [unclosed")
+    status, _, err = sitrep("feeds", "import", str(bad))
+    assert status == 2 and "not valid YAML" in err and "Traceback" not in err
+    status, _, err = sitrep("feeds", "import", str(tmp_path / "missing.yaml"))
+    assert status == 2 and "no such file" in err
+
+
+def test_seed_sample_loads_with_its_date_and_method(sitrep, conn):
+    status, out, _ = sitrep("ingest-files", str(SEED))
+    assert status == 0
+    row = conn.execute(
+        "SELECT published_at::date::text, published_at_source, extraction_method, word_count, language"
+        " FROM reports_v1"
+    ).fetchone()
+    assert row[:3] == ("2023-03-21", "article", "file")
+    assert row[3] > 300 and row[4] == "en"
+    assert conn.execute("SELECT text FROM reports_v1").fetchone()[0].startswith("Ukrainian forces have launched")
+    # Loading it again adds nothing.
+    status, out, err = sitrep("ingest-files", str(SEED))
+    assert status == 0, err
+    assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 1
+
+
+def test_ingest_files_with_a_bad_date_says_which_file(sitrep, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("date 21/03/2023 Something happened.")
+    status, _, err = sitrep("ingest-files", str(bad))
+    assert status == 2 and "bad.txt" in err and "YYYY-MM-DD" in err
+
+
+def test_db_url_prints_the_url_in_use_on_its_last_line(sitrep, settings):
+    status, out, _ = sitrep("db", "url")
+    assert status == 0 and out.strip().splitlines()[-1] == settings.database_url
+
+
+def test_query_prints_a_table(sitrep):
+    status, out, _ = sitrep("query", "SELECT 41 + 1 AS answer")
+    assert status == 0 and "answer" in out and "42" in out
+
+
+def test_dead_database_is_one_line_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("SITREP_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/nothing")
+    status = cli.main(["feeds", "list"])
+    err = capsys.readouterr().err
+    assert status == 2 and "can't connect to PostgreSQL" in err and "Traceback" not in err
+
+
+def _subcommands(parser) -> list[list[str]]:
+    import argparse
+
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append([name])
+                found.extend([name, *rest] for rest in _subcommands(sub))
+    return found
+
+
+def test_help_works_on_every_command():
+    commands = _subcommands(cli.build_parser())
+    assert ["feeds", "add"] in commands and ["ingest"] in commands
+    for command in [[], *commands]:
+        result = subprocess.run([sys.executable, "-m", "sitrep.cli", *command, "--help"],
+                                capture_output=True, text=True, cwd=Path(PROJECT_ROOT))
+        assert result.returncode == 0, (command, result.stderr)
+        assert "usage:" in result.stdout

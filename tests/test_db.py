@@ -1,0 +1,79 @@
+"""The embedded PostgreSQL and the migration runner, for real."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from sitrep import db
+from sitrep.errors import DatabaseError
+
+
+def test_embedded_server_starts_on_a_free_loopback_port_and_stops(tmp_path):
+    # Something already listens on the port the server used last time: it must move, not fail.
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    url = server.start("demo")
+    port = server.running_port()
+    assert url == f"postgresql://postgres@127.0.0.1:{port}/demo"
+    assert port != 5432
+    with db.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "demo"
+    assert server.stop() is True
+    assert server.running_port() is None
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        url2 = server.start("demo")
+        assert server.running_port() != port
+        with db.connect(url2) as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+    assert server.stop() is True
+    assert server.stop() is False
+
+
+def test_two_checkouts_run_their_own_servers_side_by_side(tmp_path):
+    first, second = db.EmbeddedPostgres(tmp_path / "a"), db.EmbeddedPostgres(tmp_path / "b")
+    try:
+        url_a, url_b = first.start(), second.start()
+        assert url_a != url_b
+        with db.connect(url_a) as a, db.connect(url_b) as b:
+            a.execute("CREATE TABLE only_in_a (x int)")
+            a.commit()
+            assert b.execute("SELECT to_regclass('only_in_a')").fetchone()[0] is None
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_url_of_a_stopped_server_says_what_to_do(tmp_path):
+    with pytest.raises(DatabaseError, match="sitrep db start"):
+        db.EmbeddedPostgres(tmp_path / "never").url()
+
+
+def test_migrations_apply_in_order_once_and_record_themselves(conn):
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations WHERE version NOT LIKE 'view:%' ORDER BY version")]
+    assert versions == sorted(versions) and versions[0] == "0001"
+    conn.commit()
+    assert db.migrate(conn) == []  # already applied: nothing to do
+    assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 0
+
+
+def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):
+    db._create_database(pg_server.url("postgres"), "fresh_migrate")
+    with db.connect(pg_server.url("fresh_migrate")) as conn:
+        applied = db.migrate(conn)
+        assert applied[0].startswith("0001_")
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'reports_v1' ORDER BY ordinal_position"
+        )]
+    for required in ("report_id", "story_id", "duplicate_of", "source", "feed_url", "url", "canonical_url", "title",
+                     "authors", "published_at", "published_at_source", "fetched_at", "ingested_at", "ingest_seq",
+                     "language", "text", "summary", "word_count", "content_sha256", "extraction_method", "relevance",
+                     "event_types", "places", "actors"):
+        assert required in columns
+
+
+def test_dead_database_is_one_clear_error():
+    with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x"):
+        db.connect("postgresql://nobody@127.0.0.1:9/x", attempts=2)

@@ -1,0 +1,54 @@
+"""`make demo` end to end: the offline corpus on loopback, the real DAG, the printed result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from sitrep import demo
+from sitrep.settings import PROJECT_ROOT
+
+
+def _sitrep(settings, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SITREP_DATABASE_URL": str(settings.database_url), "SITREP_HOME": str(settings.home),
+           **(extra or {})}
+    return subprocess.run([sys.executable, "-m", "sitrep.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=PROJECT_ROOT)
+
+
+def test_demo_corpus_is_served_with_placeholders_resolved(demo_sites):
+    import httpx
+
+    assert len(demo_sites) >= 3
+    for site in demo_sites:
+        feed = httpx.get(site.feed_url, timeout=5)
+        assert feed.status_code == 200 and "{{BASE" not in feed.text and site.base_url in feed.text
+        again = httpx.get(site.feed_url, headers={"If-None-Match": feed.headers["etag"]}, timeout=5)
+        assert again.status_code == 304
+    assert httpx.get(demo_sites[0].base_url + "/no/such/page.html", timeout=5).status_code == 404
+
+
+def test_make_demo_loads_the_corpus_and_a_second_ingest_adds_nothing(settings, conn):
+    result = _sitrep(settings, "demo")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reports_v1:" in result.stdout and "Query it yourself" in result.stdout
+
+    manifest = yaml.safe_load((demo.DEMO_ROOT / "MANIFEST.yaml").read_text())
+    articles = manifest["articles"]
+    total = conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0]
+    assert total >= 40
+    # Every page of the corpus is one report (the tracking-parameter URL is an alias), plus the seed file.
+    assert conn.execute("SELECT count(*) FROM reports_v1 WHERE extraction_method <> 'file'").fetchone()[0] <= len(articles)
+    assert conn.execute("SELECT count(*) FROM reports_v1 WHERE extraction_method = 'file'").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM report_urls WHERE url LIKE '%%utm_source=rss%%'").fetchone()[0] == 1
+    pending = conn.execute("SELECT count(*) FROM entries WHERE status = 'pending'").fetchone()[0]
+    assert pending == 0
+    conn.commit()
+
+    again = _sitrep(settings, "ingest")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 new report(s)" in again.stdout
+    assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == total
