@@ -6,10 +6,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-
 from sitrep import roles
 from sitrep.cli import main
 from sitrep.errors import ConfigError
+
 from tests.reports import load_reports, paragraph
 
 
@@ -27,7 +27,7 @@ def _as(db_url: str, role: str) -> str:
     "SELECT count(*) FROM downstream_watermarks",
     "INSERT INTO downstream_watermarks (consumer) VALUES ('mine')",
     "UPDATE reports SET title = 'x'",
-    "DELETE FROM reports_v1",
+    "DELETE FROM report_urls",
     "CREATE TABLE public.mine (id int)",
     "SELECT nextval('ingest_seq')",
 ])

