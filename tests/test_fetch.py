@@ -13,14 +13,17 @@ import pytest
 
 from sitrep.errors import FetchError
 from sitrep.fetch import Fetcher, html_charset, retry_after_seconds
+from sitrep.settings import FetchSettings
 
 MB = 1024 * 1024
 
 
 @pytest.fixture
-def fetch_settings(settings):
-    return replace(settings.fetch, retries=1, read_timeout=1.0, total_timeout=3.0, max_retry_wait=2.0,
-                   respect_robots=False)
+def fetch_settings():
+    """Loopback allowed, no politeness delay, short timeouts: fast tests of slow servers."""
+    return FetchSettings(allow_private_hosts=True, per_host_delay=0.0, per_host_concurrency=8, retries=1,
+                         connect_timeout=1.0, read_timeout=1.0, total_timeout=3.0, max_retry_wait=2.0,
+                         respect_robots=False)
 
 
 def _send(handler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:

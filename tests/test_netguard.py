@@ -12,6 +12,7 @@ from sitrep import pipeline, sources
 from sitrep.errors import BlockedURLError, ConfigError
 from sitrep.fetch import Fetcher
 from sitrep.netguard import AddressPolicy, check_url, is_public_address, parse_ip_literal
+from sitrep.settings import FetchSettings
 
 
 class Listener:
@@ -51,9 +52,10 @@ def listener():
 
 
 @pytest.fixture
-def guarded(settings):
+def guarded():
     """Fetch settings with the guard ON, as in production."""
-    return replace(settings.fetch, allow_private_hosts=False, retries=0, respect_robots=False)
+    return FetchSettings(allow_private_hosts=False, retries=0, respect_robots=False, per_host_delay=0,
+                         connect_timeout=2, read_timeout=2, total_timeout=5)
 
 
 @pytest.mark.parametrize("host, address", [

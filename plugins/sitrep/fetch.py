@@ -46,7 +46,7 @@ import httpx
 from charset_normalizer import from_bytes
 
 from sitrep.errors import BlockedURLError, FetchError
-from sitrep.netguard import AddressPolicy, GuardedTransport, check_url
+from sitrep.netguard import AddressPolicy, GuardedTransport, RefusedConnection, check_url
 from sitrep.robots import RobotsCache
 from sitrep.settings import FetchSettings
 
@@ -356,6 +356,8 @@ def _blocked_cause(exc: BaseException) -> BlockedURLError | None:
     for _ in range(5):
         if seen is None or isinstance(seen, BlockedURLError):
             return seen
+        if isinstance(seen, RefusedConnection):
+            return seen.blocked
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -28,7 +28,8 @@ import httpx
 
 from sitrep.errors import BlockedURLError, ConfigError
 
-__all__ = ["AddressPolicy", "GuardedTransport", "check_url", "is_public_address", "parse_ip_literal"]
+__all__ = ["AddressPolicy", "GuardedTransport", "RefusedConnection", "check_url", "is_public_address",
+           "parse_ip_literal"]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,15 @@ def check_url(url: str, policy: AddressPolicy | None = None) -> None:
             )
 
 
+class RefusedConnection(httpcore.ConnectError):
+    """The guard's refusal on its way up through httpcore and httpx, which keep the exception
+    object (but not always its ``__cause__``): ``blocked`` is the :class:`BlockedURLError`."""
+
+    def __init__(self, blocked: BlockedURLError):
+        super().__init__(str(blocked))
+        self.blocked = blocked
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves the host once, checks every address, and connects to a checked address only."""
 
@@ -187,7 +197,7 @@ class _GuardedBackend(httpcore.SyncBackend):
             except httpcore.ConnectError as exc:
                 last_error = exc
         if isinstance(last_error, BlockedURLError):
-            raise httpcore.ConnectError(str(last_error)) from last_error
+            raise RefusedConnection(last_error)
         raise last_error or httpcore.ConnectError(f"no address for {host!r}")
 
 
