@@ -116,7 +116,10 @@ def _date(item: feedparser.FeedParserDict, problems: Counter[str]) -> datetime |
 
 
 def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problems: Counter[str]) -> FeedEntry | None:
-    link = _absolute(item.get("link"), base, feed_url, problems)
+    raw_link = item.get("link")
+    if item.get("guidislink") and urlsplit(str(raw_link)).scheme not in {"http", "https"}:
+        raw_link = None  # feedparser took a permalink GUID such as "c" for a link: it is only an id
+    link = _absolute(raw_link, base, feed_url, problems)
     if link is None:
         for candidate in item.get("links", []):
             if candidate.get("rel", "alternate") == "alternate" and candidate.get("href") != item.get("link"):

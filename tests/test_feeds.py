@@ -1,0 +1,125 @@
+"""Feed bytes -> entries: untidy feeds handled and counted, hostile ones harmless."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from sitrep.errors import FeedError
+from sitrep.feeds import parse_feed
+from tests.pages import Item, rss
+
+FEED = "https://news.example.org/rss.xml"
+
+
+def _rss(items: str, *, link: str = "https://news.example.org/") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+            f"<link>{link}</link>{items}</channel></rss>").encode()
+
+
+def test_a_tidy_feed_yields_its_entries():
+    body = rss([Item(title=f"Story {i}", link=f"https://news.example.org/{i}", guid=f"g{i}") for i in range(3)],
+               link="https://news.example.org/").encode()
+    parsed = parse_feed(body, feed_url=FEED)
+    assert [(e.entry_key, e.link) for e in parsed.entries] == [(f"g{i}", f"https://news.example.org/{i}") for i in range(3)]
+    assert parsed.problems == {} and parsed.skipped == 0
+    assert parsed.entries[0].published_at.isoformat() == "2024-03-12T08:00:00+00:00"
+
+
+def test_untidy_entries_are_handled_and_counted():
+    body = _rss(
+        "<item><title>relative</title><link>/2024/a.html</link><guid>a</guid></item>"
+        "<item><title>guid is the link</title><guid>https://news.example.org/b.html</guid></item>"
+        "<item><title>no link, opaque guid</title><guid>c</guid></item>"
+        "<item><title>nothing to know it by</title></item>"
+        "<item><title>again a</title><link>https://news.example.org/a2.html</link><guid>a</guid></item>"
+        "<item><title>javascript</title><link>javascript:alert(1)</link><guid>d</guid></item>"
+        "<item><title>from the future</title><link>https://news.example.org/e</link><guid>e</guid>"
+        "<pubDate>Sat, 01 Jan 2101 00:00:00 GMT</pubDate></item>"
+        "<item><title>from the past</title><link>https://news.example.org/f</link><guid>f</guid>"
+        "<pubDate>Mon, 01 Jan 1900 00:00:00 GMT</pubDate></item>"
+    )
+    parsed = parse_feed(body, feed_url=FEED)
+    by_key = {e.entry_key: e for e in parsed.entries}
+    assert by_key["a"].link == "https://news.example.org/2024/a.html"
+    assert by_key["https://news.example.org/b.html"].link == "https://news.example.org/b.html"
+    assert by_key["c"].link is None and by_key["d"].link is None
+    assert by_key["e"].published_at is None and by_key["f"].published_at is None
+    assert list(by_key) == ["a", "https://news.example.org/b.html", "c", "d", "e", "f"]
+    assert parsed.problems == {"relative_link": 1, "missing_link": 3, "no_key": 1, "duplicate_guid": 1,
+                               "bad_link": 1, "absurd_date": 2}
+    assert parsed.skipped == 2
+
+
+def test_without_a_guid_an_entry_is_known_by_its_canonical_link():
+    body = _rss("<item><title>x</title><link>https://www.news.example.org/a.html?utm_source=rss#top</link></item>")
+    [entry] = parse_feed(body, feed_url=FEED).entries
+    assert entry.entry_key == "https://news.example.org/a.html"
+    assert entry.link == "https://www.news.example.org/a.html?utm_source=rss#top"  # fetched as announced
+
+
+def test_html_served_as_a_feed_is_an_error_that_says_so():
+    body = b"<!DOCTYPE html><html><head><title>Home</title></head><body><p>Welcome</p></body></html>"
+    with pytest.raises(FeedError, match="not RSS or Atom"):
+        parse_feed(body, feed_url=FEED, content_type="text/html; charset=utf-8")
+
+
+def test_an_empty_body_is_an_error_and_an_empty_feed_is_not():
+    with pytest.raises(FeedError, match="empty"):
+        parse_feed(b"  \n", feed_url=FEED)
+    parsed = parse_feed(_rss(""), feed_url=FEED)
+    assert parsed.entries == [] and parsed.bozo is None
+
+
+def test_a_feed_with_10000_entries():
+    items = "".join(f"<item><title>Story {i}</title><link>https://news.example.org/{i}</link><guid>g{i}</guid></item>"
+                    for i in range(10_000))
+    parsed = parse_feed(_rss(items), feed_url=FEED)
+    assert len(parsed.entries) == 10_000 and len({e.entry_key for e in parsed.entries}) == 10_000
+
+
+def test_a_windows_1251_feed_is_decoded_from_its_xml_declaration():
+    body = ('<?xml version="1.0" encoding="windows-1251"?><rss version="2.0"><channel><title>Новини</title>'
+            "<item><title>Обстріл Харкова</title><link>https://news.example.org/1</link></item>"
+            "</channel></rss>").encode("cp1251")
+    [entry] = parse_feed(body, feed_url=FEED, content_type="application/rss+xml").entries
+    assert entry.title == "Обстріл Харкова"
+
+
+def test_feedparser_is_never_handed_a_url_or_a_file_name(tmp_path):
+    secret = tmp_path / "feed.xml"
+    secret.write_bytes(_rss("<item><title>local</title><guid>x</guid></item>"))
+    with pytest.raises(TypeError):
+        parse_feed(str(secret), feed_url=FEED)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse_feed("http://127.0.0.1/feed.xml", feed_url=FEED)  # type: ignore[arg-type]
+
+
+def test_external_entities_are_not_resolved(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-MARKER-4711")
+    body = (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file://{secret}">'
+            '<!ENTITY remote SYSTEM "http://127.0.0.1:9/x">]><rss version="2.0"><channel><title>t</title>'
+            "<item><title>&xxe;</title><link>https://news.example.org/1</link><description>&xxe;&remote;</description>"
+            "</item></channel></rss>").encode()
+    parsed = parse_feed(body, feed_url=FEED)
+    for entry in parsed.entries:
+        assert "SECRET-MARKER" not in f"{entry.title} {entry.summary} {entry.content}"
+
+
+def test_an_entity_expansion_bomb_is_not_expanded():
+    lol = '<!ENTITY a "' + "lol" * 30 + '">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "' + f"&{chr(97 + i)};" * 10 + '">' for i in range(9))  # 10^9 x 90 bytes
+    body = (f'<?xml version="1.0"?><!DOCTYPE rss [{lol}]><rss version="2.0"><channel><title>t</title>'
+            "<item><title>&j;</title><link>https://news.example.org/1</link></item></channel></rss>").encode()
+    tracemalloc.start()
+    try:
+        parsed = parse_feed(body, feed_url=FEED)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024
+    assert all(len(e.title or "") < 1000 for e in parsed.entries)
+    assert time.monotonic()  # (no timing assertion: the bound above is on memory)
