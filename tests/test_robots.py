@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from sitrep.errors import BlockedURLError
 from sitrep.fetch import Fetcher
 from sitrep.robots import agent_token
