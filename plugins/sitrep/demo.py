@@ -67,9 +67,7 @@ def _load_sites(root: Path) -> list[DemoSite]:
                     feeds[folder] = str(item["feed"]).split("/")[-1]
     sites = []
     for folder in sorted(p for p in (root / "sites").iterdir() if p.is_dir()):
-        feed = feeds.get(folder.name) or next((n for n in _FEED_NAMES if (folder / n).exists()), None)
-        if feed is None:
-            continue
+        feed = feeds.get(folder.name) or next((n for n in _FEED_NAMES if (folder / n).exists()), "")
         sites.append(DemoSite(name=titles.get(folder.name, folder.name), root=folder, feed_path=feed))
     return sites
 

@@ -1,0 +1,144 @@
+"""End to end: the real ingestion DAG against bare trafilatura, on the same pages and the same cores.
+
+For each corpus size (1k and 5k pages; 20k with --full):
+
+- ceiling: bare ``trafilatura.extract`` over the pages read from disk, in a process pool of one
+  worker per core (what a user gets by running trafilatura by hand);
+- pipeline: feeds polled, pages fetched over loopback HTTP, extracted, normalized, deduplicated,
+  enriched and loaded into Postgres, through the real DAG (``dag.test()`` in a child process, Airflow's
+  start-up included), and its ratio to the ceiling;
+- each stage's share of the pipeline's time (from the ``task_log`` table the tasks write);
+- the peak RSS of the whole process tree of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import psutil
+from rich.table import Table
+
+from bench._pagegen import Corpus, build_corpus
+
+TITLE = "End to end: the ingestion DAG vs bare trafilatura.extract"
+ORDER = 10
+
+
+def _bare(path: str) -> int:
+    import trafilatura
+
+    with open(path, "rb") as handle:
+        text = trafilatura.extract(handle.read())
+    return len(text.split()) if text else 0
+
+
+def ceiling(corpus: Corpus) -> float:
+    """Pages per second of bare trafilatura.extract (defaults) using every core."""
+    paths = [str(p) for p in corpus.pages]
+    workers = os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_bare, paths[: workers * 2], chunksize=1))  # warm the workers' imports
+        started = time.perf_counter()
+        list(pool.map(_bare, paths, chunksize=8))
+        return len(paths) / (time.perf_counter() - started)
+
+
+class PeakRSS:
+    """Samples the summed RSS of a process and its children until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                proc = psutil.Process(self.pid)
+                total = proc.memory_info().rss + sum(
+                    c.memory_info().rss for c in proc.children(recursive=True) if c.is_running()
+                )
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
+    """Serve the corpus on loopback, register its feeds, run the DAG once; return timings and counts."""
+    from sitrep import db, demo, runner, sources
+    from sitrep.settings import Settings
+
+    settings = Settings(database_url=url, home=home)
+    env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "16",
+           "SITREP_RESPECT_ROBOTS": "0"}
+    with demo.serve_corpus(corpus.root) as sites, db.connect(url) as conn:
+        specs = [sources.FeedSpec(url=f"{s.base_url}{feed}", name=s.root.name)
+                 for s in sites for feed in corpus.feeds[s.root.name]]
+        sources.add_feeds(conn, specs)
+        env_all = runner.airflow_env(settings, url, env)
+        runner.ensure_airflow_db(settings, env_all)
+        started = time.perf_counter()
+        run = runner.start_dag(settings, url, "sitrep_ingest", {"mode": "all"}, env)
+        with PeakRSS(run.process.pid) as rss:
+            ok = run.wait(3600)
+        wall = time.perf_counter() - started
+        if not ok:
+            raise RuntimeError(f"the DAG run failed: {run.log_path}\n{run.tail(40)}")
+        loaded = conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0]
+        failed = conn.execute("SELECT count(*) FROM entries WHERE status NOT IN ('loaded', 'duplicate')").fetchone()[0]
+        stages = dict(conn.execute(
+            "SELECT stage, sum(seconds) FROM task_stage_log GROUP BY stage"
+        ).fetchall()) if conn.execute("SELECT to_regclass('task_stage_log')").fetchone()[0] else {}
+    return {"wall": wall, "pages": loaded, "failed": failed, "peak_rss": rss.peak, "stages": stages}
+
+
+def run(args: argparse.Namespace) -> list[Table]:
+    from sitrep import db
+
+    sizes = [1000, 5000] + ([20000] if args.full else [])
+    summary = Table(title="pipeline vs ceiling (pages/s; same pages, same cores)")
+    for col in ("pages", "ceiling pages/s", "pipeline pages/s", "ratio", "ms/page pipeline", "failed", "peak RSS MB"):
+        summary.add_column(col, justify="right")
+    shares = Table(title="share of the pipeline's task time by stage")
+    shares.add_column("pages", justify="right")
+    stage_names = ["poll", "fetch", "extract", "stage", "dedup", "load"]
+    for name in stage_names:
+        shares.add_column(name, justify="right")
+    with tempfile.TemporaryDirectory(prefix="sitrep-bench-") as tmp:
+        server = db.EmbeddedPostgres(Path(tmp) / "pg")
+        try:
+            base = server.start("postgres")
+            for size in sizes:
+                corpus = build_corpus(size)
+                top = ceiling(corpus)
+                dbname = f"bench_{size}"
+                db._create_database(base, dbname)
+                url = server.url(dbname)
+                with db.connect(url) as conn:
+                    db.migrate(conn)
+                result = run_pipeline(corpus, Path(tmp) / f"home-{size}", url)
+                rate = float(result["pages"]) / float(result["wall"])  # type: ignore[arg-type]
+                summary.add_row(str(size), f"{top:.1f}", f"{rate:.1f}", f"{rate / top:.2f}",
+                                f"{1000 / rate:.1f}", str(result["failed"]),
+                                f"{int(result['peak_rss']) / 2**20:.0f}")  # type: ignore[call-overload]
+                stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
+                total = sum(stages.values()) or 1.0
+                shares.add_row(str(size), *(f"{100 * stages.get(n, 0.0) / total:.0f}%" for n in stage_names))
+        finally:
+            server.stop()
+    return [summary, shares]
