@@ -6,6 +6,7 @@ run in worker processes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -14,7 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import courlan
+import py3langid.langid
 
+from sitrep.extract import html_to_text, split_authors
 from sitrep.records import Extracted, PageJob, Report
 
 __all__ = [
@@ -22,15 +25,16 @@ __all__ = [
     "clean_text",
     "clean_title",
     "content_hash",
+    "date_from_url",
     "detect_language",
     "resolve_published",
+    "summarize",
     "to_report",
 ]
 
-_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
-_URL_DATE = re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])(?:/|[-_]|\.html?|$)")
-_TITLE_SEPARATORS = (" | ", " – ", " — ", " :: ", " « ", " » ", " - ")
+#: C0/C1 controls (NUL included), zero-width space, BOM and soft hyphen; line and paragraph separators
+#: become newlines first. Zero-width (non-)joiners stay: Persian and Indic scripts need them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff\u00ad]")
 
 
 #: Query parameters that never select content, beyond the trackers courlan strips (utm_*, fbclid, gclid...).
@@ -82,7 +86,8 @@ def _is_ip(host: str) -> bool:
 def clean_text(text: str) -> str:
     """NFC, no control characters or NUL, single spaces inside lines, one blank line at most."""
     text = unicodedata.normalize("NFC", text)
-    text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    text = _CONTROL.sub("", text)
     lines = [" ".join(line.split()) for line in text.split("\n")]
     out: list[str] = []
     for line in lines:
@@ -91,21 +96,53 @@ def clean_text(text: str) -> str:
     return "\n".join(out).strip()
 
 
-def clean_title(title: str | None, sitename: str | None = None) -> str | None:
-    """The headline without the site's suffix or prefix ("Headline | Kyiv Independent")."""
+def clean_title(title: str | None, sitename: str | None = None, url: str | None = None) -> str | None:
+    """The headline without the site's name around it ("Headline | Kyiv Independent" -> "Headline").
+
+    A part after (or before) a separator is dropped when it names the site (its sitename, or its host
+    without punctuation), or, after ``|``, ``::``, ``«`` or ``»``, when it is short; after a dash only
+    when it looks like a name (short, every word capitalised), because "Kharkiv - what we know" is a
+    real headline. Repeated ("Headline | Ukraine | Site") until nothing more comes off.
+    """
     if not title:
         return None
     title = clean_text(title).replace("\n", " ")
-    site = (sitename or "").strip().lower()
-    for sep in _TITLE_SEPARATORS:
-        if sep in title:
-            head, _, tail = title.rpartition(sep)
-            if site and tail.strip().lower() == site or (len(tail.split()) <= 4 and len(head.split()) >= 3):
-                return head.strip()
-            first, _, rest = title.partition(sep)
-            if site and first.strip().lower() == site:
-                return rest.strip()
+    names = {_squash(sitename)} if sitename and _squash(sitename) else set()
+    host = (urlsplit(url).hostname or "") if url else ""
+    if host:
+        names |= {_squash(host.removeprefix("www.")), _squash(host.removeprefix("www.").rsplit(".", 1)[0])}
+    changed = True
+    while changed:
+        changed = False
+        for sep in _TITLE_SEPARATORS:
+            head, found, tail = title.rpartition(sep)
+            if found and len(head.split()) >= 2 and _is_site_part(tail, names, strong=sep.strip() not in "-–—"):
+                title, changed = head.strip(), True
+                break
+            first, found, rest = title.partition(sep)
+            if found and len(rest.split()) >= 2 and names and _squash(first) in names:
+                title, changed = rest.strip(), True
+                break
     return title or None
+
+
+_TITLE_SEPARATORS = (" | ", " || ", " – ", " — ", " :: ", " « ", " » ", " - ", " · ", " • ")
+
+
+def _squash(value: str | None) -> str:
+    return re.sub(r"\W+", "", (value or "").casefold())
+
+
+def _is_site_part(part: str, names: set[str], *, strong: bool) -> bool:
+    squashed = _squash(part)
+    if not squashed:
+        return True
+    if squashed in names or any(n and (n in squashed or squashed in n) for n in names if len(n) >= 4):
+        return True
+    words = part.split()
+    if strong:
+        return len(words) <= 4
+    return len(words) <= 3 and all(w[:1].isupper() or not w[:1].isalpha() for w in words)
 
 
 def content_hash(text: str) -> str:
@@ -114,49 +151,72 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(folded.encode("utf-8")).hexdigest()
 
 
-_UK_LETTERS = set("іїєґІЇЄҐ")
-_RU_LETTERS = set("ыэъёЫЭЪЁ")
+@functools.cache
+def _identifier() -> py3langid.langid.LanguageIdentifier:
+    """py3langid's model (shipped in its wheel), loaded once per process (about a second)."""
+    langid = py3langid.langid
+    return langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True)
 
 
 def detect_language(text: str, hint: str | None = None) -> str | None:
-    """ISO 639-1 code from the text's script, with the page's declaration as a hint."""
-    sample = text[:4000]
-    letters = [c for c in sample if c.isalpha()]
-    if not letters:
-        return (hint or "")[:2].lower() or None
-    cyrillic = sum("\u0400" <= c <= "\u04ff" for c in letters) / len(letters)
-    if cyrillic > 0.5:
-        uk = sum(c in _UK_LETTERS for c in sample)
-        ru = sum(c in _RU_LETTERS for c in sample)
-        return "uk" if uk > ru else "ru"
-    if hint and len(hint) >= 2 and hint[:2].isalpha():
-        return hint[:2].lower()
-    latin = sum(c.isascii() for c in letters) / len(letters)
-    return "en" if latin > 0.9 else None
+    """ISO 639-1 code of the text (py3langid), with the page's declared language as a hint.
+
+    The text decides when it is clear; the declaration wins when the model finds it plausible (it
+    separates close pairs such as Ukrainian/Russian on short texts, or Bosnian/Croatian/Serbian) and
+    when the text is too short to tell. A declaration contradicted by a confident model (a template's
+    ``lang="en"`` around a Ukrainian article) loses.
+    """
+    declared = hint.strip().replace("_", "-").split("-")[0].lower() if hint else ""
+    declared = declared if len(declared) == 2 and declared.isalpha() else ""
+    sample = text[:300]  # about 50 words: plenty for the model, whose cost grows with the length
+    if len(sample.split()) < 5:
+        return declared or None
+    ranked = [(lang, p) for lang, p in _identifier().rank(sample) if len(lang) == 2]
+    best, confidence = ranked[0]
+    if declared and (declared == best or dict(ranked).get(declared, 0.0) >= 0.05 or confidence < 0.5):
+        return declared
+    return best if confidence >= 0.2 else None
 
 
-def _parse_date(value: str | date | datetime | None) -> datetime | None:
+_EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+#: Clock skew we accept on a timestamp "from the future"; a bare day may be a day ahead (time zones).
+_SKEW = timedelta(minutes=15)
+
+
+def _parse_date(value: str | date | datetime | None) -> tuple[datetime | None, bool]:
+    """(datetime in UTC, whether it carried a time of day); naive values are taken as UTC."""
     if value is None:
-        return None
+        return None, False
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC), True
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC), False
+    raw = value.strip().replace("Z", "+00:00")
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(raw)
     except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return None, False
+    has_time = len(raw) > 10
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC), has_time
+
+
+_URL_DATES = (
+    re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])(?:/|[-_]|\.html?|$)"),
+    re.compile(r"[/_-]((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:[/_.-]|$)"),
+)
 
 
 def date_from_url(url: str) -> datetime | None:
-    match = _URL_DATE.search(urlsplit(url).path)
-    if not match:
-        return None
-    try:
-        return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
-    except ValueError:
-        return None
+    """The day in an article URL (/2024/06/03/..., /2024-06-03-..., /20240603/...), or None."""
+    path = urlsplit(url).path
+    for pattern in _URL_DATES:
+        match = pattern.search(path)
+        if match:
+            try:
+                return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
+            except ValueError:
+                continue
+    return None
 
 
 def resolve_published(
@@ -167,47 +227,71 @@ def resolve_published(
     fetched: datetime | None,
     now: datetime | None = None,
 ) -> tuple[datetime | None, str | None]:
-    """The first plausible date of: article metadata, feed, URL, fetch time (in UTC, with its source)."""
+    """The first plausible date of: article metadata, feed, URL, fetch time (in UTC, with its source).
+
+    Implausible dates (before 1990, or in the future beyond clock skew) fall through to the next
+    source. When the article gives only a day and the feed a timestamp on that day, the feed's
+    timestamp is the more precise answer and is taken (source "feed").
+    """
     now = now or datetime.now(UTC)
-    for source, candidate in (
-        ("article", _parse_date(article)),
-        ("feed", feed),
-        ("url", date_from_url(url)),
-        ("fetched", fetched),
-    ):
-        if candidate is not None and _EARLIEST <= candidate <= now + timedelta(days=1):
-            return candidate.astimezone(UTC), source
+    feed_at, _ = _parse_date(feed)
+    candidates = [("article", *_parse_date(article)), ("feed", feed_at, True),
+                  ("url", date_from_url(url), False), ("fetched", *_parse_date(fetched))]
+    for source, candidate, has_time in candidates:
+        if candidate is None or candidate < _EARLIEST_DATE:
+            continue
+        if candidate > now + (_SKEW if has_time else timedelta(days=1)):
+            continue
+        if not has_time and feed_at is not None and source != "feed" and feed_at.date() == candidate.date() \
+                and _EARLIEST_DATE <= feed_at <= now + _SKEW:
+            return feed_at, "feed"
+        return candidate, source
     return None, None
 
 
-def summarize(text: str, feed_summary: str | None, *, max_chars: int = 400) -> str | None:
-    """The feed's summary when it says something, else the first sentences of the text."""
-    if feed_summary:
-        from sitrep.extract import html_to_text
+_BOILERPLATE_SUMMARY = re.compile(
+    r"(the post .{0,300} appeared first on .*$|continue reading.*$|read more.*$|\[(?:…|\.\.\.)\]\s*$)",
+    re.IGNORECASE | re.DOTALL,
+)
 
-        candidate = clean_text(html_to_text(feed_summary))
-        if len(candidate.split()) >= 8:
-            return candidate[:1000]
-    sentences = re.split(r"(?<=[.!?])\s+", text.replace("\n", " "))
+
+def summarize(text: str, feed_summary: str | None, *, title: str | None = None, max_chars: int = 400) -> str | None:
+    """The feed's summary when it says something, else the first sentences of the text.
+
+    "Says something": at least eight words once "The post ... appeared first on ...", "Continue
+    reading" and similar are cut, and not just the title again.
+    """
+    if feed_summary:
+        candidate = _BOILERPLATE_SUMMARY.sub("", clean_text(html_to_text(feed_summary))).strip()
+        if len(candidate.split()) >= 8 and _squash(candidate) != _squash(title):
+            return _first_sentences(candidate, 1000)
+    return _first_sentences(text[: 2 * max_chars], max_chars)
+
+
+def _first_sentences(text: str, max_chars: int) -> str | None:
     out = ""
-    for sentence in sentences:
-        if out and len(out) + len(sentence) > max_chars:
+    for sentence in re.split(r"(?<=[.!?…])\s+(?=[\"'“«(\[]?[A-ZА-ЯЁІЇЄҐ0-9])", " ".join(text.split())):
+        if out and len(out) + 1 + len(sentence) > max_chars:
             break
         out = f"{out} {sentence}".strip()
+    if len(out) > max_chars:  # one very long sentence: cut at a word boundary
+        out = out[:max_chars].rsplit(" ", 1)[0].rstrip(",;:") + "…"
     return out or None
 
 
 def to_report(job: PageJob, extracted: Extracted) -> Report:
     """Build the report for one page from what extraction found and what the feed said."""
+    page_url = job.final_url or job.url
     text = clean_text(extracted.text)
-    canonical = canonical_url(job.final_url or job.url)
-    if extracted.canonical_url and _trustworthy_canonical(extracted.canonical_url, job.final_url or job.url):
+    canonical = canonical_url(page_url)
+    if extracted.canonical_url and _trustworthy_canonical(extracted.canonical_url, page_url):
         canonical = canonical_url(extracted.canonical_url)
     published_at, published_source = resolve_published(
-        article=extracted.date, feed=job.feed_published_at, url=job.final_url or job.url, fetched=job.fetched_at
+        article=extracted.date, feed=job.feed_published_at, url=page_url, fetched=job.fetched_at
     )
-    title = clean_title(extracted.title, extracted.sitename) or clean_title(job.feed_title)
-    authors = extracted.authors or ([job.feed_author] if job.feed_author else [])
+    title = clean_title(extracted.title, extracted.sitename, page_url) or clean_title(job.feed_title, None, page_url)
+    authors = extracted.authors or split_authors(job.feed_author)
+    description = clean_text(extracted.description).replace("\n", " ") if extracted.description else None
     return Report(
         entry_id=job.entry_id,
         source_id=job.source_id,
@@ -215,19 +299,19 @@ def to_report(job: PageJob, extracted: Extracted) -> Report:
         url=job.url,
         canonical_url=canonical,
         title=title,
-        authors=[clean_text(a) for a in authors if a and a.strip()],
+        authors=[a for a in dict.fromkeys(clean_text(a) for a in authors) if a],
         published_at=published_at,
         published_at_source=published_source,
         fetched_at=job.fetched_at,
         language=detect_language(text, extracted.language),
         text=text,
-        summary=summarize(text, job.feed_summary),
+        summary=summarize(text, job.feed_summary, title=title),
         word_count=len(text.split()),
         content_sha256=content_hash(text),
         extraction_method=extracted.method,
-        sitename=extracted.sitename,
-        description=extracted.description,
-        tags=extracted.tags,
+        sitename=clean_text(extracted.sitename) if extracted.sitename else None,
+        description=description or None,
+        tags=[t for t in dict.fromkeys(clean_text(t) for t in extracted.tags) if t],
     )
 
 

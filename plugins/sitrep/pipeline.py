@@ -11,8 +11,10 @@ killed at any point leaves entries pending, and the retry picks them up: nothing
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from sitrep import db, feeds, sources, store
+from sitrep import db, extract_health, feeds, sources, store
 from sitrep.dedup import band_keys
 from sitrep.enrich import enrich_report
 from sitrep.errors import ConfigError, ExtractionError, FeedError, FetchError
@@ -31,7 +33,7 @@ from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
 from sitrep.normalize import canonical_url, to_report
 from sitrep.records import Extracted, PageJob, Rejected, Report, Source
-from sitrep.settings import Settings
+from sitrep.settings import ExtractSettings, Settings
 
 __all__ = ["build_report", "collect_batch", "ingest_files", "load_batch", "plan", "poll_batch"]
 
@@ -137,13 +139,17 @@ class _Pending:
     published_at: datetime | None
 
 
-def build_report(job: PageJob) -> Report | Rejected:
-    """Extract, normalize and enrich one page: the CPU-bound part, run in worker processes."""
+def build_report(job: PageJob, options: ExtractSettings | None = None) -> Report | Rejected:
+    """Extract, normalize and enrich one page: the CPU-bound part, run in worker processes.
+
+    Top-level and picklable (with ``options``, through functools.partial) so that a pool can run it.
+    """
     try:
         if job.plain_text is not None:
-            extracted = Extracted(text=job.plain_text, method="file", date=None)
+            extracted = Extracted(text=job.plain_text, method="file", title=_first_line_title(job.plain_text))
         else:
-            extracted = extract_page(job.body, job.final_url, feed_content=job.feed_content, feed_summary=job.feed_summary)
+            extracted = extract_page(job.body, job.final_url, options=options, feed_content=job.feed_content,
+                                     feed_summary=job.feed_summary)
     except ExtractionError as exc:
         return Rejected(job.entry_id, job.url, str(exc))
     report = to_report(job, extracted)
@@ -156,12 +162,20 @@ def build_report(job: PageJob) -> Report | Rejected:
     return report
 
 
-def build_reports(jobs: Sequence[PageJob], workers: int) -> list[Report | Rejected]:
+def build_reports(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | None = None) -> list[Report | Rejected]:
     """build_report over many jobs, in a process pool sized to the cores when it pays."""
+    build = functools.partial(build_report, options=options)
     if len(jobs) < _POOL_THRESHOLD or workers <= 1:
-        return [build_report(job) for job in jobs]
+        return [build(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-        return list(pool.map(build_report, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 4)))))
+        return list(pool.map(build, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 4)))))
+
+
+def _first_line_title(text: str, limit: int = 160) -> str | None:
+    """A title for a plain-text input, which has none: its first sentence (or line), cut at a word."""
+    first = text.strip().split("\n", 1)[0].strip()
+    sentence = re.split(r"(?<=[.!?])\s+", first, maxsplit=1)[0]
+    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, int]:
@@ -235,7 +249,7 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
         with conn.transaction():
             page_ids = store.store_pages(conn, raw_pages)
         jobs = [_with_page(job, page_ids.get(job.entry_id)) for job in jobs]
-        built = build_reports(jobs, settings.worker_count)
+        built = build_reports(jobs, settings.worker_count, settings.extract)
         reports = [r for r in built if isinstance(r, Report)]
         by_entry = {r.entry_id: r for r in reports}
         for follower, leader in followers:  # same article under another URL: staged as an alias of it
@@ -248,6 +262,7 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
         with conn.transaction():
             counts["staged"] = store.stage_reports(conn, reports)
             sources.mark_entries(conn, outcomes)
+            extract_health.record(conn, jobs, built)
         counts["failed"] = sum(1 for _, status, _ in outcomes if status != "skipped")
     return counts
 
@@ -341,7 +356,7 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
                 plain_date=datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None,
             ))
         started = time.monotonic()
-        built = build_reports(jobs, settings.worker_count)
+        built = build_reports(jobs, settings.worker_count, settings.extract)
         reports = [r for r in built if isinstance(r, Report)]
         rejected = [(r.entry_id, "failed", r.reason) for r in built if isinstance(r, Rejected)]
         with conn.transaction():

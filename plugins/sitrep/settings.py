@@ -196,6 +196,36 @@ class DedupSettings:
 
 
 @dataclass(frozen=True)
+class ExtractSettings:
+    """trafilatura's options for article text (SITREP_EXTRACT_*), chosen on bench/extraction.py.
+
+    Reader comments are not the article (a bare trafilatura.extract keeps them); the other switches
+    trade quality for speed and are measured side by side in the benchmark's table.
+    """
+
+    fast: bool = False
+    favor_precision: bool = False
+    #: Same F1 as the balanced mode on real news pages and 1.3-1.6x faster (DESIGN.md); on the labelled
+    #: set it gives up a little precision on <br>-separated layouts for the speed.
+    favor_recall: bool = True
+    include_tables: bool = True
+    include_comments: bool = False
+    #: Fewer words than this and the next step of the fallback chain is tried (see sitrep.extract).
+    min_words: int = 40
+
+    @classmethod
+    def from_env(cls) -> ExtractSettings:
+        return cls(
+            fast=_bool("EXTRACT_FAST", cls.fast),
+            favor_precision=_bool("EXTRACT_FAVOR_PRECISION", cls.favor_precision),
+            favor_recall=_bool("EXTRACT_FAVOR_RECALL", cls.favor_recall),
+            include_tables=_bool("EXTRACT_INCLUDE_TABLES", cls.include_tables),
+            include_comments=_bool("EXTRACT_INCLUDE_COMMENTS", cls.include_comments),
+            min_words=int(_number("EXTRACT_MIN_WORDS", cls.min_words, int)),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration. ``database_url`` is None when sitrep runs its own embedded PostgreSQL."""
 
@@ -212,6 +242,7 @@ class Settings:
     #: Near-duplicate thresholds (story clusters).
     dedup: DedupSettings = field(default_factory=DedupSettings)
     downstream: DownstreamSettings = field(default_factory=DownstreamSettings)
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
     #: SITREP_RELEVANCE_THRESHOLD: downstream DAGs treat reports at or above it as conflict reporting;
     #: nothing is dropped at load.
     relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD
@@ -234,6 +265,7 @@ class Settings:
             schedule=_env("SCHEDULE", "*/10 * * * *"),
             dedup=DedupSettings.from_env(),
             downstream=DownstreamSettings.from_env(),
+            extract=ExtractSettings.from_env(),
             relevance_threshold=_fraction("RELEVANCE_THRESHOLD", DEFAULT_RELEVANCE_THRESHOLD),
         )
 
