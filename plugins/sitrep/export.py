@@ -47,7 +47,9 @@ from psycopg.types.json import Jsonb
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings
 
-__all__ = ["COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "autocommit", "run", "target"]
+__all__ = [
+    "COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "autocommit", "export_step", "run", "target",
+]
 
 log = logging.getLogger(__name__)
 
@@ -317,3 +319,15 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (EXPORT_LOCK, base))
     return result
+
+
+def export_step(settings: Settings) -> dict[str, int]:
+    """The DAG's task: export to SITREP_EXPORT_PATH until caught up; counts only (for XCom)."""
+    from sitrep import db
+
+    with db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms) as conn:
+        result = run(conn, target(settings), batch_rows=settings.downstream.export_batch_rows)
+    for f in result.files:
+        log.info("export %s: wrote %s (%d rows, ingest_seq %d-%d, sha256 %s)", result.target, f.path, f.rows,
+                 f.min_seq, f.max_seq, f.sha256)
+    return {"rows": result.rows, "files": len(result.files), "steps": len(result.steps), "watermark": result.watermark}
