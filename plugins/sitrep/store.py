@@ -192,9 +192,10 @@ SELECT url, report_id FROM merge_rows
 UNION SELECT canonical_url, report_id FROM merge_rows
 ON CONFLICT (url) DO NOTHING;
 
+-- An entry another loader already closed keeps that outcome (two runs that collected it at once).
 UPDATE entries e SET status = CASE WHEN m.how = 'new' THEN 'loaded' ELSE 'duplicate' END,
     report_id = m.report_id, error = NULL, updated_at = now()
-FROM merge_rows m WHERE e.entry_id = m.entry_id;
+FROM merge_rows m WHERE e.entry_id = m.entry_id AND e.status NOT IN ('loaded', 'duplicate');
 
 DELETE FROM staged_reports s USING merge_rows m WHERE s.entry_id = m.entry_id;
 """

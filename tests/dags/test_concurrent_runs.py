@@ -8,7 +8,11 @@ SQLite metadata databases differ); they share the loopback feeds and sitrep's Po
 from __future__ import annotations
 
 import random
+import threading
+import time
 import uuid
+from collections import Counter
+from http.server import BaseHTTPRequestHandler
 
 import psycopg
 from sitrep import db, runner, sources
@@ -18,6 +22,7 @@ from tests.pages import Item, article_html, rss
 
 FEEDS = 3
 ARTICLES = 8
+SLOW = 3.0
 ENV = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "8",
        "SITREP_RETRIES": "1", "SITREP_BATCH_SOURCES": "1"}
 _WORDS = ("convoy shelling ceasefire brigade drone village bridge refinery governor hospital corridor "
@@ -32,14 +37,43 @@ def _text(seed: int) -> list[str]:
     return [" ".join(rng.choices(_WORDS, k=45)).capitalize() + f" (report {seed}, part {p})." for p in range(4)]
 
 
-def _publish(site) -> list[str]:
+class SecondFetchIsSlow:
+    """Serves a page at once to the first run that asks, and SLOW seconds later to the second one.
+
+    This forces the interleaving that matters: the slower run read the entries as pending before the
+    faster one loaded them, and stages its copies after that load committed.
+    """
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def page(self, body: str):  # type: ignore[no-untyped-def]
+        data = body.encode()
+
+        def handle(request: BaseHTTPRequestHandler) -> None:
+            with self.lock:
+                self.hits[request.path] += 1
+                second = self.hits[request.path] > 1
+            if second:
+                time.sleep(SLOW)
+            request.send_response(200)
+            request.send_header("Content-Type", "text/html; charset=utf-8")
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+
+        return handle
+
+
+def _publish(site, pages: SecondFetchIsSlow) -> list[str]:
     feeds = []
     for f in range(FEEDS):
         items = []
         for a in range(ARTICLES):
             path = f"/desk{f}/2024/06/{a + 1:02d}/story-{f}-{a}.html"
             title = f"Desk {f} dispatch {a}: fighting around the {_WORDS[(f * ARTICLES + a) % len(_WORDS)]}"
-            site.add(path, article_html(title, _text(f * 100 + a)))
+            site.add(path, handler=pages.page(article_html(title, _text(f * 100 + a))))
             items.append(Item(title=title, link=site.url(path), guid=f"desk{f}-{a}"))
         # The first story again under a tracking URL: one report, one alias.
         items.append(Item(title=items[0].title, link=items[0].link + "?utm_source=feed", guid=f"desk{f}-tracked"))
@@ -68,7 +102,8 @@ def _snapshot(url: str) -> dict[str, object]:
 
 
 def test_two_concurrent_runs_load_what_one_run_loads(site, conn, settings, pg_server, tmp_path, run_dag):
-    feed_urls = _publish(site)
+    pages = SecondFetchIsSlow()
+    feed_urls = _publish(site, pages)
     specs = [sources.FeedSpec(url=u, name=f"Desk {i}") for i, u in enumerate(feed_urls)]
 
     # One run alone, in the fixture's database: the reference.
@@ -76,6 +111,7 @@ def test_two_concurrent_runs_load_what_one_run_loads(site, conn, settings, pg_se
     conn.commit()
     assert run_dag("sitrep_ingest", {"mode": "all"}, extra_env=ENV)
     alone = _snapshot(str(settings.database_url))
+    pages.hits.clear()
 
     # Two runs at once, in a second database; their Airflow homes are migrated first so that both
     # start their tasks at the same moment.
