@@ -119,23 +119,23 @@ def cmd_feeds_import(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds_list(args: argparse.Namespace) -> int:
-    with _conn(_settings()) as conn:
+    """Every feed with its health: state (ok, new, stale, failing, disabled), schedule, last yield."""
+    from sitrep import sources
+    from sitrep.commands.stats import rhythm_text
+
+    settings = _settings()
+    with _conn(settings) as conn:
         _migrated(conn)
-        rows = conn.execute(
-            """
-            SELECT s.name, s.feed_url, s.enabled, s.last_status, s.consecutive_failures, s.last_polled_at,
-                   s.next_poll_at, s.entries_seen, s.last_new_entry_at, coalesce(s.disabled_reason, s.last_error),
-                   (SELECT count(*) FROM reports r WHERE r.source_id = s.source_id)
-            FROM sources s WHERE s.kind = 'feed' ORDER BY s.name, s.feed_url
-            """
-        ).fetchall()
-    table = Table(title=f"{len(rows)} feed(s)")
-    for col in ("name", "feed", "status", "failures", "polled", "next poll", "items", "last new", "reports", "problem"):
+        feeds = sources.feed_health(conn, settings.fetch)
+    table = Table(title=f"{len(feeds)} feed(s); stale = polls fine but nothing new for longer than its rhythm")
+    for col in ("name", "feed", "state", "HTTP", "failures", "polled", "next poll", "items", "last new", "rhythm",
+                "reports", "problem"):
         table.add_column(col, overflow="fold")
-    for name, url, enabled, status, failures, polled, next_poll, seen, last_new, problem, reports in rows:
-        state = "disabled" if not enabled else (str(status) if status is not None else "new")
-        table.add_row(name, url, state, str(failures), _ago(polled), _ago(next_poll), str(seen), _ago(last_new),
-                      str(reports), (problem or "")[:80])
+    for f in feeds:
+        table.add_row(f.name, f.feed_url, f.state + ("" if f.validators_trusted else " (no 304)"),
+                      str(f.last_status or "-"), str(f.failures), _ago(f.last_polled_at),
+                      "-" if not f.enabled else _ago(f.next_poll_at), str(f.entries_seen), _ago(f.last_new_entry_at),
+                      rhythm_text(f.rhythm), str(f.reports), (f.problem or "")[:80])
     console.print(table)
     return 0
 
@@ -277,6 +277,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"[bold]4.[/] loading {len(samples)} seed-format file(s) from seeds/samples/")
     pipeline.ingest_files(settings, samples)
     print_reports(settings)
+    from sitrep.demo_downstream import run_downstream  # alerts (webhooks on loopback) and the Parquet export
+
+    if run_downstream(settings, url, console):
+        return 1
     console.print(
         "\nQuery it yourself:\n"
         f"  psql '{url}' -c 'SELECT source, title, published_at, places FROM reports_v1 ORDER BY ingest_seq'\n"

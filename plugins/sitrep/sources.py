@@ -7,32 +7,51 @@ per-host politeness holds inside one task.
 from __future__ import annotations
 
 import logging
+import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import yaml
+from psycopg.types.json import Jsonb
 
 from sitrep.errors import ConfigError
 from sitrep.records import FeedEntry, Source
+from sitrep.settings import FetchSettings
 
 __all__ = [
+    "FeedHealth",
     "FeedSpec",
+    "PollResult",
+    "PolledSource",
     "add_feeds",
+    "enable_feeds",
+    "feed_health",
     "load_feed_file",
     "load_sources",
+    "next_poll_delay",
     "plan_batches",
     "record_entries",
+    "touch_poll",
     "validate_feed_url",
 ]
 
 log = logging.getLogger(__name__)
 
 FILES_SOURCE_URL = "file:"
+
+
+@dataclass(frozen=True)
+class PolledSource(Source):
+    """A source as the poll step sees it: its validators plus its schedule and health."""
+
+    revalidate: bool = False
+    consecutive_failures: int = 0
+    poll_interval_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -144,15 +163,27 @@ def plan_batches(conn: psycopg.Connection, *, due_only: bool, batch_size: int) -
     return batches
 
 
-def load_sources(conn: psycopg.Connection, source_ids: Iterable[int]) -> list[Source]:
+def load_sources(
+    conn: psycopg.Connection, source_ids: Iterable[int], *, revalidate_after: timedelta | None = None
+) -> list[PolledSource]:
+    """The batch's sources with their poll state.
+
+    ``revalidate`` is set on a source whose validators are still trusted but that has yielded
+    nothing new, and not been checked, for ``revalidate_after``: it is polled unconditionally once.
+    """
     rows = conn.execute(
         """
-        SELECT source_id, name, feed_url, host, etag, last_modified, body_sha256, validators_trusted
-        FROM sources WHERE source_id = ANY(%s) ORDER BY source_id
+        SELECT source_id, name, feed_url, host, etag, last_modified, body_sha256, validators_trusted,
+               validators_trusted AND (etag IS NOT NULL OR last_modified IS NOT NULL)
+                   AND %(after)s::interval IS NOT NULL
+                   AND coalesce(validators_checked_at, added_at) < now() - %(after)s::interval
+                   AND coalesce(last_new_entry_at, added_at) < now() - %(after)s::interval,
+               consecutive_failures, extract(epoch FROM poll_interval)::float8
+        FROM sources WHERE source_id = ANY(%(ids)s) ORDER BY source_id
         """,
-        (list(source_ids),),
+        {"ids": list(source_ids), "after": revalidate_after},
     ).fetchall()
-    return [Source(*row) for row in rows]
+    return [PolledSource(*row) for row in rows]
 
 
 def record_entries(conn: psycopg.Connection, source_id: int, entries: Sequence[FeedEntry]) -> int:
@@ -212,49 +243,196 @@ def mark_entries(
         )
 
 
+@dataclass
+class PollResult:
+    """What one poll of one feed did: the row of poll_log and the update of its source."""
+
+    status: int | None = None
+    size: int = 0
+    duration_ms: int = 0
+    not_modified: bool = False  # HTTP 304
+    unchanged: bool = False  # 200 with the same bytes as last time: not parsed
+    parsed: bool = False
+    seen: int = 0
+    new: int = 0
+    skipped: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    blocked: bool = False
+    conditional: bool = False  # validators were sent
+    revalidation: bool = False  # an unconditional poll to test the validators
+    distrust_validators: bool = False  # ...which showed that they hide changes
+    retry_after: float | None = None
+    attempts: int = 0
+    redirects: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+    body_sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def next_poll_delay(
+    interval: float, failures: int, *, retry_after: float | None = None, max_backoff: float, rng: random.Random | None = None
+) -> float:
+    """Seconds until the next poll: the interval when healthy; after ``failures`` consecutive
+    failures, the interval doubled each time with +-20 %% jitter, capped; never sooner than Retry-After."""
+    if failures <= 0:
+        delay = interval
+    else:
+        delay = min(max_backoff, interval * 2 ** min(failures, 30) * (rng or random).uniform(0.8, 1.2))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_backoff))
+    return delay
+
+
 def touch_poll(
     conn: psycopg.Connection,
-    source: Source,
+    source: PolledSource,
+    result: PollResult,
     *,
     run_id: str | None,
-    status: int | None,
-    size: int,
-    duration_ms: int,
-    not_modified: bool,
-    seen: int,
-    new: int,
-    error: str | None,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    body_sha256: str | None = None,
-    polled_at: datetime | None = None,
+    settings: FetchSettings,
+    rng: random.Random | None = None,
 ) -> None:
-    """Record one poll in poll_log and update the source's health and validators."""
-    ok = error is None
-    conn.execute(
-        """
-        INSERT INTO poll_log (source_id, run_id, http_status, bytes, duration_ms, not_modified,
-                              entries_seen, new_entries, error)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-        """,
-        (source.source_id, run_id, status, size, duration_ms, not_modified, seen, new, error),
-    )
-    conn.execute(
+    """Record one poll in poll_log and update the source's schedule, health and validators.
+
+    A failure backs the source off (capped, with jitter, at least Retry-After) and after
+    ``settings.max_failures`` in a row disables it with the reason recorded.
+    """
+    failures = 0 if result.ok else source.consecutive_failures + 1
+    delay = next_poll_delay(source.poll_interval_s, failures, retry_after=result.retry_after,
+                            max_backoff=settings.max_backoff_minutes * 60, rng=rng)
+    disable = not result.ok and settings.max_failures > 0 and failures >= settings.max_failures
+    reason = f"disabled after {failures} consecutive failed polls; last: {result.error}" if disable else None
+    if disable:
+        log.warning("feed=%s url=%s %s", source.name, source.feed_url, reason)
+    if result.distrust_validators:
+        log.warning("feed=%s url=%s changed behind an unchanged ETag/Last-Modified: validators no longer sent",
+                    source.name, source.feed_url)
+    row = conn.execute(
         """
         UPDATE sources SET
             last_polled_at = now(), last_status = %(status)s, last_error = %(error)s,
             consecutive_failures = CASE WHEN %(ok)s THEN 0 ELSE consecutive_failures + 1 END,
-            next_poll_at = now() + CASE WHEN %(ok)s THEN poll_interval
-                           ELSE least(poll_interval * power(2, consecutive_failures + 1), interval '1 day') END,
-            etag = CASE WHEN %(ok)s AND NOT %(nm)s THEN %(etag)s ELSE etag END,
-            last_modified = CASE WHEN %(ok)s AND NOT %(nm)s THEN %(lm)s ELSE last_modified END,
+            next_poll_at = now() + make_interval(secs => %(delay)s),
+            last_success_at = CASE WHEN %(ok)s THEN now() ELSE last_success_at END,
+            validators_trusted = validators_trusted AND NOT %(distrust)s,
+            validators_checked_at = CASE WHEN %(reval)s THEN now() ELSE validators_checked_at END,
+            etag = CASE WHEN %(distrust)s THEN NULL WHEN %(ok)s AND NOT %(nm)s THEN %(etag)s ELSE etag END,
+            last_modified = CASE WHEN %(distrust)s THEN NULL WHEN %(ok)s AND NOT %(nm)s THEN %(lm)s
+                            ELSE last_modified END,
             body_sha256 = coalesce(%(sha)s, body_sha256),
             entries_seen = entries_seen + %(new)s,
-            last_new_entry_at = CASE WHEN %(new)s > 0 THEN now() ELSE last_new_entry_at END
+            last_new_entry_at = CASE WHEN %(new)s > 0 THEN now() ELSE last_new_entry_at END,
+            enabled = enabled AND NOT %(disable)s,
+            disabled_reason = CASE WHEN %(disable)s THEN %(reason)s ELSE disabled_reason END,
+            disabled_at = CASE WHEN %(disable)s THEN now() ELSE disabled_at END
         WHERE source_id = %(id)s
+        RETURNING next_poll_at
         """,
         {
-            "status": status, "error": error, "ok": ok, "nm": not_modified, "etag": etag, "lm": last_modified,
-            "sha": body_sha256, "new": new, "id": source.source_id,
+            "status": result.status, "error": result.error, "ok": result.ok, "nm": result.not_modified,
+            "etag": result.etag, "lm": result.last_modified, "sha": result.body_sha256, "new": result.new,
+            "delay": delay, "distrust": result.distrust_validators, "reval": result.revalidation,
+            "disable": disable, "reason": reason, "id": source.source_id,
         },
+    ).fetchone()
+    conn.execute(
+        """
+        INSERT INTO poll_log (source_id, run_id, http_status, bytes, duration_ms, not_modified, entries_seen,
+                              new_entries, error, conditional, revalidation, unchanged, parsed, blocked, attempts,
+                              redirects, entries_skipped, problems, retry_after, next_poll_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (source.source_id, run_id, result.status, result.size, result.duration_ms, result.not_modified, result.seen,
+         result.new, result.error, result.conditional, result.revalidation, result.unchanged, result.parsed,
+         result.blocked, result.attempts, result.redirects, result.skipped, Jsonb(result.problems),
+         None if result.retry_after is None else int(result.retry_after), row[0] if row else None),
     )
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    """One feed as `sitrep feeds list` and `sitrep stats` show it."""
+
+    source_id: int
+    name: str
+    feed_url: str
+    enabled: bool
+    last_status: int | None
+    failures: int
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    entries_seen: int
+    last_new_entry_at: datetime | None
+    problem: str | None
+    validators_trusted: bool
+    reports: int
+    #: The feed's usual gap between entries (median of the last 30), when it has a history.
+    rhythm: timedelta | None
+    #: Polls succeed but nothing new arrived for longer than stale_factor x rhythm (and stale_min_hours).
+    stale: bool
+
+    @property
+    def state(self) -> str:
+        if not self.enabled:
+            return "disabled"
+        if self.failures:
+            return "failing"
+        if self.stale:
+            return "stale"
+        return "ok" if self.last_status is not None else "new"
+
+
+def feed_health(conn: psycopg.Connection, settings: FetchSettings, *, unhealthy_only: bool = False) -> list[FeedHealth]:
+    """Every feed with its health; a feed is stale when it polls fine but yields nothing new for
+    longer than its own rhythm allows (the silent failure users miss most)."""
+    rows = conn.execute(
+        """
+        WITH recent AS (
+            SELECT source_id, coalesce(published_at, seen_at) AS at,
+                   row_number() OVER (PARTITION BY source_id ORDER BY coalesce(published_at, seen_at) DESC) AS rn
+            FROM entries
+        ), gaps AS (
+            SELECT source_id, at - lag(at) OVER (PARTITION BY source_id ORDER BY at) AS gap
+            FROM recent WHERE rn <= 31
+        ), rhythm AS (
+            SELECT source_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS rhythm
+            FROM gaps WHERE gap IS NOT NULL GROUP BY source_id
+        ), health AS (
+            SELECT s.*, r.rhythm,
+                   s.enabled AND s.consecutive_failures = 0 AND s.last_success_at IS NOT NULL
+                   AND now() - coalesce(s.last_new_entry_at, s.added_at)
+                       > greatest(coalesce(r.rhythm, interval '0') * %(factor)s,
+                                  make_interval(secs => %(min_s)s)) AS stale
+            FROM sources s LEFT JOIN rhythm r USING (source_id)
+            WHERE s.kind = 'feed'
+        )
+        SELECT source_id, name, feed_url, enabled, last_status, consecutive_failures, last_polled_at, next_poll_at,
+               entries_seen, last_new_entry_at, coalesce(disabled_reason, last_error), validators_trusted,
+               (SELECT count(*) FROM reports rp WHERE rp.source_id = health.source_id), rhythm, stale
+        FROM health
+        WHERE NOT %(unhealthy)s OR NOT enabled OR consecutive_failures > 0 OR stale
+        ORDER BY name, feed_url
+        """,
+        {"factor": settings.stale_factor, "min_s": settings.stale_min_hours * 3600, "unhealthy": unhealthy_only},
+    ).fetchall()
+    return [FeedHealth(*row) for row in rows]
+
+
+def enable_feeds(conn: psycopg.Connection, urls: Sequence[str] | None) -> list[str]:
+    """Re-enable disabled feeds (all of them when ``urls`` is None), due at once, failures forgotten."""
+    with conn.transaction():
+        rows = conn.execute(
+            """
+            UPDATE sources SET enabled = true, consecutive_failures = 0, disabled_reason = NULL, disabled_at = NULL,
+                               next_poll_at = now()
+            WHERE kind = 'feed' AND NOT enabled AND (%(all)s OR feed_url = ANY(%(urls)s))
+            RETURNING feed_url
+            """,
+            {"all": urls is None, "urls": list(urls or [])},
+        ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,30 @@
+"""``sitrep feeds-enable``: put feeds that were disabled after repeated failures back on the schedule."""
+
+from __future__ import annotations
+
+import argparse
+
+from sitrep.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "feeds-enable",
+        help="re-enable feeds disabled after repeated failures (see `sitrep stats`), polled at the next run",
+    )
+    p.add_argument("urls", nargs="*", metavar="URL", help="feed URLs to enable")
+    p.add_argument("--all-disabled", action="store_true", help="every disabled feed")
+    p.set_defaults(func=cmd_feeds_enable)
+
+
+def cmd_feeds_enable(args: argparse.Namespace) -> int:
+    from sitrep import sources
+    from sitrep.cli import _conn, _migrated, _settings, console
+
+    if not args.urls and not args.all_disabled:
+        raise ConfigError("give the feed URLs to enable, or --all-disabled")
+    with _conn(_settings()) as conn:
+        _migrated(conn)
+        enabled = sources.enable_feeds(conn, None if args.all_disabled else args.urls)
+    console.print(f"{len(enabled)} feed(s) enabled: " + (", ".join(enabled) or "none were disabled"))
+    return 0

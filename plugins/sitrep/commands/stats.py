@@ -1,0 +1,103 @@
+"""``sitrep stats``: how the last ingestion runs went, and which feeds need a look.
+
+One row per run from poll_log (feeds polled, answered 304 or unchanged, parsed, failed, refused by the
+SSRF guard, bytes, new entries, pages fetched during the run), then the unhealthy feeds: disabled (with
+the reason), failing (with the backoff's next poll), and stale: polls that succeed but have yielded
+nothing new for longer than the feed's own rhythm, with the last time it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+
+from rich.table import Table
+
+from sitrep.errors import ConfigError
+
+__all__ = ["register", "rhythm_text", "runs_table", "unhealthy_table"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "stats",
+        help="the last ingestion runs (poll log) and the unhealthy feeds: disabled, failing, stale",
+        description="Summarises poll_log per run and lists feeds that are disabled, failing or stale "
+                    "(polling fine but yielding nothing new for longer than their usual rhythm).",
+    )
+    p.add_argument("--runs", type=int, default=10, metavar="N", help="how many recent runs to show (default 10)")
+    p.set_defaults(func=cmd_stats)
+
+
+_RUNS_SQL = """
+WITH runs AS (
+    SELECT coalesce(run_id, 'ad hoc ' || to_char(date_trunc('minute', polled_at), 'YYYY-MM-DD HH24:MI')) AS run,
+           min(polled_at) AS started, max(polled_at) AS ended, count(*) AS feeds,
+           count(*) FILTER (WHERE not_modified) AS not_modified, count(*) FILTER (WHERE unchanged) AS unchanged,
+           count(*) FILTER (WHERE parsed) AS parsed, count(*) FILTER (WHERE error IS NOT NULL) AS failed,
+           count(*) FILTER (WHERE blocked) AS blocked, coalesce(sum(bytes), 0) AS bytes,
+           coalesce(sum(new_entries), 0) AS new_entries, coalesce(sum(entries_skipped), 0) AS skipped
+    FROM poll_log GROUP BY 1
+), windows AS (
+    SELECT *, lead(started) OVER (ORDER BY started) AS next_started FROM runs
+)
+SELECT run, started, feeds, not_modified, unchanged, parsed, failed, blocked, bytes, new_entries, skipped,
+       (SELECT count(*) FROM pages p
+        WHERE p.fetched_at >= w.started AND p.fetched_at < coalesce(w.next_started, 'infinity')) AS pages
+FROM windows w ORDER BY started DESC LIMIT %s
+"""
+
+
+def runs_table(conn, limit: int) -> Table:  # type: ignore[no-untyped-def]
+    rows = conn.execute(_RUNS_SQL, (limit,)).fetchall()
+    table = Table(title=f"last {len(rows)} run(s) (poll_log)")
+    for col in ("run", "started", "feeds", "304", "unchanged", "parsed", "failed", "blocked", "bytes",
+                "new entries", "bad entries", "pages fetched"):
+        table.add_column(col, overflow="fold", justify="left" if col in {"run", "started"} else "right")
+    for run, started, *numbers in rows:
+        table.add_row(run, started.strftime("%Y-%m-%d %H:%M:%S"), *(f"{n:,}" for n in numbers))
+    return table
+
+
+def rhythm_text(rhythm: timedelta | None) -> str:
+    if rhythm is None:
+        return "-"
+    seconds = rhythm.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"~{seconds / size:.0f}{unit}"
+    return f"~{seconds:.0f}s"
+
+
+def unhealthy_table(feeds: list) -> Table:  # type: ignore[type-arg]
+    from sitrep.cli import _ago
+
+    table = Table(title=f"{len(feeds)} unhealthy feed(s)")
+    for col in ("feed", "state", "HTTP", "failures", "last yielded", "rhythm", "next poll", "problem"):
+        table.add_column(col, overflow="fold")
+    for f in feeds:
+        table.add_row(f"{f.name}\n{f.feed_url}", f.state, str(f.last_status or "-"), str(f.failures),
+                      _ago(f.last_new_entry_at), rhythm_text(f.rhythm), "-" if not f.enabled else _ago(f.next_poll_at),
+                      (f.problem or ("no new entry for longer than its rhythm" if f.stale else ""))[:120])
+    return table
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from sitrep import sources
+    from sitrep.cli import _conn, _migrated, _settings, console
+
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    settings = _settings()
+    with _conn(settings) as conn:
+        _migrated(conn)
+        runs = runs_table(conn, args.runs)
+        feeds = sources.feed_health(conn, settings.fetch)
+    states: dict[str, int] = {}
+    for f in feeds:
+        states[f.state] = states.get(f.state, 0) + 1
+    console.print(runs)
+    console.print(unhealthy_table([f for f in feeds if f.state in {"disabled", "failing", "stale"}]))
+    console.print(f"{len(feeds)} feed(s): " + (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none yet")
+                  + ". Re-enable a disabled feed with `sitrep feeds-enable URL`.")
+    return 0

@@ -1,0 +1,254 @@
+"""Sources: the poll schedule, conditional GET, backoff, auto-disable, staleness and batches."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+from dataclasses import replace
+
+import pytest
+from sitrep import pipeline, sources
+from sitrep.settings import Settings
+
+from tests.pages import Item, rss
+
+
+class Feed:
+    """A feed served with validators; ``lying`` keeps the first ETag (and answers 304) whatever the body."""
+
+    def __init__(self, site, path: str = "/rss.xml", *, n: int = 3, lying: bool = False, etag: bool = True):
+        self.site, self.path, self.lying, self.etag = site, path, lying, etag
+        self.items = [self.item(i) for i in range(n)]
+        self.first_tag: str | None = None
+        self.url = site.add(path, handler=self.handle)
+
+    def item(self, i: int) -> Item:
+        return Item(title=f"Story {i}", link=self.site.url(f"/story/{i}.html"), guid=f"story-{i}",
+                    date=f"Tue, 12 Mar 2024 {i % 24:02d}:00:00 GMT")
+
+    def publish(self) -> None:
+        self.items.append(self.item(len(self.items)))
+
+    def handle(self, h) -> None:
+        body = rss(self.items).encode()
+        tag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        if self.lying:
+            self.first_tag = self.first_tag or tag
+            tag = self.first_tag
+        if self.etag and h.headers.get("If-None-Match") == tag:
+            h.send_response(304)
+            h.send_header("ETag", tag)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        if self.etag:
+            h.send_header("ETag", tag)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def requests(self) -> list[dict[str, str]]:
+        return [headers for path, headers in self.site.hits if path == self.path]
+
+
+def _add(conn, *urls: str) -> list[int]:
+    sources.add_feeds(conn, [sources.FeedSpec(url=u, name=u.rsplit("/", 1)[1]) for u in urls])
+    ids = [r[0] for r in conn.execute("SELECT source_id FROM sources WHERE feed_url = ANY(%s) ORDER BY source_id",
+                                      (list(urls),))]
+    conn.commit()
+    return ids
+
+
+def _source(conn, source_id: int) -> dict:
+    cur = conn.execute("SELECT * FROM sources WHERE source_id = %s", (source_id,))
+    row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+    conn.commit()
+    return row
+
+
+def _log(conn, source_id: int) -> list[dict]:
+    cur = conn.execute("SELECT * FROM poll_log WHERE source_id = %s ORDER BY poll_id", (source_id,))
+    rows = [dict(zip([c.name for c in cur.description], r, strict=True)) for r in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
+def _fetch(settings: Settings, **changes) -> Settings:
+    return replace(settings, fetch=replace(settings.fetch, **changes))
+
+
+# ----------------------------------------------------------------------------------- conditional GET
+
+
+def test_304_flow_costs_no_parse(site, conn, settings):
+    feed = Feed(site)
+    [sid] = _add(conn, feed.url)
+    first = pipeline.poll_batch(settings, [sid], run_id="r1")
+    second = pipeline.poll_batch(settings, [sid], run_id="r2")
+    assert (first["parsed"], first["new"], second["not_modified"], second["parsed"], second["new"]) == (1, 3, 1, 0, 0)
+    assert feed.requests()[1]["if-none-match"] == _source(conn, sid)["etag"]
+    log = _log(conn, sid)
+    assert [(r["http_status"], r["conditional"], r["not_modified"], r["parsed"]) for r in log] == [
+        (200, False, False, True), (304, True, True, False)]
+    feed.publish()
+    third = pipeline.poll_batch(settings, [sid], run_id="r3")
+    assert (third["parsed"], third["entries"], third["new"]) == (1, 4, 1)  # only the new entry is recorded
+
+
+def test_an_unchanged_body_without_validators_is_not_parsed(site, conn, settings):
+    feed = Feed(site, etag=False)
+    [sid] = _add(conn, feed.url)
+    pipeline.poll_batch(settings, [sid])
+    again = pipeline.poll_batch(settings, [sid])
+    assert (again["unchanged"], again["parsed"], again["new"]) == (1, 0, 0)
+    assert _log(conn, sid)[-1]["unchanged"]
+
+
+def test_validators_that_hide_changes_are_caught_and_dropped(site, conn, settings):
+    feed = Feed(site, lying=True)
+    [sid] = _add(conn, feed.url)
+    pipeline.poll_batch(settings, [sid])
+    feed.publish()
+    assert pipeline.poll_batch(settings, [sid])["not_modified"] == 1  # the lie: 304 though a story was added
+    # Nothing new for longer than the quiet period: the next poll goes without validators, once.
+    conn.execute("UPDATE sources SET added_at = now() - interval '3 days', last_new_entry_at = now() - interval '3 days'"
+                 " WHERE source_id = %s", (sid,))
+    conn.commit()
+    check = pipeline.poll_batch(settings, [sid])
+    assert (check["revalidated"], check["distrusted"], check["new"]) == (1, 1, 1)
+    assert "if-none-match" not in feed.requests()[-1]
+    state = _source(conn, sid)
+    assert (state["validators_trusted"], state["etag"]) == (False, None)
+    pipeline.poll_batch(settings, [sid])
+    assert "if-none-match" not in feed.requests()[-1]  # never sent again
+
+
+def test_honest_validators_survive_the_check(site, conn, settings):
+    feed = Feed(site)
+    [sid] = _add(conn, feed.url)
+    pipeline.poll_batch(settings, [sid])
+    conn.execute("UPDATE sources SET added_at = now() - interval '3 days', last_new_entry_at = now() - interval '3 days'"
+                 " WHERE source_id = %s", (sid,))
+    conn.commit()
+    check = pipeline.poll_batch(settings, [sid])
+    assert (check["revalidated"], check["unchanged"], check["distrusted"]) == (1, 1, 0)
+    assert _source(conn, sid)["validators_trusted"]
+    assert pipeline.poll_batch(settings, [sid])["not_modified"] == 1  # conditional again: checked recently
+
+
+# ------------------------------------------------------------------------------- schedule and health
+
+
+def test_429_with_retry_after_pushes_the_next_poll_back(site, conn, settings):
+    url = site.add("/rss.xml", "slow down", status=429, headers={"Retry-After": "7200", "Content-Type": "text/plain"})
+    [sid] = _add(conn, url)
+    counts = pipeline.poll_batch(settings, [sid])
+    assert counts["failed"] == 1 and site.count("/rss.xml") == 1  # not slept through inside the task
+    [row] = _log(conn, sid)
+    assert (row["http_status"], row["retry_after"]) == (429, 7200)
+    assert "Retry-After 7200s" in row["error"]
+    wait = conn.execute("SELECT extract(epoch FROM next_poll_at - now()) FROM sources WHERE source_id = %s",
+                        (sid,)).fetchone()[0]
+    assert 7000 < wait <= 7200
+
+
+def test_500_then_success_is_one_successful_poll(site, conn, settings):
+    feed = Feed(site)
+    answers = iter([500])
+
+    def flaky(h):
+        if next(answers, None) == 500:
+            h.send_response(500)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        else:
+            feed.handle(h)
+
+    site.add("/rss.xml", handler=flaky)
+    [sid] = _add(conn, feed.url)
+    counts = pipeline.poll_batch(settings, [sid])
+    assert (counts["failed"], counts["new"]) == (0, 3)
+    assert _log(conn, sid)[0]["attempts"] == 2
+
+
+def test_failures_back_off_and_then_disable_the_feed_with_the_reason(site, conn, settings):
+    [sid] = _add(conn, site.url("/missing.xml"))
+    strict = _fetch(settings, max_failures=3)
+    waits = []
+    for _ in range(3):
+        pipeline.poll_batch(strict, [sid])
+        waits.append(conn.execute("SELECT extract(epoch FROM next_poll_at - now()) FROM sources WHERE source_id = %s",
+                                  (sid,)).fetchone()[0])
+        conn.commit()
+    assert 600 * 2 * 0.8 - 5 < waits[0] < waits[1] < waits[2]  # 10 min doubled each time (with jitter)
+    state = _source(conn, sid)
+    assert (state["enabled"], state["consecutive_failures"]) == (False, 3)
+    assert state["disabled_reason"].startswith("disabled after 3 consecutive failed polls; last: can't poll feed")
+    assert "HTTP 404" in state["disabled_reason"]
+    assert sources.plan_batches(conn, due_only=False, batch_size=10) == []
+
+
+@pytest.mark.parametrize("failures, expected", [(0, (600, 600)), (1, (960, 1440)), (3, (3840, 5760)), (20, (43200, 43200))])
+def test_backoff_doubles_with_jitter_and_is_capped(failures, expected):
+    rng = random.Random(7)
+    for _ in range(50):
+        delay = sources.next_poll_delay(600, failures, max_backoff=43200, rng=rng)
+        assert expected[0] <= delay <= expected[1]
+
+
+def test_retry_after_is_a_floor_but_the_cap_still_holds():
+    assert sources.next_poll_delay(600, 1, retry_after=5000, max_backoff=43200) == 5000
+    assert sources.next_poll_delay(600, 1, retry_after=10**7, max_backoff=43200) == 43200
+
+
+def test_a_feed_that_polls_fine_but_yields_nothing_is_flagged_stale(site, conn, settings):
+    quiet, busy = Feed(site, "/quiet.xml", n=10), Feed(site, "/busy.xml", n=10)
+    ids = _add(conn, quiet.url, busy.url)
+    pipeline.poll_batch(settings, ids)
+    # Entries an hour apart (the feed's rhythm); the quiet one has had nothing new for two days.
+    conn.execute("UPDATE sources SET last_new_entry_at = now() - interval '2 days' WHERE feed_url = %s", (quiet.url,))
+    conn.commit()
+    health = {h.name: h for h in sources.feed_health(conn, settings.fetch)}
+    assert (health["quiet.xml"].stale, health["quiet.xml"].state) == (True, "stale")
+    assert (health["busy.xml"].stale, health["busy.xml"].state) == (False, "ok")
+    assert health["quiet.xml"].rhythm.total_seconds() == 3600
+    assert [h.name for h in sources.feed_health(conn, settings.fetch, unhealthy_only=True)] == ["quiet.xml"]
+
+
+def test_due_feeds_only_and_batches_keep_each_host_together(site, conn):
+    urls = [f"http://a.example/{i}.xml" for i in range(3)] + [f"http://b.example/{i}.xml" for i in range(2)] + \
+           ["http://c.example/0.xml"]
+    ids = _add(conn, *urls)
+    conn.execute("UPDATE sources SET next_poll_at = now() + interval '1 hour' WHERE feed_url = %s", (urls[5],))
+    conn.commit()
+    batches = sources.plan_batches(conn, due_only=False, batch_size=3)
+    assert batches == [ids[0:3], ids[3:6]]
+    assert sorted(sum(sources.plan_batches(conn, due_only=True, batch_size=3), [])) == ids[:5]
+
+
+def test_a_feed_with_10000_entries_is_recorded_once(site, conn, settings):
+    feed = Feed(site, n=10_000)
+    [sid] = _add(conn, feed.url)
+    assert pipeline.poll_batch(settings, [sid])["new"] == 10_000
+    assert pipeline.poll_batch(settings, [sid])["not_modified"] == 1
+    assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 10_000
+
+
+def test_one_failing_feed_never_fails_the_others_of_its_batch(site, conn, settings):
+    good = Feed(site, "/good.xml")
+    site.add("/html.xml", "<html><body>Not a feed</body></html>")
+    site.add("/empty.xml", rss([]), headers={"Content-Type": "application/rss+xml"})
+
+    def hang_up(h):
+        h.connection.shutdown(socket.SHUT_RDWR)  # the connection drops before any answer
+
+    site.add("/reset.xml", handler=hang_up)
+    ids = _add(conn, good.url, site.url("/html.xml"), site.url("/empty.xml"), site.url("/reset.xml"),
+               "http://127.0.0.1:9/refused.xml")
+    counts = pipeline.poll_batch(_fetch(settings, retries=0), ids, run_id="mixed")
+    assert (counts["feeds"], counts["failed"], counts["new"]) == (5, 3, 3)
+    errors = dict(conn.execute("SELECT s.name, l.error IS NOT NULL FROM poll_log l JOIN sources s USING (source_id)"))
+    assert errors == {"good.xml": False, "html.xml": True, "empty.xml": False, "reset.xml": True, "refused.xml": True}
