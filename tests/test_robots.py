@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from sitrep.errors import BlockedURLError
+from sitrep.errors import BlockedURLError, FetchError
 from sitrep.fetch import Fetcher
 from sitrep.robots import agent_token
 from sitrep.settings import FetchSettings
@@ -54,6 +54,9 @@ def test_what_a_missing_or_failing_robots_txt_means(site, fetch_settings, status
     with Fetcher(fetch_settings) as fetcher:
         [result] = fetcher.get_many([url])
     assert (getattr(result, "status", None) == 200) is allowed
+    if not allowed:  # unreachable, not forbidden: the entry stays pending for the next run
+        assert isinstance(result, FetchError) and result.reason == "connect" and "robots.txt" in str(result)
+        assert site.count("/news/1.html") == 0
 
 
 def test_robots_can_be_ignored_by_setting(site, fetch_settings):

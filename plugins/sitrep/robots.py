@@ -4,8 +4,9 @@ Fetched through the same guarded client as everything else. What an answer means
 
 - 2xx: the rules apply (at most 500 KiB of them are read, as Google does);
 - 4xx (no robots.txt, or forbidden): everything is allowed;
-- 5xx, a timeout or a refused connection: the site is unreachable, so everything is disallowed for
-  this batch (the next batch asks again);
+- 5xx, a timeout or a refused connection: the site is unreachable, so nothing is fetched from it in
+  this batch: ``allowed`` raises a :class:`FetchError` with reason ``connect``, which leaves the pages'
+  entries pending for the next run (asking again) rather than failing them for good;
 - a Crawl-delay for our user agent raises the host's minimum delay between requests (at most 60 s).
 """
 
@@ -44,13 +45,20 @@ class _AllowAll:
         return None
 
 
-class _DisallowAll(_AllowAll):
+class _Unreachable(_AllowAll):
+    def __init__(self, why: str):
+        self.why = why
+
     def can_fetch(self, url: str, user_agent: str) -> bool:
-        return False
+        raise FetchError(f"can't fetch {url!r}: its robots.txt is unreachable ({self.why}); retried next run",
+                         url=url, reason="connect")
 
 
 class RobotsCache:
-    """``allowed(url)``: may our user agent fetch this URL? One robots.txt request per host."""
+    """``allowed(url)``: may our user agent fetch this URL? One robots.txt request per host.
+
+    Raises :class:`FetchError` (reason ``connect``) while the host's robots.txt is unreachable.
+    """
 
     def __init__(self, fetcher: Fetcher):
         self.fetcher = fetcher
@@ -75,15 +83,15 @@ class RobotsCache:
         try:
             response = self.fetcher.get(robots_url, max_bytes=MAX_ROBOTS_BYTES)
         except FetchError as exc:
-            log.warning("url=%s robots.txt unreachable (%s): pages of this host are skipped this batch", robots_url, exc)
-            return _DisallowAll()
+            log.warning("url=%s robots.txt unreachable (%s): pages of this host wait for the next run", robots_url, exc)
+            return _Unreachable(exc.reason)
         self.fetcher.count("robots_fetched")
         if 400 <= response.status < 500:
             return _AllowAll()
         if response.status >= 500:
-            log.warning("url=%s robots.txt answered HTTP %d: pages of this host are skipped this batch",
+            log.warning("url=%s robots.txt answered HTTP %d: pages of this host wait for the next run",
                         robots_url, response.status)
-            return _DisallowAll()
+            return _Unreachable(f"HTTP {response.status}")
         if response.status != 200:
             return _AllowAll()
         rules = Protego.parse(response.body.decode("utf-8", errors="replace"))
