@@ -54,7 +54,7 @@ def test_the_seed_rules_file_loads_with_webhooks_from_the_environment(receiver):
     assert {"kharkiv-oblast-shelling", "bakhmut-battle"} <= by_name.keys()
     assert all(h.url.startswith(receiver.base_url) for r in rules for h in r.webhooks)
     kharkiv = by_name["kharkiv-oblast-shelling"].places[0]
-    assert kharkiv.radius_km == 150 and kharkiv.lat == pytest.approx(49.98, abs=0.1)  # centre from GeoNames
+    assert kharkiv.radius_km == 40 and kharkiv.lat == pytest.approx(49.98, abs=0.1)  # centre from GeoNames
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -157,9 +157,7 @@ def test_every_new_alert_is_notified_on_the_documented_channel(conn, db_url, tmp
 
 
 def test_the_seed_sample_rule_delivers_exactly_one_signed_alert(conn, settings, fast, receiver):
-    # enrichment is not relied on: the rule takes reports whatever their relevance
-    rules = [replace(r, min_relevance=0.0) for r in alerts.load_rules(PROJECT_ROOT / "seeds" / "alert_rules.yaml")
-             if r.name == "bakhmut-battle"]
+    rules = [r for r in alerts.load_rules(PROJECT_ROOT / "seeds" / "alert_rules.yaml") if r.name == "bakhmut-battle"]
     alerts.sync_rules(conn, rules)
     pipeline.ingest_files(settings, sorted((PROJECT_ROOT / "seeds" / "samples").glob("*.txt")))
 

@@ -33,12 +33,16 @@ def _specs(*keys: str) -> list[dict]:
 
 
 def test_export_writes_every_report_once_with_a_manifest_and_moves_the_watermark(conn, tmp_path):
-    load_reports(conn, *_specs("a", "b", "c"))
+    a, b, c = _specs("a", "b", "c")
+    load_reports(conn, a, {**b, "relevance": 0.2}, {**c, "relevance": None})
     base = tmp_path / "export"
 
-    result = export.run(conn, str(base))
+    result = export.run(conn, str(base), threshold=0.5)
 
     assert sorted(_exported(base)) == _view(conn)
+    table = ds.dataset(base, format="parquet", partitioning="hive").to_table().sort_by("ingest_seq")
+    assert table["conflict"].to_pylist() == [True, False, None]  # relevance >= SITREP_RELEVANCE_THRESHOLD
+    assert table.schema.field("places").type == "string" and table["title"].to_pylist()[0] == "Report a"
     assert result.rows == 3 and len(result.steps) == 1
     max_seq = conn.execute("SELECT max(ingest_seq) FROM reports_v1").fetchone()[0]
     assert result.watermark == max_seq

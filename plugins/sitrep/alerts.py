@@ -541,14 +541,6 @@ def retry_dead(conn: psycopg.Connection, delivery_ids: Sequence[int] | None = No
 # ------------------------------------------------------------------------------ the DAG's three steps
 
 
-def relevance_threshold(settings: Settings) -> float:
-    """SITREP_RELEVANCE_THRESHOLD (default 0.5): from this relevance up, a report is conflict reporting."""
-    from sitrep.settings import _number
-
-    value = getattr(settings, "relevance_threshold", None)
-    return float(value) if value is not None else _number("RELEVANCE_THRESHOLD", 0.5)
-
-
 def _connect(settings: Settings) -> psycopg.Connection:
     from sitrep import db
 
@@ -564,7 +556,7 @@ def sync_step(settings: Settings) -> dict[str, int]:
 
 def evaluate_step(settings: Settings) -> dict[str, int]:
     with _connect(settings) as conn:
-        created = evaluate(conn, threshold=relevance_threshold(settings))
+        created = evaluate(conn, threshold=settings.relevance_threshold)
     return {"alerts": len(created)}
 
 

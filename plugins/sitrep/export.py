@@ -48,7 +48,7 @@ from sitrep.errors import SitrepError
 from sitrep.settings import Settings
 
 __all__ = [
-    "COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "autocommit", "export_step", "run", "target",
+    "COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "autocommit", "committed_files", "export_step", "run", "target",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ COLUMNS = [
     "summary", "word_count", "content_sha256", "extraction_method", "relevance", "event_types", "places",
     "actors", "revision", "updated_at",
 ]
+#: Derived at export time: relevance >= SITREP_RELEVANCE_THRESHOLD (null while a report is not scored).
+DERIVED = ["conflict"]
 _JSON_COLUMNS = {"places", "actors"}
 
 
@@ -81,7 +83,7 @@ def _schema():  # type: ignore[no-untyped-def]
         "published_at": ts, "fetched_at": ts, "ingested_at": ts, "updated_at": ts, "ingest_seq": pa.int64(),
         "word_count": pa.int32(), "relevance": pa.float32(), "event_types": pa.list_(text), "revision": pa.int32(),
     }
-    return pa.schema([pa.field(name, types.get(name, text)) for name in COLUMNS])
+    return pa.schema([pa.field(name, types.get(name, text)) for name in COLUMNS] + [pa.field("conflict", pa.bool_())])
 
 
 @dataclass(frozen=True)
@@ -191,16 +193,17 @@ def _parquet(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 _ROWS = (
-    "SELECT {cols}, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS ingest_date FROM reports_v1"
+    "SELECT {cols}, relevance >= %s AS conflict, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS ingest_date"
+    " FROM reports_v1"
     " WHERE ingest_seq > %s AND ingest_seq <= %s ORDER BY ingest_seq"
 )
 
 
-def _read_rows(conn: psycopg.Connection, lo: int, hi: int) -> dict[str, list[dict[str, Any]]]:
+def _read_rows(conn: psycopg.Connection, lo: int, hi: int, threshold: float) -> dict[str, list[dict[str, Any]]]:
     """The rows of the range, by partition, JSON columns as JSON text."""
     by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(_ROWS.format(cols=", ".join(COLUMNS)), (lo, hi))  # type: ignore[arg-type]
+        cur.execute(_ROWS.format(cols=", ".join(COLUMNS)), (threshold, lo, hi))  # type: ignore[arg-type]
         for row in cur:
             day = row.pop("ingest_date")
             for name in _JSON_COLUMNS:
@@ -238,8 +241,9 @@ def _next_range(conn: psycopg.Connection, consumer: str, kind: str, base: str, b
 
 
 def _step(conn: psycopg.Connection, fs, root: str, base: str, consumer: str, kind: str, lo: int, hi: int,  # type: ignore[no-untyped-def]
-          planned: dict[str, Any] | None, on_files_written: Callable[[ExportStep], None] | None) -> ExportStep:
-    by_day = _read_rows(conn, lo, hi)
+          planned: dict[str, Any] | None, on_files_written: Callable[[ExportStep], None] | None,
+          threshold: float) -> ExportStep:
+    by_day = _read_rows(conn, lo, hi, threshold)
     names = {day: _file_name(day, lo, hi) for day in sorted(by_day)}
     with conn.transaction():
         if planned is None:
@@ -294,11 +298,13 @@ def _step(conn: psycopg.Connection, fs, root: str, base: str, consumer: str, kin
 
 
 def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_seq: int = 0,
-        kind: str = "incremental", on_files_written: Callable[[ExportStep], None] | None = None) -> ExportResult:
+        kind: str = "incremental", threshold: float = 0.5,
+        on_files_written: Callable[[ExportStep], None] | None = None) -> ExportResult:
     """Export every report past the watermark of ``base``, step by step, until it is caught up.
 
     ``start_seq`` is where a new destination starts (0: everything); a backfill is simply a
     destination of its own (``kind='backfill'``) that starts at the ``--since`` sequence number.
+    ``threshold`` (SITREP_RELEVANCE_THRESHOLD) sets the derived ``conflict`` column.
     """
     fs, root = _filesystem(base)
     root = root.rstrip("/")
@@ -312,7 +318,8 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
                 if planned_range is None:
                     break
                 lo, hi, planned = planned_range
-                result.steps.append(_step(conn, fs, root, base, consumer, kind, lo, hi, planned, on_files_written))
+                result.steps.append(_step(conn, fs, root, base, consumer, kind, lo, hi, planned, on_files_written,
+                                          threshold))
             row = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s",
                                (consumer,)).fetchone()
             result.watermark = int(row[0]) if row else start_seq
@@ -321,12 +328,22 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
     return result
 
 
+def committed_files(conn: psycopg.Connection, base: str) -> list[ExportedFile]:
+    """Every file of the committed manifests of ``base``, oldest first (what a reader should see)."""
+    rows = conn.execute(
+        "SELECT files FROM export_manifests WHERE target = %s AND status = 'committed' ORDER BY min_seq", (base,)
+    ).fetchall()
+    conn.commit()
+    return [ExportedFile(**item) for (files,) in rows for item in files]
+
+
 def export_step(settings: Settings) -> dict[str, int]:
     """The DAG's task: export to SITREP_EXPORT_PATH until caught up; counts only (for XCom)."""
     from sitrep import db
 
     with db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms) as conn:
-        result = run(conn, target(settings), batch_rows=settings.downstream.export_batch_rows)
+        result = run(conn, target(settings), batch_rows=settings.downstream.export_batch_rows,
+                     threshold=settings.relevance_threshold)
     for f in result.files:
         log.info("export %s: wrote %s (%d rows, ingest_seq %d-%d, sha256 %s)", result.target, f.path, f.rows,
                  f.min_seq, f.max_seq, f.sha256)

@@ -24,13 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_export)
 
 
-def files_table(result, title: str | None = None) -> Table:  # type: ignore[no-untyped-def]
-    """The files an export wrote, one row each (also what `make demo` prints)."""
-    table = Table(title=title or f"sitrep export: {result.rows} row(s) in {len(result.files)} file(s) under "
-                                 f"{result.target} (watermark {result.watermark})")
+def files_table(files, title: str) -> Table:  # type: ignore[no-untyped-def]
+    """Exported files, one row each (also what `make demo` prints)."""
+    table = Table(title=title)
     for col in ("file", "rows", "ingest_seq", "sha256", "bytes"):
         table.add_column(col, overflow="fold")
-    for f in result.files:
+    for f in files:
         table.add_row(f.path, str(f.rows), f"{f.min_seq}-{f.max_seq}", f.sha256[:16], f"{f.bytes:,}")
     return table
 
@@ -52,9 +51,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         db.migrate(conn)
         with console.status(f"exporting reports_v1 to {base}..."):
             if args.since is None:
-                result = export.run(conn, base, batch_rows=batch)
+                result = export.run(conn, base, batch_rows=batch, threshold=settings.relevance_threshold)
             else:
                 to = args.to or f"{base.rstrip('/')}/_backfill/since-{args.since}"
-                result = export.run(conn, to, batch_rows=batch, start_seq=args.since, kind="backfill")
-    console.print(files_table(result))
+                result = export.run(conn, to, batch_rows=batch, start_seq=args.since, kind="backfill",
+                                    threshold=settings.relevance_threshold)
+    console.print(files_table(result.files, f"sitrep export: {result.rows} row(s) in {len(result.files)} file(s)"
+                                            f" under {result.target} (watermark {result.watermark})"))
     return 0
