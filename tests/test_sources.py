@@ -11,7 +11,7 @@ import pytest
 from sitrep import pipeline, sources
 from sitrep.settings import Settings
 
-from tests.pages import Item, rss
+from tests.pages import Item, article_html, paragraphs, rss
 
 
 class Feed:
@@ -252,3 +252,15 @@ def test_one_failing_feed_never_fails_the_others_of_its_batch(site, conn, settin
     assert (counts["feeds"], counts["failed"], counts["new"]) == (5, 3, 3)
     errors = dict(conn.execute("SELECT s.name, l.error IS NOT NULL FROM poll_log l JOIN sources s USING (source_id)"))
     assert errors == {"good.xml": False, "html.xml": True, "empty.xml": False, "reset.xml": True, "refused.xml": True}
+
+
+def test_the_poll_log_counts_the_pages_fetched_after_each_poll(site, conn, settings):
+    feed = Feed(site)
+    for i in range(3):
+        site.add(f"/story/{i}.html", article_html(f"Shelling hits district {i}", paragraphs(f"story {i}")))
+    [sid] = _add(conn, feed.url)
+    for run in ("r1", "r2"):
+        pipeline.poll_batch(settings, [sid], run_id=run)
+        pipeline.collect_batch(settings, [sid])
+    rows = conn.execute("SELECT run_id, http_status, new_entries, pages_fetched FROM poll_log_v1 ORDER BY poll_id")
+    assert rows.fetchall() == [("r1", 200, 3, 3), ("r2", 304, 0, 0)]

@@ -1,7 +1,7 @@
 """``sitrep stats``: how the last ingestion runs went, and which feeds need a look.
 
-One row per run from poll_log (feeds polled, answered 304 or unchanged, parsed, failed, refused by the
-SSRF guard, bytes, new entries, pages fetched during the run), then the unhealthy feeds: disabled (with
+One row per run from the view poll_log_v1 (feeds polled, answered 304 or unchanged, parsed, failed,
+refused by the SSRF guard, bytes, new entries, entries skipped, pages fetched after the polls), then the unhealthy feeds: disabled (with
 the reason), failing (with the backoff's next poll), and stale: polls that succeed but have yielded
 nothing new for longer than the feed's own rhythm, with the last time it did.
 """
@@ -30,21 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 _RUNS_SQL = """
-WITH runs AS (
-    SELECT coalesce(run_id, 'ad hoc ' || to_char(date_trunc('minute', polled_at), 'YYYY-MM-DD HH24:MI')) AS run,
-           min(polled_at) AS started, max(polled_at) AS ended, count(*) AS feeds,
-           count(*) FILTER (WHERE not_modified) AS not_modified, count(*) FILTER (WHERE unchanged) AS unchanged,
-           count(*) FILTER (WHERE parsed) AS parsed, count(*) FILTER (WHERE error IS NOT NULL) AS failed,
-           count(*) FILTER (WHERE blocked) AS blocked, coalesce(sum(bytes), 0) AS bytes,
-           coalesce(sum(new_entries), 0) AS new_entries, coalesce(sum(entries_skipped), 0) AS skipped
-    FROM poll_log GROUP BY 1
-), windows AS (
-    SELECT *, lead(started) OVER (ORDER BY started) AS next_started FROM runs
-)
-SELECT run, started, feeds, not_modified, unchanged, parsed, failed, blocked, bytes, new_entries, skipped,
-       (SELECT count(*) FROM pages p
-        WHERE p.fetched_at >= w.started AND p.fetched_at < coalesce(w.next_started, 'infinity')) AS pages
-FROM windows w ORDER BY started DESC LIMIT %s
+SELECT coalesce(run_id, 'ad hoc ' || to_char(date_trunc('minute', polled_at), 'YYYY-MM-DD HH24:MI')) AS run,
+       min(polled_at) AS started, count(*) AS feeds, count(*) FILTER (WHERE not_modified),
+       count(*) FILTER (WHERE unchanged), count(*) FILTER (WHERE parsed), count(*) FILTER (WHERE error IS NOT NULL),
+       count(*) FILTER (WHERE blocked), coalesce(sum(bytes), 0), coalesce(sum(new_entries), 0),
+       coalesce(sum(entries_skipped), 0), coalesce(sum(pages_fetched), 0)
+FROM poll_log_v1 GROUP BY 1 ORDER BY min(polled_at) DESC LIMIT %s
 """
 
 
