@@ -1,0 +1,315 @@
+"""Extraction in worker processes that can be killed: a per-page deadline and a memory cap.
+
+``trafilatura.extract()`` has no timeout of its own, and pathological pages (deep nesting, megabytes
+in one paragraph, broken encodings) can hang it or exhaust memory. A ``ProcessPoolExecutor`` cannot
+help there: a stuck task holds its worker forever and a dead worker breaks the whole pool. So this
+module keeps its own small pool:
+
+    parent                                     worker (forkserver child, one page at a time)
+      send (index, job)  ───────────────────►  RLIMIT_AS = baseline + memory budget
+      wait(result pipes, sentinels, deadline)  alarm(deadline + grace): dies even if stuck in C
+      ◄────────────────────  (index, result)   build_report(job) -> Report | Rejected
+      deadline passed: SIGKILL the worker, record Rejected("... timed out ..."), start a new one
+      worker died (OOM, segfault): record Rejected("... worker died ..."), start a new one
+
+A page that times out or kills its worker becomes a ``Rejected`` with the reason, recorded on its
+entry like any other failure; the rest of the batch goes on. Results come back in the jobs' order.
+
+Limits come from the environment (documented defaults):
+
+    SITREP_EXTRACT_TIMEOUT     seconds one page may take in a worker (default 30)
+    SITREP_WORKER_MEMORY_MB    address space a worker may grow by above its start (default 1536)
+    SITREP_WORKER_START_TIMEOUT  seconds a new worker may take to warm up (default 300)
+
+A new worker warms up (trafilatura, the language model, the gazetteer: its first build of the cache
+takes seconds) on a tiny built-in page before it takes a real one, under its own deadline, so the
+one-time cost is never charged to a page's timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from sitrep.errors import ExtractionError
+from sitrep.records import PageJob, Rejected, Report
+from sitrep.settings import ExtractSettings
+
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "WorkerLimits", "run_pages"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MEMORY_MB = 1536
+DEFAULT_START_TIMEOUT = 300.0
+#: A worker says it is warm and ready for pages with this message.
+_READY = "ready"
+#: Workers that fail to start, per pool slot, before the batch gives up (and Airflow retries it).
+_MAX_START_FAILURES = 3
+_WARM_UP_HTML = (b"<html><head><title>Warm-up</title></head><body><article><h1>Shelling near Kharkiv</h1>"
+                 + b"<p>Officials in Kharkiv and Kyiv said that emergency crews worked through the night. </p>" * 8
+                 + b"</article></body></html>")
+#: Extra seconds before a worker's own alarm kills it (the parent normally kills it first).
+_ALARM_GRACE = 5
+_PR_SET_PDEATHSIG = 1
+
+Build = Callable[[PageJob], "Report | Rejected"]
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """What one page may cost in a worker: wall-clock seconds and address-space growth in MB."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    memory_mb: int = DEFAULT_MEMORY_MB
+    start_timeout: float = DEFAULT_START_TIMEOUT
+
+    @classmethod
+    def from_env(cls) -> WorkerLimits:
+        def number(name: str, default: float) -> float:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                log.warning("%s=%r is not a number: using %s", name, raw, default)
+                return default
+            return value if value > 0 else default
+
+        return cls(timeout=number("SITREP_EXTRACT_TIMEOUT", DEFAULT_TIMEOUT),
+                   memory_mb=int(number("SITREP_WORKER_MEMORY_MB", DEFAULT_MEMORY_MB)),
+                   start_timeout=number("SITREP_WORKER_START_TIMEOUT", DEFAULT_START_TIMEOUT))
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
+def _address_space() -> int:
+    """This process's current virtual size in bytes (the baseline the memory budget adds to)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
+def _limit_self(limits: WorkerLimits) -> None:
+    """Cap the worker's address space, and die with the parent (never an orphan extracting forever)."""
+    with contextlib.suppress(OSError, ValueError):
+        cap = _address_space() + limits.memory_mb * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the alarm kills, even inside C code
+
+
+def _warm_up() -> None:
+    """Load what the first page would (parsers, models, the gazetteer cache) on a page of our own."""
+    from datetime import UTC, datetime
+
+    from sitrep.pipeline import build_report
+
+    url = "http://warm-up.invalid/2024/01/01/warm-up.html"
+    try:
+        build_report(PageJob(entry_id=0, source_id=0, url=url, final_url=url, body=_WARM_UP_HTML,
+                             fetched_at=datetime.now(UTC)))
+    except Exception as exc:  # noqa: BLE001 - the real pages will report the same trouble, each with its URL
+        log.warning("extraction worker warm-up failed: %s: %s", type(exc).__name__, exc)
+
+
+def _worker(conn: Connection, build: Build, limits: WorkerLimits, warm: bool) -> None:
+    _limit_self(limits)
+    if warm:
+        _warm_up()
+    try:
+        conn.send(_READY)
+    except (BrokenPipeError, OSError):
+        return
+    alarm = int(limits.timeout) + _ALARM_GRACE
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, job = message
+        signal.alarm(alarm)
+        try:
+            result = build(job)
+        except MemoryError:
+            result = Rejected(job.entry_id, job.url, f"extraction of {job.url!r} ran out of memory (worker cap"
+                              f" {limits.memory_mb} MB above start, SITREP_WORKER_MEMORY_MB)")
+        except Exception as exc:  # noqa: BLE001 - one page's bug must not fail the batch
+            result = Rejected(job.entry_id, job.url, f"extraction of {job.url!r} failed: {type(exc).__name__}: {exc}")
+        finally:
+            signal.alarm(0)
+        try:
+            conn.send((index, result))
+        except (BrokenPipeError, OSError):
+            return
+        del job, result, message
+
+
+# ------------------------------------------------------------------------------------------- parent
+
+
+@dataclass(eq=False)
+class _Slot:
+    process: BaseProcess
+    conn: Connection
+    spawned: float
+    ready: bool = False
+    index: int | None = None
+    started: float = 0.0
+
+    def deadline(self, limits: WorkerLimits) -> float:
+        if not self.ready:
+            return self.spawned + limits.start_timeout
+        return self.started + limits.timeout
+
+
+class _Pool:
+    """Worker processes, each with its own pipe; a dead or stuck one is killed and replaced."""
+
+    def __init__(self, size: int, build: Build, limits: WorkerLimits, warm: bool) -> None:
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["sitrep.pipeline"])
+        self._build, self._limits, self._warm = build, limits, warm
+        self.start_failures = 0
+        self.slots = [self._spawn() for _ in range(size)]
+
+    def _spawn(self) -> _Slot:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker, args=(child, self._build, self._limits, self._warm),
+                                    daemon=True, name="sitrep-extract")
+        process.start()
+        child.close()
+        return _Slot(process=process, conn=parent, spawned=time.monotonic())
+
+    def replace(self, slot: _Slot) -> None:
+        self.kill(slot)
+        if not slot.ready:
+            self.start_failures += 1
+            if self.start_failures > _MAX_START_FAILURES * len(self.slots):
+                raise ExtractionError(
+                    f"can't start extraction workers: {self.start_failures} died or took longer than"
+                    f" {self._limits.start_timeout:g}s (SITREP_WORKER_START_TIMEOUT) to warm up;"
+                    " check memory (SITREP_WORKER_MEMORY_MB) and the task log"
+                )
+        self.slots[self.slots.index(slot)] = self._spawn()
+
+    @staticmethod
+    def kill(slot: _Slot) -> None:
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(5)
+        slot.conn.close()
+
+    def close(self) -> None:
+        for slot in self.slots:
+            with contextlib.suppress(OSError):
+                if slot.ready and slot.index is None and slot.process.is_alive():
+                    slot.conn.send(None)
+        deadline = time.monotonic() + 2
+        for slot in self.slots:
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            self.kill(slot)
+
+
+def _lost_page(job: PageJob, slot: _Slot, limits: WorkerLimits, *, timed_out: bool) -> Rejected:
+    """The page whose worker died or ran out of time, as a failure with its reason."""
+    if timed_out or slot.process.exitcode is None:
+        reason = (f"extraction of {job.url!r} timed out after {limits.timeout:g}s (SITREP_EXTRACT_TIMEOUT);"
+                  " the worker was killed")
+    else:
+        code = slot.process.exitcode
+        why = f"signal {-code}" if code < 0 else f"exit code {code}"
+        reason = (f"extraction of {job.url!r} killed its worker ({why}): the page exhausts memory"
+                  f" (cap {limits.memory_mb} MB, SITREP_WORKER_MEMORY_MB) or crashes the parser")
+    log.warning("url=%s %s", job.url, reason)
+    return Rejected(job.entry_id, job.url, reason)
+
+
+def run_pages(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | None = None,
+              limits: WorkerLimits | None = None, build: Build | None = None) -> list[Report | Rejected]:
+    """``build_report`` over ``jobs`` in killable workers; one result per job, in order.
+
+    ``build`` defaults to ``sitrep.pipeline.build_report`` with ``options`` (it must be picklable: a
+    top-level function or a functools.partial of one); workers warm up first unless ``build`` is a
+    test's own. One page's trouble never raises; workers that cannot even start raise ExtractionError.
+    """
+    if not jobs:
+        return []
+    limits = limits or WorkerLimits.from_env()
+    warm = build is None or getattr(build, "func", None) is _pipeline_build()
+    if build is None:
+        build = functools.partial(_pipeline_build(), options=options)
+    results: list[Report | Rejected | None] = [None] * len(jobs)
+    queue = list(range(len(jobs)))[::-1]
+    pool = _Pool(max(1, min(workers, len(jobs))), build, limits, warm)
+    try:
+        while queue or any(slot.index is not None for slot in pool.slots):
+            for slot in pool.slots:
+                if slot.ready and slot.index is None and queue:
+                    index = queue.pop()
+                    try:
+                        slot.conn.send((index, jobs[index]))
+                    except (BrokenPipeError, OSError):  # died while idle: a fresh worker takes the page
+                        queue.append(index)
+                        pool.replace(slot)
+                        continue
+                    slot.index, slot.started = index, time.monotonic()
+            watched = [slot for slot in pool.slots if not slot.ready or slot.index is not None]
+            remaining = min(slot.deadline(limits) for slot in watched) - time.monotonic()
+            ready = wait([s.conn for s in watched] + [s.process.sentinel for s in watched],
+                         timeout=max(0.0, remaining))
+            for slot in watched:
+                if slot.conn in ready:
+                    try:
+                        message = slot.conn.recv()
+                    except (EOFError, OSError):
+                        pass  # died while answering: handled as a death below
+                    else:
+                        if message == _READY:
+                            slot.ready = True
+                        else:
+                            got, result = message
+                            results[got] = result
+                            slot.index = None
+                        continue
+                dead = slot.process.sentinel in ready or not slot.process.is_alive()
+                if not dead and time.monotonic() < slot.deadline(limits):
+                    continue
+                if not dead:
+                    slot.process.kill()
+                slot.process.join(5)
+                if slot.index is not None:
+                    results[slot.index] = _lost_page(jobs[slot.index], slot, limits, timed_out=not dead)
+                elif not slot.ready:
+                    log.warning("extraction worker did not start (exit code %s); starting another",
+                                slot.process.exitcode)
+                pool.replace(slot)
+    finally:
+        pool.close()
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def _pipeline_build() -> Callable[..., Report | Rejected]:
+    from sitrep.pipeline import build_report
+
+    return build_report
