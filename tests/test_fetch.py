@@ -117,6 +117,18 @@ def test_a_slow_drip_is_cut_at_the_total_timeout(site, fetch_settings):
     assert "total timeout" in str(caught.value)
 
 
+def test_a_stall_before_the_headers_is_cut_at_the_total_timeout(site, fetch_settings):
+    def late(h):
+        time.sleep(1.5)  # within the read timeout (2 s), beyond the total (0.5 s)
+        _send(h, 200, b"late")
+
+    url = site.add("/late", handler=late)
+    settings = replace(fetch_settings, retries=0, read_timeout=2.0, total_timeout=0.5)
+    with Fetcher(settings) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get(url)
+    assert caught.value.reason == "timeout"
+
+
 def test_a_redirect_loop_stops_at_max_redirects(site, fetch_settings):
     site.add("/a", status=302, headers={"Location": "/b"})
     url = site.add("/b", status=301, headers={"Location": "/a"})

@@ -226,7 +226,7 @@ class Fetcher:
         while True:
             attempt += 1
             try:
-                with self._global, self._gate(url).slot():
+                with self._gate(url).slot(), self._global:  # never hold a global slot while a host makes us wait
                     self.count("requests")
                     response = self._get_once(url, max_bytes=max_bytes, headers=headers or {},
                                               accept_types=accept_types)
@@ -260,10 +260,14 @@ class Fetcher:
         current = url
         for hop in range(self.settings.max_redirects + 1):
             check_url(current, self.policy)
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise FetchError(f"can't fetch {url!r}: slower than the total timeout", url=url, reason="timeout")
+            # No single wait (connect, a read) may outlast what is left of the total timeout.
+            timeout = httpx.Timeout(min(self.settings.read_timeout, remaining),
+                                    connect=min(self.settings.connect_timeout, remaining))
             try:
-                with self._client.stream("GET", current, headers=dict(headers)) as raw:
+                with self._client.stream("GET", current, headers=dict(headers), timeout=timeout) as raw:
                     if raw.status_code in _REDIRECTS:
                         location = raw.headers.get("location")
                         if not location:
