@@ -274,6 +274,7 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
 
     # ---- event types
     type_scores: dict[str, float] = defaultdict(float)
+    type_core: set[str] = set()  # types with a term of weight >= 2: weak words alone never make a type
     type_evidence: dict[str, list[dict[str, Any]]] = defaultdict(list)
     seen: Counter[str] = Counter()
     for hit in _drop_overlapped(hits, "event:"):
@@ -282,11 +283,14 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
         if seen[f"{type_id}|{hit.term.text}"] > lex.max_count:
             continue
         type_scores[type_id] += hit.term.weight
+        if hit.term.weight >= 2:
+            type_core.add(type_id)
         type_evidence[type_id].append({"term": hit.term.text, "text": full[hit.start:hit.end], "at": _where(hit, offset)})
     event_types: list[str] = []
     for type_id in EVENT_TYPES:
         spec = lex.types.get(type_id) or {}
-        if type_scores.get(type_id, 0.0) >= float(spec.get("min_score", 2)) and relevance >= float(spec.get("min_relevance", 0.3)):
+        if (type_id in type_core and type_scores[type_id] >= float(spec.get("min_score", 2))
+                and relevance >= float(spec.get("min_relevance", 0.3))):
             event_types.append(type_id)
             parent = spec.get("parent")
             if parent and parent not in event_types:
