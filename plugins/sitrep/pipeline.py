@@ -17,10 +17,9 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
-from multiprocessing import get_context
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -28,12 +27,13 @@ import psycopg
 from sitrep import db, extract_health, feeds, sources, store
 from sitrep.dedup import band_keys
 from sitrep.enrich import enrich_report
-from sitrep.errors import ConfigError, ExtractionError, FeedError, FetchError
+from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
 from sitrep.normalize import canonical_url, to_report
-from sitrep.records import Extracted, PageJob, Rejected, Report, Source
+from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
+from sitrep.workers import run_pages
 
 __all__ = ["build_report", "collect_batch", "ingest_files", "load_batch", "plan", "poll_batch"]
 
@@ -56,72 +56,100 @@ def plan(settings: Settings, *, due_only: bool) -> list[list[int]]:
 
 
 def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
-    """Poll each feed of the batch; a failing feed is recorded and never fails the others."""
-    counts = {"feeds": 0, "not_modified": 0, "failed": 0, "entries": 0, "new": 0}
+    """Poll each feed of the batch; a failing feed is recorded and never fails the others.
+
+    A 304, or a body whose hash has not changed, costs no parse (and so no page fetch later). Each
+    feed's entries and its poll_log row commit together, so a re-run repeats nothing.
+    """
+    counts = dict.fromkeys(("feeds", "not_modified", "unchanged", "parsed", "failed", "blocked", "entries", "new",
+                            "revalidated", "distrusted"), 0)
+    hours = settings.fetch.revalidate_after_hours
     with _connect(settings) as conn, Fetcher(settings.fetch) as fetcher:
-        batch = sources.load_sources(conn, source_ids)
+        batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None)
+        conn.commit()
         workers = max(1, min(settings.fetch.global_concurrency, len(batch)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-poll") as threads:
-            results = list(threads.map(lambda s: _poll_one(fetcher, s, settings), batch))
-        for source, (response, error) in zip(batch, results, strict=True):
-            counts["feeds"] += 1
-            seen = new = 0
-            sha = None
-            not_modified = response is not None and response.not_modified
-            if response is not None and error is None and not not_modified:
-                sha = hashlib.sha256(response.body).hexdigest()
-                if sha == source.body_sha256:
-                    not_modified = True  # same bytes as last time: nothing to parse
-                else:
+            polled = list(threads.map(lambda s: _poll_one(fetcher, s, settings), batch))
+        for source, (result, response) in zip(batch, polled, strict=True):
+            with conn.transaction():
+                if response is not None:  # new bytes: parse them and record the entries not seen before
                     try:
-                        parsed = feeds.parse_feed(response.body, feed_url=response.final_url, content_type=response.content_type)
+                        parsed = feeds.parse_feed(response.body, feed_url=response.final_url,
+                                                  content_type=response.headers.get("content-type"))
                     except FeedError as exc:
-                        error = str(exc)
+                        result.error = str(exc)
+                        result.body_sha256 = None  # parse it again next time, the error stays visible
                     else:
-                        seen = len(parsed.entries)
-                        with conn.transaction():
-                            new = sources.record_entries(conn, source.source_id, parsed.entries)
+                        result.parsed = True
+                        result.seen, result.skipped, result.problems = (len(parsed.entries), parsed.skipped,
+                                                                        parsed.problems)
+                        result.new = sources.record_entries(conn, source.source_id, parsed.entries)
                         if parsed.bozo:
                             log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
-                                     source.name, source.feed_url, seen, parsed.bozo)
-            if error:
-                counts["failed"] += 1
-                log.warning("feed=%s url=%s poll failed: %s", source.name, source.feed_url, error)
-            counts["not_modified"] += not_modified
-            counts["entries"] += seen
-            counts["new"] += new
-            with conn.transaction():
-                sources.touch_poll(
-                    conn, source, run_id=run_id,
-                    status=response.status if response is not None else None,
-                    size=len(response.body) if response is not None else 0,
-                    duration_ms=int((response.elapsed if response is not None else 0) * 1000),
-                    not_modified=not_modified, seen=seen, new=new, error=error,
-                    etag=response.headers.get("etag") if response is not None else None,
-                    last_modified=response.headers.get("last-modified") if response is not None else None,
-                    body_sha256=sha if error is None else None,
-                )
-            log.info("feed=%s url=%s status=%s entries=%d new=%d", source.name, source.feed_url,
-                     response.status if response is not None else "-", seen, new)
+                                     source.name, source.feed_url, result.seen, parsed.bozo)
+                sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
+            if result.error:
+                log.warning("feed=%s url=%s poll failed: %s", source.name, source.feed_url, result.error)
+            else:
+                log.info("feed=%s url=%s status=%s entries=%d new=%d%s", source.name, source.feed_url,
+                         result.status, result.seen, result.new,
+                         " (not modified)" if result.not_modified else " (unchanged)" if result.unchanged else "")
+            for key, flag in (("not_modified", result.not_modified), ("unchanged", result.unchanged),
+                              ("parsed", result.parsed), ("failed", not result.ok), ("blocked", result.blocked),
+                              ("revalidated", result.revalidation), ("distrusted", result.distrust_validators)):
+                counts[key] += bool(flag)
+            counts["feeds"] += 1
+            counts["entries"] += result.seen
+            counts["new"] += result.new
+        counts["requests"] = fetcher.stats.get("requests", 0)
     return counts
 
 
-def _poll_one(fetcher: Fetcher, source: Source, settings: Settings) -> tuple[Response | None, str | None]:
+def _poll_one(fetcher: Fetcher, source: sources.PolledSource, settings: Settings) -> tuple[sources.PollResult, Response | None]:
+    """Fetch one feed (conditionally, unless its validators are distrusted or due a check).
+
+    Returns the poll's result and, only when the body is new bytes to parse, the response.
+    """
+    result = sources.PollResult(revalidation=source.revalidate)
     headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
-    if source.validators_trusted:
+    if source.validators_trusted and not source.revalidate:
         if source.etag:
             headers["If-None-Match"] = source.etag
         if source.last_modified:
             headers["If-Modified-Since"] = source.last_modified
+        result.conditional = len(headers) > 1
+    url = source.feed_url
     try:
-        response = fetcher.get(source.feed_url, max_bytes=settings.fetch.max_feed_bytes, headers=headers)
+        response = fetcher.get(url, max_bytes=settings.fetch.max_feed_bytes, headers=headers)
     except FetchError as exc:
-        return None, str(exc)
+        result.error, result.blocked = str(exc), isinstance(exc, BlockedURLError)
+        return result, None
+    result.status, result.size, result.duration_ms = response.status, len(response.body), int(response.elapsed * 1000)
+    result.attempts, result.redirects = response.attempts, response.redirects
     if response.status >= 400:
-        return response, f"can't poll feed {source.feed_url!r}: HTTP {response.status}"
+        if response.status in {429, 503}:
+            result.retry_after = response.retry_after
+        wait = f" (Retry-After {result.retry_after:.0f}s: next poll pushed back)" if result.retry_after else ""
+        result.error = f"can't poll feed {url!r}: HTTP {response.status} after {response.attempts} tries{wait}"
+        return result, None
+    if response.not_modified:
+        result.not_modified = True
+        return result, None
     if response.truncated:
-        return response, f"can't poll feed {source.feed_url!r}: larger than {settings.fetch.max_feed_bytes} bytes"
-    return response, None
+        result.error = f"can't poll feed {url!r}: larger than {settings.fetch.max_feed_bytes} bytes (SITREP_MAX_FEED_BYTES)"
+        return result, None
+    result.etag, result.last_modified = response.headers.get("etag"), response.headers.get("last-modified")
+    result.body_sha256 = hashlib.sha256(response.body).hexdigest()
+    if result.body_sha256 == source.body_sha256:
+        result.unchanged = True  # the same bytes as last time: nothing to parse
+        return result, None
+    if source.revalidate and source.body_sha256 is not None:
+        # The body changed while the server kept the validators we would have sent: a conditional
+        # poll would have been told "304", so the validators hide changes.
+        same_etag = bool(source.etag) and result.etag == source.etag
+        same_date = not source.etag and bool(source.last_modified) and result.last_modified == source.last_modified
+        result.distrust_validators = same_etag or same_date
+    return result, response
 
 
 # ------------------------------------------------------------------------------------------ collect
@@ -163,12 +191,15 @@ def build_report(job: PageJob, options: ExtractSettings | None = None) -> Report
 
 
 def build_reports(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | None = None) -> list[Report | Rejected]:
-    """build_report over many jobs, in a process pool sized to the cores when it pays."""
+    """build_report over many jobs, in killable worker processes (sitrep.workers: per-page timeout,
+    memory cap); a page that hangs or exhausts its worker becomes a Rejected and the batch goes on.
+
+    A few plain-text files (no HTML to parse, nothing to hang on) are built in-process.
+    """
     build = functools.partial(build_report, options=options)
-    if len(jobs) < _POOL_THRESHOLD or workers <= 1:
+    if all(job.plain_text is not None for job in jobs) and (len(jobs) < _POOL_THRESHOLD or workers <= 1):
         return [build(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-        return list(pool.map(build, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 4)))))
+    return run_pages(jobs, workers, options, build=build)
 
 
 def _first_line_title(text: str, limit: int = 160) -> str | None:
