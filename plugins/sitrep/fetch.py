@@ -240,6 +240,8 @@ class Fetcher:
                     log.info("url=%s retrying after %s (attempt %d)", url, exc.reason, attempt)
                     time.sleep(_backoff(attempt))
                     continue
+                if attempt > 1:
+                    raise FetchError(f"{exc} (after {attempt} tries)", url=exc.url, reason=exc.reason) from exc
                 raise
             if (response.status >= 500 or response.status == 429) and attempt <= self.settings.retries:
                 wait = response.retry_after
