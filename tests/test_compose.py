@@ -125,6 +125,9 @@ def test_every_airflow_service_runs_the_project_image_with_celery_and_the_sitrep
                    "AIRFLOW_CONN_SITREP_POSTGRES"):
         assert env[secret] == f"${{{secret}:?set it in .env}}", secret
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in env
+    # The warehouse export lands where every worker writes (a shared volume by default).
+    assert env["SITREP_EXPORT_PATH"] == "${SITREP_EXPORT_PATH:-/opt/airflow/sitrep/export}"
+    assert "sitrep-export:/opt/airflow/sitrep/export" in service["volumes"]
     depends = service["depends_on"]
     for dependency in ("postgres", "sitrep-postgres", "redis"):
         assert depends[dependency]["condition"] == "service_healthy"
