@@ -75,7 +75,7 @@ _CYR_ALTERNATION = {"к": "ц", "г": "з", "х": "с"}
 #: Titles before a person's name: "President Vladimir", "Gen. Pokrovsky".
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "president", "minister", "general", "gen", "colonel", "col",
                      "commander", "governor", "mayor", "king", "queen", "prince", "saint", "st", "pope",
-                     "sheikh", "said", "says", "told"})
+                     "sheikh"})
 _KIND_COUNTRY, _KIND_REGION, _KIND_CITY, _KIND_AREA = "country", "region", "city", "area"
 #: Countries whose towns are spelt many ways in English news (transliterated from Cyrillic or Arabic):
 #: every GeoNames alternate name is kept for their towns, not only for cities of 15,000 or more.
@@ -432,7 +432,9 @@ class Gazetteer:
             if not text[start].isupper():
                 continue
             raw.append((start, end, key))
-        raw.sort(key=lambda h: (h[0], -(h[1] - h[0]), -h[2].length))
+        # Leftmost, then longest; between stems covering the same word (Курск-ой / Курско-й), the larger place.
+        raw.sort(key=lambda h: (h[0], -(h[1] - h[0]), -max(self.places.population[i] for i in h[2].candidates),
+                                -h[2].length))
         kept: list[tuple[int, int, _Key]] = []
         last_end = -1
         for hit in raw:
@@ -495,13 +497,13 @@ class Gazetteer:
             for last, (length, cc) in self.demonym_automaton.iter(low):
                 start = last - length + 1
                 if (start == 0 or not low[start - 1].isalnum()) and (last + 1 >= len(low) or not low[last + 1].isalnum()):
-                    bump(cc, 1.0)
+                    bump(cc, 0.5)  # "Russian sources said...": a hint, weaker than a named country
         for _, _, key in hits:
             kinds = [self.places[i] for i in key.candidates]
             for place in kinds:
                 if place.kind == _KIND_COUNTRY:
                     bump(place.country_code, 2.0)
-                elif place.kind in (_KIND_REGION, _KIND_AREA) and key.multiword:
+                elif place.kind == _KIND_AREA or (place.kind == _KIND_REGION and key.multiword):
                     bump(place.country_code, 1.5)
             cities = sorted((p for p in kinds if p.kind == _KIND_CITY), key=lambda p: -p.population)
             if cities and cities[0].population >= 100_000 and (len(cities) == 1 or cities[0].population >= 10 * cities[1].population):
@@ -541,7 +543,7 @@ class Gazetteer:
             if place.admin1 and place.admin1 in admin1:
                 score += 1.5
             if surface and _ascii(place.name).lower() == surface:
-                score += 1.0
+                score += 1.5  # a place's own name beats another's historical or foreign name
             if place.kind == _KIND_COUNTRY:
                 score += 6.0
             elif place.kind == _KIND_AREA:
@@ -557,8 +559,16 @@ class Gazetteer:
             return best[1]
         if context.get(place.country_code or "", 0.0) > 0:
             return best[1]
-        floor = 5_000 if key.multiword else 100_000
-        return best[1] if place.population >= floor else None
+        if place.population >= 100_000:
+            return best[1]
+        # Outside every context country, a town is kept only when no other place of comparable size
+        # abroad shares its name (a wire snippet often names no country at all).
+        primary = _ascii(place.name).lower() == _ascii(text[start:end]).lower()
+        rivals = any(self.places[i].population * 5 >= place.population and self.places[i].country_code != place.country_code
+                     and (not primary or _ascii(self.places[i].name).lower() == _ascii(text[start:end]).lower())
+                     for i in candidates if i != best[1])
+        floor = 5_000 if key.multiword else 15_000
+        return best[1] if place.population >= floor and not rivals else None
 
 
 _UK_LATIN = dict(zip("абвгґдеєжзиіїйклмнопрстуфхцчшщьюя'’",
@@ -682,8 +692,14 @@ def _gazetteer(lexicon_path: Path) -> Gazetteer:
             return loaded
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
             log.warning("gazetteer cache %s unreadable (%s): rebuilding it", cache, exc)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.with_suffix(".lock"), "w") as lock:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(cache.with_suffix(".lock"), "w")  # noqa: SIM115 - held for the whole build below
+    except OSError as exc:
+        log.warning("can't write the gazetteer cache in %s (%s): building in memory; set SITREP_CACHE_DIR to a "
+                    "writable folder to build it once", cache.parent, exc.strerror)
+        return Gazetteer.build(lexicon_path)
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process builds, the others wait and then read its file
         if cache.is_file():
             with cache.open("rb") as fh:
