@@ -17,6 +17,7 @@ pagination, navigation and footers.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from html import escape
@@ -351,6 +352,45 @@ def wire_brief(a: Article, n: int) -> tuple[str, list[str]]:
     return page, truth_of(blocks)
 
 
+# ------------------------------------------------------------------------------------ page weight
+
+SUBSECTIONS = ["Latest", "Analysis", "Explainers", "Maps", "Photos", "Video", "Live", "Investigations", "Opinion",
+               "Newsletters"]
+
+
+def weight(page: str, n: int) -> str:
+    """What real news pages carry around the article (they weigh 100-300 KB, not the 10 KB of the
+    article): inline scripts with the app's JSON state and analytics, a stylesheet, an SVG sprite,
+    a mega menu, a "latest news" rail and a footer link farm. None of it is article text; all of it is
+    work for an extractor, which is what makes the speed comparison honest.
+    """
+    state = [{"id": 10_000 + n * 100 + i, "headline": TEASERS[(n + i) % len(TEASERS)][0],
+              "dek": TEASERS[(n + i) % len(TEASERS)][1], "url": f"/news/{n}/{i}", "section": SECTIONS[i % len(SECTIONS)],
+              "tags": ["war", "politics", "economy"][: 1 + i % 3], "image": {"src": f"/img/{n}-{i}.jpg", "w": 1200, "h": 675}}
+             for i in range(60)]
+    scripts = (f'<script>window.__STATE__ = {json.dumps({"page": n, "teasers": state})};</script>'
+               '<script>(function(w,d){w.dataLayer=w.dataLayer||[];function g(){dataLayer.push(arguments)}'
+               + "".join(f"g('event','view_{i}',{{'section':'{s}','n':{i}}});" for i, s in enumerate(SECTIONS * 8))
+               + "})(window,document);</script>")
+    style = "<style>" + "".join(f".c{i}{{margin:{i % 7}px;padding:{i % 5}px;color:#{i * 2731 % 0xFFFFFF:06x}}}"
+                                for i in range(400)) + "</style>"
+    sprite = ('<svg style="display:none">' + "".join(
+        f'<symbol id="i{i}" viewBox="0 0 24 24"><path d="M{i % 24} 2L{(i * 7) % 24} 22L2 {i % 20}Z"/></symbol>'
+        for i in range(80)) + "</svg>")
+    mega = ('<div class="mega-menu">' + "".join(
+        f'<div class="mm-col"><h4>{s}</h4><ul>' + "".join(f'<li><a href="/{s.lower()}/{t.lower()}">{t}</a></li>'
+                                                          for t in SUBSECTIONS) + "</ul></div>" for s in SECTIONS)
+        + "</div>")
+    rail = ('<section class="latest-rail"><h3>Latest news</h3><ul>' + "".join(
+        f'<li><time>{(9 + i) % 24:02d}:{(i * 7) % 60:02d}</time> <a href="/l/{i}">{escape(TEASERS[(n + i) % len(TEASERS)][0])}</a></li>'
+        for i in range(20)) + "</ul></section>")
+    farm = ('<div class="footer-links">' + "".join(
+        f'<a href="/{s.lower()}/{t.lower()}">{s} {t}</a> ' for s in SECTIONS for t in SUBSECTIONS[:6]) + "</div>")
+    page = page.replace("</head>", f"{scripts}{style}</head>", 1)
+    page = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + sprite + mega, page, count=1)
+    return page.replace("</body>", f"{rail}{farm}</body>", 1)
+
+
 SPECS: list[tuple[str, str, list[str], dict]] = [
     ("news-sidebar-comments", "news_sidebar_comments", ["kw01"], {}),
     ("news-sidebar-comments", "news_sidebar_comments", ["fp03"], {}),
@@ -401,7 +441,7 @@ def main() -> None:
         html, text = fn(arts, n) if builder == "liveblog" else fn(arts[0], n, **extra)
         lang = arts[0].meta["lang"]
         stem = f"{n:02d}-{name}{'' if lang == 'en' else '-' + lang}-{ids[0]}"
-        (pages / f"{stem}.html").write_text(html, encoding="utf-8")
+        (pages / f"{stem}.html").write_text(weight(html, n), encoding="utf-8")
         (truth / f"{stem}.txt").write_text("\n".join(re.sub(r"\s+", " ", t).strip() for t in text) + "\n", encoding="utf-8")
     print(f"wrote {len(SPECS)} pages to {pages}")
 

@@ -42,17 +42,21 @@ ExtractOptions = ExtractSettings
 MIN_USABLE_WORDS = 15
 
 _DATE_XPATHS = etree.XPath(
-    "//meta[@property='article:published_time' or @property='og:published_time' or @name='article:published_time'"
+    "/html/head/meta[@property='article:published_time' or @property='og:published_time' or @name='article:published_time'"
     " or @itemprop='datePublished' or @name='pubdate' or @name='publishdate' or @name='date' or @name='dc.date'"
     " or @name='DC.date.issued' or @name='sailthru.date' or @name='parsely-pub-date']/@content"
     " | //*[@itemprop='datePublished']/@datetime | //article//time[@datetime][1]/@datetime"
 )
 _JSONLD = etree.XPath("//script[@type='application/ld+json']/text()")
 _LANG_XPATHS = etree.XPath(
-    "/html/@lang | /html/@xml:lang | //meta[@http-equiv='content-language' or @http-equiv='Content-Language']/@content"
-    " | //meta[@property='og:locale']/@content",
+    "/html/@lang | /html/@xml:lang | /html/head/meta[@http-equiv='content-language' or @http-equiv='Content-Language']/@content"
+    " | /html/head/meta[@property='og:locale']/@content",
     namespaces={"xml": "http://www.w3.org/XML/1998/namespace"},
 )
+_SECTION = etree.XPath("//head/meta[@property='article:section' or contains(@name, 'subject')]/@content")
+#: rel="tag" links (the microformat most CMSs emit): one cheap pass, where trafilatura's class-name
+#: heuristics cost a third of its metadata time on a heavy page.
+_TAG_LINKS = etree.XPath("//a[@href][@rel='tag' or @rel='category tag' or @rel='category']")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _AUTHOR_SPLIT = re.compile(r"\s*(?:;|,|\band\b|&|\bи\b|\bі\b|\bта\b)\s*")
 _BY = re.compile(r"^(?:by|von|par|por|автор[:]?|від)\s+", re.IGNORECASE)
@@ -129,9 +133,12 @@ def _metadata(tree: lxml_html.HtmlElement, url: str) -> Extracted:
     meta.author = meta.author or tm.extract_author(tree)
     meta.url = meta.url or tm.extract_url(tree, url)
     sitename = (meta.sitename or tm.extract_sitename(tree) or "").lstrip("@") or None
-    day = _precise_date(tree, None) or htmldate.find_date(tree, extensive_search=False, original_date=True, url=url)
-    categories = meta.categories or tm.extract_catstags("category", tree)
-    tags = meta.tags or tm.extract_catstags("tag", tree)
+    # not from the URL here: normalization reads it there itself, and records "url" as the source
+    day = _precise_date(tree, None) or htmldate.find_date(tree, extensive_search=False, original_date=True)
+    categories = meta.categories or [str(v) for v in _SECTION(tree)]
+    tags = meta.tags or []
+    if not categories and not tags:  # links to tag and category pages, when the meta tags say nothing
+        tags = [t for t in (" ".join(a.text_content().split()) for a in _TAG_LINKS(tree)) if t and len(t.split()) <= 5]
     meta.clean_and_trim()
     return Extracted(
         text="",
@@ -158,6 +165,73 @@ def _text(tree: lxml_html.HtmlElement, url: str, options: ExtractSettings) -> st
         include_comments=options.include_comments,
     )
     return getattr(doc, "text", None) if doc is not None else None
+
+
+def _chain(options: ExtractSettings) -> list[tuple[str, ExtractSettings]]:
+    """The configured options, then (while the text is too short) trafilatura's balanced mode with its
+    readability/justext comparison, then its recall mode."""
+    chain = [("trafilatura", options)]
+    balanced = replace(options, fast=False, favor_precision=False, favor_recall=False)
+    if balanced != options:
+        chain.append(("trafilatura-balanced", balanced))
+    recall = replace(balanced, favor_recall=True)
+    if recall != options:
+        chain.append(("trafilatura-recall", recall))
+    return chain
+
+
+def _enough_words(options: ExtractSettings, feed_content: str | None) -> int:
+    """Words below which the next step of the chain runs: ``min_words``, or 60% of the feed's full text.
+
+    A feed that carries the article (content:encoded) says how long it is: a page text much shorter
+    than that missed part of it, even when it is long enough by itself.
+    """
+    feed_words = _words(html_to_text(feed_content)) if feed_content else 0
+    return max(options.min_words, int(0.6 * feed_words))
+
+
+_TRAILER = re.compile(r"^(?:©|\(c\)\s|copyright\b)|all rights reserved", re.IGNORECASE)
+
+
+def _tidy(text: str | None) -> str | None:
+    """Drop what trafilatura sometimes keeps and is never article text, on any site.
+
+    - a paragraph repeated, or contained in another (a pull quote repeats a sentence of the body);
+    - copyright and "all rights reserved" lines at the end.
+    """
+    if not text:
+        return text
+    lines = [line for line in text.split("\n") if line.strip()]
+    keys = [_squash(line) for line in lines]
+    kept = []
+    for i, (line, key) in enumerate(zip(lines, keys, strict=True)):
+        if len(line.split()) >= 8 and (key in keys[:i] or any(key in other for j, other in enumerate(keys)
+                                                              if j != i and len(other) >= 1.5 * len(key))):
+            continue
+        kept.append(line)
+    while kept and len(kept[-1].split()) <= 30 and _TRAILER.search(kept[-1]):
+        kept.pop()
+    return "\n".join(kept)
+
+
+def _without_headline(text: str | None, title: str | None) -> str | None:
+    """The text without a first line that is the headline (the title is a field of its own).
+
+    trafilatura keeps the ``<h1>`` when it sits inside the article container (more often with
+    favor_recall); a headline repeated as the first line of every text is noise for search and for
+    near-duplicate detection alike.
+    """
+    if not text or not title:
+        return text
+    first, _, rest = text.partition("\n")
+    head, full = _squash(first), _squash(title)
+    if head and len(first.split()) <= 40 and (head == full or (full.startswith(head) and len(head) >= 12)):
+        return rest.lstrip("\n")
+    return text
+
+
+def _squash(value: str) -> str:
+    return re.sub(r"\W+", "", value.casefold())
 
 
 def html_to_text(fragment: str) -> str:
@@ -197,18 +271,17 @@ def extract_page(
         log.warning("url=%s: not parseable as HTML (%d bytes)", url, len(body))
     else:
         meta = _metadata(tree, url)
-        chain = [("trafilatura", options)]
-        if not options.favor_recall or options.favor_precision or options.fast:
-            chain.append(("trafilatura-recall", replace(options, fast=False, favor_precision=False, favor_recall=True)))
-        for method, opts in chain:
+        enough = _enough_words(options, feed_content)
+        for method, opts in _chain(options):
             try:
                 text = _text(tree, url, opts)
             except Exception as exc:  # trafilatura raises many kinds on broken markup: this page only
                 log.warning("url=%s method=%s extraction raised %r", url, method, exc)
                 text = None
+            text = _tidy(_without_headline(text, meta.title))
             if text and _words(text) > _words(best.text if best else None):
                 best = replace(meta, text=text, method=method)
-            if best is not None and _words(best.text) >= options.min_words:
+            if best is not None and _words(best.text) >= enough:
                 break
         if best is None:
             best = meta  # no text, but the metadata still serves the feed fallbacks below

@@ -286,8 +286,13 @@ def to_report(job: PageJob, extracted: Extracted) -> Report:
     canonical = canonical_url(page_url)
     if extracted.canonical_url and _trustworthy_canonical(extracted.canonical_url, page_url):
         canonical = canonical_url(extracted.canonical_url)
+    dated_url = page_url if date_from_url(page_url) or not extracted.canonical_url else extracted.canonical_url
+    article_date = extracted.date
+    if article_date and len(article_date) <= 10 and (url_day := date_from_url(dated_url)) is not None \
+            and url_day.date().isoformat() == article_date[:10]:
+        article_date = None  # a bare day that htmldate read off a URL in the markup: the URL's, not the article's
     published_at, published_source = resolve_published(
-        article=extracted.date, feed=job.feed_published_at, url=page_url, fetched=job.fetched_at
+        article=article_date, feed=job.feed_published_at, url=dated_url, fetched=job.fetched_at
     )
     title = clean_title(extracted.title, extracted.sitename, page_url) or clean_title(job.feed_title, None, page_url)
     authors = extracted.authors or split_authors(job.feed_author)

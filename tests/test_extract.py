@@ -1,0 +1,271 @@
+"""Extraction: page bytes -> article text and metadata, the fallback chain, and the demo corpus as truth.
+
+The pages here are written for the tests (tests/pages.py and below) or come from the demo corpus
+(seeds/demo, with seeds/demo/MANIFEST.yaml as the truth for titles, dates, languages and text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+
+import pytest
+import yaml
+from sitrep.errors import ExtractionError
+from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, split_authors
+from sitrep.pipeline import build_report
+from sitrep.records import PageJob, Rejected, Report
+from sitrep.settings import PROJECT_ROOT, ExtractSettings
+
+from tests.pages import article_html, paragraphs
+
+DEMO = PROJECT_ROOT / "seeds" / "demo"
+SAMPLE = PROJECT_ROOT / "seeds" / "samples" / "000_b27345ed7055cdc8.txt"
+URL = "https://news.example/2024/06/03/strike.html"
+FETCHED = datetime(2024, 6, 4, 12, 0, tzinfo=UTC)
+
+FULL_PAGE = f"""<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">
+<title>Drone strike damages Odesa port | Black Sea Courier</title>
+<meta property="og:site_name" content="Black Sea Courier">
+<meta name="author" content="Olena Kovalenko; Taras Hrytsenko">
+<meta property="article:published_time" content="2024-06-03T09:40:00+03:00">
+<meta name="description" content="Drones hit warehouses in the port of Odesa overnight.">
+<meta property="article:section" content="Ukraine">
+<meta property="article:tag" content="drones"><meta property="article:tag" content="Odesa">
+<link rel="canonical" href="https://news.example/odesa/drone-strike-port">
+</head><body><nav><a href="/">Home</a> <a href="/world">World</a></nav>
+<article><h1>Drone strike damages Odesa port</h1>
+{''.join(f'<p>{escape(p)}</p>' for p in paragraphs('Odesa port', 5))}
+</article><aside><h3>Most read</h3><ul><li><a href="/x">Another story about something else</a></li></ul></aside>
+<footer>Copyright 2024 Black Sea Courier</footer></body></html>"""
+
+
+def _job(body: bytes | str, url: str = URL, **feed: object) -> PageJob:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return PageJob(entry_id=1, source_id=1, url=url, final_url=url, body=data, fetched_at=FETCHED, **feed)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------ metadata
+
+
+def test_every_metadata_field_is_filled_where_the_page_has_it():
+    got = extract_page(FULL_PAGE.encode(), URL)
+    assert got.method == "trafilatura"
+    assert got.text.startswith("Odesa port: paragraph 1 reports")
+    assert "Most read" not in got.text and "Copyright" not in got.text
+    assert got.title == "Drone strike damages Odesa port"
+    assert got.authors == ["Olena Kovalenko", "Taras Hrytsenko"]
+    assert got.date == "2024-06-03T09:40:00+03:00"  # the declared time, not only htmldate's day
+    assert got.sitename == "Black Sea Courier"
+    assert got.language == "en"  # declared en-GB, as a hint for normalization
+    assert got.canonical_url == "https://news.example/odesa/drone-strike-port"
+    assert got.description == "Drones hit warehouses in the port of Odesa overnight."
+    assert {"Ukraine", "drones", "Odesa"} <= set(got.tags)
+
+
+def test_the_report_carries_the_metadata_normalized():
+    report = build_report(_job(FULL_PAGE))
+    assert isinstance(report, Report)
+    assert report.title == "Drone strike damages Odesa port"
+    assert report.authors == ["Olena Kovalenko", "Taras Hrytsenko"]
+    assert report.published_at == datetime(2024, 6, 3, 6, 40, tzinfo=UTC)
+    assert report.published_at_source == "article"
+    assert report.language == "en"
+    assert report.canonical_url == "https://news.example/odesa/drone-strike-port"
+    assert report.sitename == "Black Sea Courier"
+    assert report.description == "Drones hit warehouses in the port of Odesa overnight."
+    assert report.summary and report.summary.startswith("Odesa port: paragraph 1")
+    assert report.word_count == len(report.text.split()) and report.extraction_method == "trafilatura"
+
+
+def test_metadata_from_json_ld_when_the_page_has_no_meta_tags():
+    body = "".join(f"<p>{p}</p>" for p in paragraphs("Kherson", 4))
+    page = ('<html><head><title>Shelling in Kherson</title><script type="application/ld+json">'
+            '{"@context": "https://schema.org", "@type": "NewsArticle", "headline": "Shelling in Kherson",'
+            ' "datePublished": "2024-06-07T08:30:00Z", "author": {"@type": "Person", "name": "Iryna Kovalchuk"},'
+            ' "publisher": {"@type": "Organization", "name": "Dnipro Daily"}}</script></head>'
+            f"<body><article><h1>Shelling in Kherson</h1>{body}</article></body></html>")
+    got = extract_page(page.encode(), "https://dnipro.example/news/shelling")
+    assert got.title == "Shelling in Kherson"
+    assert got.authors == ["Iryna Kovalchuk"]
+    assert got.date == "2024-06-07T08:30:00Z"
+    assert got.sitename == "Dnipro Daily"
+
+
+def test_bytes_in_a_legacy_encoding_are_decoded_from_the_page_declaration():
+    text = ("Російські війська вночі атакували Одесу ударними дронами, пошкоджено портову інфраструктуру "
+            "та склади, повідомили в обласній військовій адміністрації. ") * 4
+    page = (f'<html lang="uk"><head><meta charset="windows-1251"><title>Атака на Одесу</title></head>'
+            f"<body><article><h1>Атака на Одесу</h1><p>{text}</p><p>{text}</p></article></body></html>")
+    got = extract_page(page.encode("cp1251"), URL)
+    assert "Російські війська вночі атакували Одесу" in got.text
+    report = build_report(_job(page.encode("cp1251")))
+    assert isinstance(report, Report) and report.language == "uk" and report.title == "Атака на Одесу"
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ("Olena Kovalenko", ["Olena Kovalenko"]),
+        ("Olena Kovalenko; Taras Hrytsenko", ["Olena Kovalenko", "Taras Hrytsenko"]),
+        ("By Olena Kovalenko and Taras Hrytsenko", ["Olena Kovalenko", "Taras Hrytsenko"]),
+        ("Olena Kovalenko, Taras Hrytsenko & Amina Yusuf", ["Olena Kovalenko", "Taras Hrytsenko", "Amina Yusuf"]),
+        ("Олена Марченко і Тарас Гриценко", ["Олена Марченко", "Тарас Гриценко"]),
+        ("Olena Kovalenko; olena@news.example; Olena Kovalenko", ["Olena Kovalenko"]),
+        (None, []),
+        ("", []),
+    ],
+)
+def test_authors_are_a_list_of_names(raw, names):
+    assert split_authors(raw) == names
+
+
+def test_feed_html_becomes_text_one_block_per_line():
+    assert html_to_text("<p>One <b>bold</b> claim.</p><ul><li>Two</li></ul><script>x()</script>") == "One bold claim.\nTwo"
+    assert html_to_text("plain words") == "plain words"
+
+
+# ---------------------------------------------------------------------------------------- fallbacks
+
+SHORT_PAGE = "<html><body><article><h1>Video</h1><p>Watch the footage from Kharkiv this morning.</p></article></body></html>"
+EMPTY_PAGE = "<html><body><nav><a href='/'>Home</a></nav></body></html>"
+FEED_CONTENT = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 2))
+FEED_SUMMARY = " ".join(paragraphs("Sumy", 1))
+
+
+def _br_soup_page() -> str:
+    """Text separated by <br> in a table cell, a sidebar in the next cell: the precision mode drops text."""
+    text = "<br><br>\n".join(paragraphs("Huliaipole", 6))
+    side = "".join(f"<li><a href='/n/{i}'>Headline {i} about the energy grid and the winter</a>"
+                   f"<p>Teaser {i}: the grid operator warned of outages of up to eight hours a day.</p></li>"
+                   for i in range(6))
+    return (f"<html><body><table><tr><td class='center'><div class='title'>Road to Huliaipole</div>"
+            f"<div class='newstext'>{text}</div></td><td class='right'><aside><h3>Top news</h3><ul>{side}</ul>"
+            f"</aside></td></tr></table></body></html>")
+
+
+def test_a_short_page_falls_back_to_the_feed_content():
+    got = extract_page(SHORT_PAGE.encode(), URL, feed_content=FEED_CONTENT, feed_summary=FEED_SUMMARY)
+    assert got.method == "feed-content"
+    assert got.text.startswith("Kharkiv: paragraph 1") and "\n" in got.text
+
+
+def test_then_to_the_feed_summary():
+    got = extract_page(EMPTY_PAGE.encode(), URL, feed_summary=FEED_SUMMARY)
+    assert got.method == "feed-summary" and got.text == FEED_SUMMARY
+
+
+def test_a_second_trafilatura_configuration_when_the_first_finds_too_little():
+    page = _br_soup_page().encode()
+    strict = ExtractSettings(favor_recall=False, favor_precision=True, min_words=1)
+    first = extract_page(page, URL, options=strict)
+    assert first.method == "trafilatura"
+    words = len(first.text.split())
+    got = extract_page(page, URL, options=replace(strict, min_words=words + 1))
+    assert got.method == "trafilatura-recall"
+    assert len(got.text.split()) > words
+
+
+def test_a_short_but_real_text_is_kept_when_nothing_better_exists():
+    brief = " ".join(["Ukraine's air force said it shot down 24 of 29 drones launched overnight."] * 2)
+    got = extract_page(f"<html><body><article><p>{brief}</p></article></body></html>".encode(), URL)
+    assert got.method == "trafilatura" and MIN_USABLE_WORDS <= len(got.text.split()) < 40
+
+
+@pytest.mark.parametrize(
+    ("body", "feed", "reason"),
+    [
+        (b"", {}, "is empty"),
+        (b"   \n ", {}, "is empty"),
+        (EMPTY_PAGE.encode(), {}, "1 words after trafilatura (need 15)"),  # the nav's "Home"
+        (SHORT_PAGE.encode(), {}, "7 words after trafilatura"),
+        (EMPTY_PAGE.encode(), {"feed_summary": "Too short to use."}, "after trafilatura, feed summary"),
+        (b"\x00\x01\x02 binary junk", {}, "no article text"),
+    ],
+)
+def test_a_page_with_nothing_usable_is_a_failed_extraction_with_its_reason(body, feed, reason):
+    with pytest.raises(ExtractionError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        extract_page(body, URL, **feed)
+    rejected = build_report(_job(body, **feed))
+    assert isinstance(rejected, Rejected) and reason in rejected.reason and URL in rejected.reason
+
+
+def test_options_reach_the_extraction():
+    page = article_html("Comments test", paragraphs("Mykolaiv", 4))  # has a reader comment section
+    with_comments = extract_page(page.encode(), URL, options=ExtractSettings(include_comments=True))
+    assert "Reader one" not in with_comments.text  # comments are never the article text
+    no_tables = "<table><tr><td>Region</td><td>Killed</td></tr><tr><td>Kharkiv</td><td>14</td></tr></table>"
+    table_page = f"<html><body><article>{''.join(f'<p>{p}</p>' for p in paragraphs('Sumy', 3))}{no_tables}</article></body></html>"
+    assert "Kharkiv" in extract_page(table_page.encode(), URL, options=ExtractSettings(include_tables=True)).text
+    assert "Kharkiv" not in extract_page(table_page.encode(), URL, options=ExtractSettings(include_tables=False)).text
+
+
+# ------------------------------------------------------------------------------------- demo corpus
+
+
+def _demo_pages() -> list[tuple[dict, bytes, str]]:
+    manifest = yaml.safe_load((DEMO / "MANIFEST.yaml").read_text(encoding="utf-8"))
+    bases = {site["id"]: f"http://127.0.0.1:{8100 + i}" for i, site in enumerate(manifest["sites"])}
+    out = []
+    for article in manifest["articles"]:
+        raw = (DEMO / "sites" / article["site"] / article["path"].lstrip("/")).read_text(encoding="utf-8")
+        for site, base in bases.items():
+            raw = raw.replace(f"{{{{BASE:{site}}}}}", base)
+        base = bases[article["site"]]
+        out.append((article, raw.replace("{{BASE}}", base).encode("utf-8"), article["url"].replace("{{BASE}}", base)))
+    return out
+
+
+@pytest.mark.parametrize(("article", "body", "url"), _demo_pages(), ids=lambda v: v["id"] if isinstance(v, dict) else "")
+def test_the_demo_corpus_extracts_with_the_manifests_titles_dates_languages_and_text(article, body, url):
+    report = build_report(PageJob(entry_id=1, source_id=1, url=url, final_url=url, body=body, fetched_at=FETCHED))
+    assert isinstance(report, Report), report
+    assert report.title == article["title"]
+    assert report.language == article["language"]
+    published_at = datetime.fromisoformat(article["published_at"]).astimezone(UTC)
+    if "meta" in article["published_where"]:
+        assert (report.published_at, report.published_at_source) == (published_at, "article")
+    elif "url" in article["published_where"]:  # no date on the page and no feed here: the URL's day
+        assert report.published_at == datetime.fromisoformat(article["published"]).replace(tzinfo=UTC)
+        assert report.published_at_source == "url"
+    else:
+        assert report.published_at_source == "fetched"
+    if "meta" not in article["published_where"]:  # with the feed's timestamp, that one wins
+        with_feed = build_report(PageJob(entry_id=1, source_id=1, url=url, final_url=url, body=body,
+                                         fetched_at=FETCHED, feed_published_at=published_at))
+        assert isinstance(with_feed, Report)
+        assert (with_feed.published_at, with_feed.published_at_source) == (published_at, "feed")
+    assert article["first_words"] in report.text
+    assert article["last_paragraph_start"] in report.text
+    assert report.authors and report.extraction_method == "trafilatura"
+    # trafilatura keeps a few "more from" teasers on some layouts: at most a fifth more, never less
+    assert 0.95 * article["word_count"] <= report.word_count <= 1.2 * article["word_count"]
+
+
+def test_the_seed_sample_loads_with_its_date_title_and_language():
+    from sitrep.pipeline import parse_seed_file
+
+    day, text = parse_seed_file(SAMPLE)
+    job = PageJob(entry_id=1, source_id=1, url=SAMPLE.as_uri(), final_url=SAMPLE.as_uri(), body=b"",
+                  fetched_at=FETCHED, plain_text=text, plain_date=datetime(day.year, day.month, day.day, tzinfo=UTC))
+    report = build_report(job)
+    assert isinstance(report, Report)
+    assert report.published_at == datetime(2023, 3, 21, tzinfo=UTC) and report.published_at_source == "article"
+    assert report.title and report.title.startswith("Ukrainian forces have launched a counter-attack south-west of Bakhmut")
+    assert report.language == "en" and report.extraction_method == "file"
+    assert "\x00" not in report.text and report.text == report.text.strip()
+
+
+def test_the_seed_sample_loads_into_the_database(settings, conn):
+    from sitrep.pipeline import ingest_files
+
+    counts = ingest_files(settings, [Path(SAMPLE)])
+    assert counts["inserted"] == 1
+    row = conn.execute("SELECT title, published_at, published_at_source, language, extraction_method FROM reports_v1").fetchone()
+    assert row is not None
+    title, published_at, source, language, method = row
+    assert title.startswith("Ukrainian forces have launched a counter-attack")
+    assert published_at == datetime(2023, 3, 21, tzinfo=UTC) and source == "article"
+    assert language == "en" and method == "file"
