@@ -181,10 +181,15 @@ class DedupSettings:
 
     #: Exact word-5-shingle Jaccard at or above which two texts are one article.
     jaccard: float = 0.5
-    #: Or: share of the shorter text's shingles found in the longer one (a copy cut down to its lede).
-    containment: float = 0.8
+    #: Or: share of the shorter text's shingles found in the longer one (a copy cut down to its lede,
+    #: with a dateline and a footer of its own). Distinct same-topic articles stay below 0.4.
+    containment: float = 0.65
     #: The containment rule only applies when the shorter text has at least this many shingles.
     min_shingles: int = 25
+    #: A changed text under a declared (rel=canonical) URL is a revision of the report only if this
+    #: share of the shorter text's shingles is shared; else the site points many pages at one URL, and
+    #: the page keeps its own URL as its canonical.
+    revision_overlap: float = 0.2
 
     @classmethod
     def from_env(cls) -> DedupSettings:
@@ -192,6 +197,7 @@ class DedupSettings:
             jaccard=_number("DEDUP_JACCARD", cls.jaccard),
             containment=_number("DEDUP_CONTAINMENT", cls.containment),
             min_shingles=int(_number("DEDUP_MIN_SHINGLES", cls.min_shingles, int)),
+            revision_overlap=_number("DEDUP_REVISION_OVERLAP", cls.revision_overlap),
         )
 
 

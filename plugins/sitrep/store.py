@@ -10,6 +10,10 @@ row that matches an existing report adds its URL as an alias; one whose text cha
 report (revision + 1, a new ingest_seq). Nothing is ever loaded twice: the UNIQUE constraints on
 canonical_url and content_sha256 would refuse it.
 
+A declared canonical (rel=canonical, og:url) that other, unrelated texts also declare is not trusted:
+sites that point every page at one URL would otherwise turn each new article into a "revision" of
+the last. Such a page keeps its own URL as its canonical (``_distrust_shared_canonicals``).
+
 Near-duplicates (sitrep.dedup): each new report's LSH band keys are probed against story_bands; the
 candidates are verified on their exact shingles, and the report joins the story of its best verified
 match (highest Jaccard, then containment), else starts a story of its own. Stories never merge (so one
@@ -29,6 +33,7 @@ report and no story; a batch that failed rolled back its reports, stories and ba
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
@@ -37,6 +42,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sitrep import dedup
+from sitrep.normalize import canonical_url
 from sitrep.records import Report
 from sitrep.settings import DedupSettings
 
@@ -59,6 +65,10 @@ class LoadResult:
     aliased: int = 0
     #: New reports that joined an existing story (or an earlier report of the batch) as near-duplicates.
     grouped: int = 0
+    #: LSH candidate pairs verified on their shingles (a measure of the near-duplicate layer's work).
+    candidates: int = 0
+    #: Time spent in the near-duplicate layer (band probe, verification, stories, band insert).
+    dedup_seconds: float = 0.0
 
     @property
     def changed(self) -> int:
@@ -209,6 +219,7 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
         with conn.cursor() as cur:
             cur.execute(_SELECT, {"sources": list(source_ids)})
+            _distrust_shared_canonicals(cur, rules or DedupSettings())
             cur.execute(_MERGE.format(payload=payload))  # type: ignore[arg-type]
             cur.execute("SELECT count(*) FILTER (WHERE how = 'new'), count(*) FROM merge_rows")
             row = cur.fetchone()
@@ -217,12 +228,14 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
                 return LoadResult()
             cur.execute(_UPDATE_CHANGED.format(assignments=assignments))  # type: ignore[arg-type]
             revised = [int(r[0]) for r in cur.fetchall()]
-            grouped = _assign_stories(cur, revised, rules or DedupSettings())
+            started = time.perf_counter()
+            grouped, candidates = _assign_stories(cur, revised, rules or DedupSettings())
+            dedup_seconds = time.perf_counter() - started
             cur.execute(_FINISH)  # type: ignore[arg-type]
     result = LoadResult(inserted=inserted, updated=len(revised), aliased=total - inserted - len(revised),
-                        grouped=grouped)
-    log.info("loaded sources=%s inserted=%d updated=%d aliases=%d grouped=%d", list(source_ids), inserted,
-             len(revised), result.aliased, grouped)
+                        grouped=grouped, candidates=candidates, dedup_seconds=dedup_seconds)
+    log.info("loaded sources=%s inserted=%d updated=%d aliases=%d grouped=%d candidates=%d dedup=%.3fs",
+             list(source_ids), inserted, len(revised), result.aliased, grouped, candidates, dedup_seconds)
     return result
 
 
@@ -251,10 +264,11 @@ FROM s WHERE r.story_id = s.story_id AND r.duplicate_of IS DISTINCT FROM nullif(
 """
 
 
-def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSettings) -> int:
+def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSettings) -> tuple[int, int]:
     """The near-duplicate layer: bands in, candidates out, verified, stories assigned (see the docstring).
 
-    Returns how many new reports joined a story that already had a member.
+    Returns how many new reports joined a story that already had a member, and how many candidate
+    pairs were verified.
     """
     cur.execute(
         "SELECT n.report_id, m.minhash, m.text, m.url FROM new_reports n JOIN merge_rows m USING (entry_id)"
@@ -286,16 +300,17 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
             texts[int(rid)] = str(text)
             if story is not None:
                 story_of[int(rid)] = int(story)
-    shingled: dict[int, set[str]] = {}
+    shingled: dict[int, set[tuple[str, ...]]] = {}
 
-    def shingles_of(rid: int) -> set[str]:
+    def shingles_of(rid: int) -> set[tuple[str, ...]]:
         if rid not in shingled:
-            shingled[rid] = dedup.shingles(dedup.tokens(texts[rid]))
+            shingled[rid] = dedup.shingle_set(texts[rid])
         return shingled[rid]
 
     # In load order: a report joins the story of its best verified match among the reports that already
     # have a story (earlier batches, or earlier in this batch); otherwise it starts one.
     joins: dict[int, int] = {}
+    checked = 0
     leaders: list[int] = []
     leader_of: dict[int, int] = {}  # batch report -> the batch report whose new story it shares
     for rid, _, _, url in new:
@@ -304,6 +319,7 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
             if other not in texts or (other not in story_of and other not in leader_of):
                 continue
             sim = dedup.compare(shingles_of(rid), shingles_of(other))
+            checked += 1
             if dedup.is_near_duplicate(sim, jaccard=rules.jaccard, containment=rules.containment,
                                        min_shingles=rules.min_shingles) and (best is None or (sim.score, -other) > (best[0], -best[1])):
                 best = (sim.score, other)
@@ -339,7 +355,7 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
             for rid, keys in changed:
                 for band, key in dedup.split_keys(keys):
                     copy.write_row((band, key, rid))
-    cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands ON CONFLICT DO NOTHING")
+    cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands")  # new ids: no conflict
 
     touched = set(joins.values())
     if changed:
@@ -348,4 +364,40 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
         touched |= {int(r[0]) for r in cur.fetchall()}
     if touched:
         cur.execute(_REPRESENTATIVES, {"stories": sorted(touched), "new": [rid for rid, *_ in new]})
-    return sum(1 for rid, *_ in new if rid not in leader_of or leader_of[rid] != rid)
+    return sum(1 for rid, *_ in new if rid not in leader_of or leader_of[rid] != rid), checked
+
+
+def _distrust_shared_canonicals(cur: psycopg.Cursor, rules: DedupSettings) -> None:
+    """A staged row whose declared canonical URL is claimed by an unrelated text keeps its own URL.
+
+    Only rows whose canonical_url differs from their own normalized URL are looked at (a declared
+    canonical); the texts under the same canonical (reports and the batch's other rows) must share
+    ``rules.revision_overlap`` of their shingles, as an updated article does.
+    """
+    cur.execute("SELECT entry_id, url, canonical_url, text FROM merge_rows ORDER BY ord")
+    rows = cur.fetchall()
+    declared = [(int(e), str(u), str(c), str(t)) for e, u, c, t in rows if canonical_url(str(u)) != c]
+    if not declared:
+        return
+    claims: dict[str, list[set[tuple[str, ...]]]] = {}
+    cur.execute("SELECT canonical_url, text FROM reports WHERE canonical_url = ANY(%s)",
+                (sorted({c for _, _, c, _ in declared}),))
+    for canonical, text in cur.fetchall():
+        claims.setdefault(str(canonical), []).append(dedup.shingle_set(str(text)))
+    distrusted: list[tuple[int, str]] = []
+    for entry_id, url, canonical, text in declared:
+        mine = dedup.shingle_set(text)
+        others = claims.setdefault(canonical, [])
+        if any(dedup.compare(mine, other).containment < rules.revision_overlap for other in others):
+            own = canonical_url(url)
+            distrusted.append((entry_id, own))
+            log.warning("url=%s declares canonical %s, which unrelated text also declares: keeping its own URL %s",
+                        url, canonical, own)
+        else:
+            others.append(mine)
+    if distrusted:
+        cur.execute(
+            "UPDATE merge_rows m SET canonical_url = d.own FROM unnest(%s::bigint[], %s::text[]) AS d(entry_id, own)"
+            " WHERE m.entry_id = d.entry_id",
+            ([e for e, _ in distrusted], [o for _, o in distrusted]),
+        )

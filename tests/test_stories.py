@@ -1,0 +1,56 @@
+"""`sitrep stories`: the largest recent stories with their sources, as the user sees them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sitrep import cli
+
+from tests.test_store import DAY, _load, _report, _source
+from tests.texts import article, text
+
+
+@pytest.fixture
+def sitrep(settings_env, capsys):
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_stories_lists_the_largest_recent_stories_with_their_sources(sitrep, conn):
+    wire, herald, post = _source(conn, "Kyiv Wire"), _source(conn, "Steppe Herald"), _source(conn, "Frontline Post")
+    original = article(1)
+    _load(conn, wire, _report(conn, wire, "https://wire.example/kharkiv.html", text(original)))
+    _load(conn, herald, _report(conn, herald, "https://herald.example/kharkiv.html", text(original[:-1])))
+    later = DAY + timedelta(hours=3)  # the longest copy, published later: not the representative
+    _load(conn, post, _report(conn, post, "https://post.example/kharkiv.html", text(["KHARKIV (Wire)", *original]),
+                              published=later))
+    _load(conn, post, _report(conn, post, "https://post.example/odesa.html", text(article(2))))
+
+    status, out, _ = sitrep("stories", "--days", "1")
+    assert status == 0
+    assert "2 largest stories" in out
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if "Frontline Post" in line)
+    assert "│       3 │       3 │" in lines[first]  # the syndicated story first: 3 reports from 3 sources
+    assert "Kyiv Wire" in out and "Steppe Herald" in out
+    assert "wire.example" in out and "post.example/kharkiv" not in out  # the representative's URL
+
+    status, out, _ = sitrep("stories", "--min-reports", "2")
+    assert status == 0 and "1 largest stories" in out and "odesa" not in out
+
+
+def test_stories_with_nothing_loaded_says_what_to_do(sitrep):
+    status, out, _ = sitrep("stories")
+    assert status == 0 and "sitrep ingest" in out
+
+
+@pytest.mark.parametrize("argv", [["--days", "0"], ["--limit", "0"], ["--min-reports", "-1"]])
+def test_stories_refuses_bad_arguments_in_one_line(sitrep, argv):
+    status, _, err = sitrep("stories", *argv)
+    assert status == 2
+    assert err.startswith("error: --") and len(err.strip().splitlines()) == 1
