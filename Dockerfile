@@ -25,7 +25,8 @@ RUN pip install --no-cache-dir -r /opt/sitrep/requirements.lock
 
 # Then the project, installed in place (no dependencies: they are all above) so that `sitrep` is on
 # PATH and the package finds sql/ and seeds/ beside it. The compiled gazetteer is built here, once,
-# instead of by the first extraction task of every new worker (a minute of CPU).
+# instead of by the first extraction task of every new worker (a minute of CPU); group-writable, as
+# the containers run as AIRFLOW_UID with group 0.
 COPY --chown=airflow:0 pyproject.toml README.md /opt/sitrep/
 COPY --chown=airflow:0 plugins /opt/sitrep/plugins
 COPY --chown=airflow:0 dags /opt/sitrep/dags
@@ -33,6 +34,7 @@ COPY --chown=airflow:0 sql /opt/sitrep/sql
 COPY --chown=airflow:0 seeds /opt/sitrep/seeds
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/sitrep \
     && python -c "import sitrep.pipeline, sitrep.cli; from sitrep.gazetteer import gazetteer; gazetteer()" \
-    && mkdir -p /opt/airflow/sitrep
+    && mkdir -p /opt/airflow/sitrep \
+    && chmod -R g+w /opt/sitrep/cache
 
 WORKDIR /opt/airflow

@@ -10,6 +10,7 @@ PostgreSQL metadata database (SQLite cannot serve tasks that run at the same tim
 Everything it keeps lives in ``$SITREP_HOME/airflow`` (``.sitrep/airflow``):
 
 - ``local.json``: the pids, port and URL of the running components (what ``stop`` ends);
+- ``port``: the UI port of the last start, used again when it is free;
 - ``simple_auth_manager_passwords.json``: the UI login, generated once (mode 0600), never in code;
 - ``secrets.json``: the JWT and API secret keys the components share, generated once (mode 0600);
 - ``logs/local/<component>.log``: each component's output; task logs are under ``logs/``.
@@ -164,9 +165,12 @@ def _choose_port(settings: Settings) -> int:
         if not _port_is_free(port):
             raise SitrepError(f"port {port} on 127.0.0.1 is taken: free it or set SITREP_AIRFLOW_PORT to another")
         return port
-    previous = _read_state(settings)
-    if previous and _port_is_free(previous.port):
-        return previous.port
+    try:  # the port of the last start, so that a bookmarked UI keeps working
+        previous = int((_home(settings) / "port").read_text().strip())
+    except (OSError, ValueError):
+        previous = 0
+    if previous and _port_is_free(previous):
+        return previous
     return _free_port()
 
 
@@ -254,16 +258,17 @@ def start(settings: Settings, *, extra_env: dict[str, str] | None = None,
         return running
     if running:
         stop(settings)
+    port = _choose_port(settings)
     sitrep_url = db.database_url(settings, start=True)
     with db.connect(sitrep_url, statement_timeout_ms=settings.statement_timeout_ms) as conn:
         db.migrate(conn)
-    port = _choose_port(settings)
     env = component_env(settings, sitrep_url, port, extra_env)
     _ensure_airflow_database(sitrep_url, env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     password_file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     _private_json(password_file, {USERNAME: secrets.token_urlsafe(12)})
     log_dir = _home(settings) / "logs" / "local"
     log_dir.mkdir(parents=True, exist_ok=True)
+    (_home(settings) / "port").write_text(f"{port}\n")
     _migrate(env, log_dir)
 
     state = LocalAirflow(url=f"http://127.0.0.1:{port}", port=port, username=USERNAME,
