@@ -115,13 +115,14 @@ def clean_title(title: str | None, sitename: str | None = None, url: str | None 
     while changed:
         changed = False
         for sep in _TITLE_SEPARATORS:
-            head, found, tail = title.rpartition(sep)
-            if found and len(head.split()) >= 2 and _is_site_part(tail, names, strong=sep.strip() not in "-–—"):
-                title, changed = head.strip(), True
-                break
             first, found, rest = title.partition(sep)
             if found and len(rest.split()) >= 2 and names and _squash(first) in names:
                 title, changed = rest.strip(), True
+                break
+            head, found, tail = title.rpartition(sep)
+            if found and len(head.split()) >= max(2, len(tail.split())) \
+                    and _is_site_part(tail, names, strong=sep.strip() not in "-–—"):
+                title, changed = head.strip(), True
                 break
     return title or None
 
@@ -158,6 +159,12 @@ def _identifier() -> py3langid.langid.LanguageIdentifier:
     return langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True)
 
 
+@functools.cache
+def _languages() -> frozenset[str]:
+    """ISO 639-1 codes a declaration may name: the model's own, and a few it folds into others."""
+    return frozenset(lang for lang in _identifier().nb_classes if len(lang) == 2) | {"nb", "ti", "ff", "tn", "wo"}
+
+
 def detect_language(text: str, hint: str | None = None) -> str | None:
     """ISO 639-1 code of the text (py3langid), with the page's declared language as a hint.
 
@@ -167,7 +174,7 @@ def detect_language(text: str, hint: str | None = None) -> str | None:
     ``lang="en"`` around a Ukrainian article) loses.
     """
     declared = hint.strip().replace("_", "-").split("-")[0].lower() if hint else ""
-    declared = declared if len(declared) == 2 and declared.isalpha() else ""
+    declared = declared if declared in _languages() else ""
     sample = text[:300]  # about 50 words: plenty for the model, whose cost grows with the length
     if len(sample.split()) < 5:
         return declared or None
