@@ -57,9 +57,11 @@ DEFAULT_START_TIMEOUT = 300.0
 _READY = "ready"
 #: Workers that fail to start, per pool slot, before the batch gives up (and Airflow retries it).
 _MAX_START_FAILURES = 3
-_WARM_UP_HTML = (b"<html><head><title>Warm-up</title></head><body><article><h1>Shelling near Kharkiv</h1>"
-                 + b"<p>Officials in Kharkiv and Kyiv said that emergency crews worked through the night. </p>" * 8
-                 + b"</article></body></html>")
+_WARM_UP_HTML = ("<html><head><title>Warm-up</title></head><body><article><h1>Shelling near Kharkiv</h1>"
+                 + "".join(f"<p>Officials in Kharkiv said on day {i} that emergency crews worked through night {i} to"
+                           f" restore power to district {i}, where shelling damaged {i + 2} buildings.</p>"
+                           for i in range(1, 9))
+                 + "</article></body></html>").encode()
 #: Extra seconds before a worker's own alarm kills it (the parent normally kills it first).
 _ALARM_GRACE = 5
 _PR_SET_PDEATHSIG = 1
@@ -124,8 +126,10 @@ def _warm_up() -> None:
 
     url = "http://warm-up.invalid/2024/01/01/warm-up.html"
     try:
-        build_report(PageJob(entry_id=0, source_id=0, url=url, final_url=url, body=_WARM_UP_HTML,
-                             fetched_at=datetime.now(UTC)))
+        result = build_report(PageJob(entry_id=0, source_id=0, url=url, final_url=url, body=_WARM_UP_HTML,
+                                      fetched_at=datetime.now(UTC)))
+        if isinstance(result, Rejected):
+            log.warning("extraction worker warm-up page was rejected (%s): the first real page pays", result.reason)
     except Exception as exc:  # noqa: BLE001 - the real pages will report the same trouble, each with its URL
         log.warning("extraction worker warm-up failed: %s: %s", type(exc).__name__, exc)
 
@@ -187,7 +191,7 @@ class _Pool:
 
     def __init__(self, size: int, build: Build, limits: WorkerLimits, warm: bool) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["sitrep.pipeline"])
+        self._ctx.set_forkserver_preload(["sitrep.pipeline", "sitrep._prewarm"])
         self._build, self._limits, self._warm = build, limits, warm
         self.start_failures = 0
         self.slots = [self._spawn() for _ in range(size)]
