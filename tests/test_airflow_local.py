@@ -1,15 +1,20 @@
 """`sitrep airflow`: the real Airflow 3 on loopback (api-server, scheduler, dag-processor, triggerer),
-driven the way a user or a monitoring probe would: health endpoint, JWT login, REST API v2."""
+driven the way a user or a monitoring probe would: health endpoint, JWT login, REST API v2. One
+triggered ingestion run lands reports, emits the asset, and the downstream DAGs run on it."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from sitrep import sources
 from sitrep.commands import airflow as local_airflow
+from sitrep.settings import PROJECT_ROOT
+from sitrep.webhooks import WebhookReceiver
 
 from tests.conftest import make_settings
 from tests.pages import Item, article_html, paragraphs, rss
@@ -18,6 +23,8 @@ from tests.pages import Item, article_html, paragraphs, rss
 START_TIMEOUT = 240.0
 PARSE_TIMEOUT = 120.0
 RUN_TIMEOUT = 300.0
+DAG_IDS = sorted(p.stem for p in (PROJECT_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+DOWNSTREAM = [d for d in DAG_IDS if d != "sitrep_ingest"]
 
 
 def _publish(site, n: int = 2) -> str:
@@ -29,26 +36,50 @@ def _publish(site, n: int = 2) -> str:
     return site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
 
 
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+def _rules(webhook: WebhookReceiver, folder: Path) -> Path:
+    """One alert rule whose webhook is on loopback (never anything else)."""
+    path = folder / "alert_rules.yaml"
+    path.write_text(
+        "rules:\n  - name: kupiansk\n    query: Kupiansk\n    min_relevance: 0\n"
+        f"    webhooks:\n      - url: {webhook.url('/hooks/kupiansk')}\n"
+    )
+    return path
+
+
 def _wait(what: str, timeout: float, probe):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
-    last = None
     while time.monotonic() < deadline:
-        last = probe()
-        if last is not None:
-            return last
+        try:
+            found = probe()
+        except httpx.TransportError:  # an api-server starved of CPU by the tasks: ask again
+            found = None
+        if found is not None:
+            return found
         time.sleep(1.0)
     pytest.fail(f"{what} not reached within {timeout:.0f}s")
 
 
-def test_airflow_serves_the_ui_runs_a_triggered_ingestion_and_stops(site, conn, settings, tmp_path):
+# Bounded by the waits above; the timeout only backs them up (the `finally` still stops Airflow).
+@pytest.mark.timeout(1200)
+def test_airflow_serves_the_ui_runs_ingestion_and_the_downstream_dags_and_stops(site, webhook, conn, settings,
+                                                                               tmp_path):
     feed_url = _publish(site)
     sources.add_feeds(conn, [sources.FeedSpec(url=feed_url, name="Front Line Daily")])
     conn.commit()
     home = make_settings(settings, home=tmp_path / "sitrep-home")
     env = {
         "SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_RETRIES": "1",
-        # Only the run this test triggers: the scheduler creates no runs of its own.
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        # A schedule that never falls due (29 February, after start_date): only the run this test
+        # triggers, and the asset-scheduled runs it causes.
+        "SITREP_SCHEDULE": "0 0 29 2 *",
+        "SITREP_ALERT_RULES": str(_rules(webhook, tmp_path)),
+        "SITREP_EXPORT_PATH": str(tmp_path / "export"),
         "SITREP_AIRFLOW_PARALLELISM": "2",
     }
     state = None
@@ -62,7 +93,7 @@ def test_airflow_serves_the_ui_runs_a_triggered_ingestion_and_stops(site, conn, 
         assert {report[part]["status"] for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {
             "healthy"}
 
-        with httpx.Client(base_url=state.url, timeout=30) as api:
+        with httpx.Client(base_url=state.url, timeout=60) as api:
             # The login printed by `make airflow` is the one that works; a wrong one is refused.
             assert api.post("/auth/token", json={"username": state.username, "password": "wrong"}).status_code == 401
             token = api.post("/auth/token", json={"username": state.username, "password": state.password})
@@ -70,30 +101,51 @@ def test_airflow_serves_the_ui_runs_a_triggered_ingestion_and_stops(site, conn, 
             api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
             def parsed():  # type: ignore[no-untyped-def]
-                response = api.get("/api/v2/dags/sitrep_ingest")
-                return response.json() if response.status_code == 200 else None
+                dags = api.get("/api/v2/dags").json()["dags"]
+                found = {d["dag_id"]: d for d in dags}
+                return found if set(DAG_IDS) <= set(found) else None
 
-            dag = _wait("sitrep_ingest parsed by the dag-processor", PARSE_TIMEOUT, parsed)
-            assert dag["is_paused"] is False
-            assert dag["timetable_summary"]
+            dags = _wait(f"{DAG_IDS} parsed by the dag-processor", PARSE_TIMEOUT, parsed)
+            assert api.get("/api/v2/importErrors").json()["total_entries"] == 0
+            for dag_id in DAG_IDS:
+                assert dags[dag_id]["is_paused"] is False, dag_id
+                details = api.get(f"/api/v2/dags/{dag_id}/details").json()
+                assert "fail" in (details["doc_md"] or "").lower(), dag_id  # doc_md says what to do then
 
             created = api.post("/api/v2/dags/sitrep_ingest/dagRuns",
                                json={"logical_date": None, "conf": {"mode": "all"}})
             assert created.status_code == 200, created.text
             run_id = created.json()["dag_run_id"]
 
-            def finished():  # type: ignore[no-untyped-def]
-                run = api.get(f"/api/v2/dags/sitrep_ingest/dagRuns/{run_id}").json()
-                return run if run["state"] in ("success", "failed") else None
+            def finished(dag_id: str, run: str | None = None):  # type: ignore[no-untyped-def]
+                def probe():  # type: ignore[no-untyped-def]
+                    runs = api.get(f"/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+                    done = [r for r in runs if (run is None or r["dag_run_id"] == run)
+                            and r["state"] in ("success", "failed")]
+                    return done[0] if done else None
+                return probe
 
-            run = _wait(f"the end of DAG run {run_id}", RUN_TIMEOUT, finished)
+            run = _wait(f"the end of DAG run {run_id}", RUN_TIMEOUT, finished("sitrep_ingest", run_id))
             tasks = api.get(f"/api/v2/dags/sitrep_ingest/dagRuns/{run_id}/taskInstances").json()
             states = sorted({(t["task_id"], t["state"]) for t in tasks["task_instances"]})
             assert run["state"] == "success", states
             assert states == [("collect", "success"), ("load", "success"), ("plan", "success"), ("poll", "success")]
 
+            events = api.get("/api/v2/assets/events", params={"source_dag_id": "sitrep_ingest"}).json()
+            assert events["total_entries"] >= 1
+            assert {e["uri"] for e in events["asset_events"]} == {"sitrep://reports/v1"}
+            # The asset schedules every downstream DAG; each runs to success.
+            for dag_id in DOWNSTREAM:
+                downstream = _wait(f"a run of {dag_id} on the asset", RUN_TIMEOUT, finished(dag_id))
+                assert downstream["run_type"] == "asset_triggered" and downstream["state"] == "success", dag_id
+
         titles = [row[0] for row in conn.execute("SELECT title FROM reports_v1 ORDER BY url").fetchall()]
         assert titles == ["Artillery strikes near Kupiansk, day 0", "Artillery strikes near Kupiansk, day 1"]
+        if "sitrep_alerts" in DOWNSTREAM:
+            # One alert for the story (the two reports are near-duplicates), delivered to its webhook.
+            assert [(r.path, r.json["rule"]) for r in webhook.received] == [("/hooks/kupiansk", "kupiansk")]
+        if "sitrep_export" in DOWNSTREAM:
+            assert list((tmp_path / "export").rglob("*.parquet"))
     finally:
         stopped = local_airflow.stop(home)
     assert sorted(stopped) == sorted(local_airflow.COMPONENTS)

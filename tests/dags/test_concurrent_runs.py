@@ -15,6 +15,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
 import psycopg
+import pytest
 from sitrep import db, runner, sources
 
 from tests.conftest import TEMPLATE, make_settings
@@ -101,6 +102,7 @@ def _snapshot(url: str) -> dict[str, object]:
         }
 
 
+@pytest.mark.timeout(900)  # three DAG runs, two of them at once, on a 2-core machine
 def test_two_concurrent_runs_load_what_one_run_loads(site, conn, settings, pg_server, tmp_path, run_dag):
     pages = SecondFetchIsSlow()
     feed_urls = _publish(site, pages)
