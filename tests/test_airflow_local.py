@@ -13,6 +13,7 @@ import psutil
 import pytest
 from sitrep import sources
 from sitrep.commands import airflow as local_airflow
+from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT
 from sitrep.webhooks import WebhookReceiver
 
@@ -25,6 +26,47 @@ PARSE_TIMEOUT = 120.0
 RUN_TIMEOUT = 300.0
 DAG_IDS = sorted(p.stem for p in (PROJECT_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 DOWNSTREAM = [d for d in DAG_IDS if d != "sitrep_ingest"]
+
+
+@pytest.mark.parametrize(("sitrep_url", "expected"), [
+    ("postgresql://postgres@127.0.0.1:5432/sitrep", "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow"),
+    ("postgres://u:pw@db:5432/t_abc", "postgresql+psycopg2://u:pw@db:5432/t_abc_airflow"),
+])
+def test_the_metadata_database_sits_beside_sitreps(sitrep_url, expected, monkeypatch):
+    monkeypatch.delenv("SITREP_AIRFLOW_DB_URL", raising=False)
+    assert local_airflow.airflow_db_url(sitrep_url) == expected
+    monkeypatch.setenv("SITREP_AIRFLOW_DB_URL", "postgresql+psycopg2://meta@elsewhere/airflow")
+    assert local_airflow.airflow_db_url(sitrep_url) == "postgresql+psycopg2://meta@elsewhere/airflow"
+
+
+def test_components_share_loopback_secrets_from_private_files_and_the_users_settings_win(settings, tmp_path,
+                                                                                       monkeypatch):
+    home = make_settings(settings, home=tmp_path)
+    monkeypatch.delenv("SITREP_AIRFLOW_DB_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "3")
+    first = local_airflow.component_env(home, "postgresql://postgres@127.0.0.1:5432/sitrep", 8123)
+    again = local_airflow.component_env(home, "postgresql://postgres@127.0.0.1:5432/sitrep", 8123)
+    assert first["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
+    assert first["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert first["AIRFLOW__CORE__PARALLELISM"] == "3"
+    assert first["AIRFLOW__API_AUTH__JWT_SECRET"] == again["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert len(first["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
+    assert (tmp_path / "airflow" / "secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("port", "message"), [("abc", "is not a port number"), ("taken", "is taken")])
+def test_a_bad_or_taken_port_is_refused_before_anything_starts(port, message, settings, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("SITREP_AIRFLOW_PORT", str(busy.getsockname()[1]) if port == "taken" else port)
+        with pytest.raises(SitrepError, match=message):
+            local_airflow.start(make_settings(settings, home=tmp_path))
+    assert local_airflow.stop(make_settings(settings, home=tmp_path)) == []
+    assert not (tmp_path / "airflow" / "local.json").exists()
 
 
 def _publish(site, n: int = 2) -> str:

@@ -141,8 +141,8 @@ def _ensure_airflow_database(sitrep_url: str, url: str) -> None:
     """Create the metadata database on sitrep's server when it is ours to create."""
     from sitrep import db
 
-    if os.environ.get("SITREP_AIRFLOW_DB_URL"):
-        return
+    if os.environ.get("SITREP_AIRFLOW_DB_URL") or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        return  # a database the user chose: theirs to create
     try:
         db._create_database(sitrep_url, urlsplit(url).path.lstrip("/"))
     except Exception as exc:
@@ -202,9 +202,8 @@ def component_env(settings: Settings, sitrep_url: str, port: int, extra: dict[st
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
     }
     env = airflow_env(settings, sitrep_url, extra)
-    for key, value in chosen.items():
-        if key not in os.environ or key.startswith("AIRFLOW__LOGGING__"):
-            env[key] = value
+    for key, value in chosen.items():  # the user's own AIRFLOW__* win (the log ports are free ones)
+        env[key] = value if key.startswith("AIRFLOW__LOGGING__") else os.environ.get(key, value)
     env.update(extra or {})
     return env
 
