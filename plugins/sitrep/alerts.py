@@ -399,21 +399,22 @@ class DeliveryResult:
     pending: int = 0  # left for a later run (the time budget ran out)
 
 
-def _client(settings: Settings):  # type: ignore[no-untyped-def]
+def _client(settings: Settings, policy):  # type: ignore[no-untyped-def]
+    """An httpx client whose connections go through the SSRF guard (netguard), no redirects."""
     import httpx
 
     from sitrep.netguard import GuardedTransport
 
     timeout = settings.downstream.delivery_timeout
     return httpx.Client(
-        transport=GuardedTransport(allow_private=settings.fetch.allow_private_hosts),
+        transport=GuardedTransport(policy=policy),
         timeout=httpx.Timeout(timeout, connect=min(timeout, settings.fetch.connect_timeout)),
         follow_redirects=False,
         headers={"User-Agent": settings.fetch.user_agent},
     )
 
 
-def _post(client, url: str, fmt: str, secret_env: str | None, delivery_id: int,  # type: ignore[no-untyped-def]
+def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_id: int,  # type: ignore[no-untyped-def]
           alert: dict[str, Any]) -> tuple[int | None, str | None]:
     """(HTTP status, error or None): one attempt, never raises for a bad webhook."""
     import httpx
@@ -428,7 +429,7 @@ def _post(client, url: str, fmt: str, secret_env: str | None, delivery_id: int, 
             return None, f"the signing secret {secret_env} is not set in the environment: set it, then retry"
         headers[SIGNATURE_HEADER] = sign(secret, body)
     try:
-        check_url(url)
+        check_url(url, policy)
         response = client.post(url, content=body, headers=headers)
     except (httpx.HTTPError, SitrepError) as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
@@ -450,7 +451,7 @@ FOR UPDATE OF d SKIP LOCKED
 """
 
 
-def _attempt(conn: psycopg.Connection, client, settings: Settings, delivery_id: int,  # type: ignore[no-untyped-def]
+def _attempt(conn: psycopg.Connection, client, policy, settings: Settings, delivery_id: int,  # type: ignore[no-untyped-def]
              result: DeliveryResult) -> None:
     """One attempt at one delivery, holding its row lock so that no other deliverer sends it too."""
     downstream = settings.downstream
@@ -461,7 +462,7 @@ def _attempt(conn: psycopg.Connection, client, settings: Settings, delivery_id: 
         url, fmt, secret_env, attempts, alert_id, story_id, report_ids, payload, created_at = row
         alert = {"alert_id": alert_id, "story_id": story_id, "report_ids": list(report_ids),
                  "created_at": created_at.astimezone(UTC).isoformat(), **payload}
-        status, error = _post(client, url, fmt, secret_env, delivery_id, alert)
+        status, error = _post(client, policy, url, fmt, secret_env, delivery_id, alert)
         attempts += 1
         if error is None:
             conn.execute("UPDATE alert_deliveries SET status = 'delivered', attempts = %s, last_status = %s,"
@@ -499,12 +500,16 @@ def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | Non
     budget = settings.downstream.delivery_budget if budget is None else budget
     deadline = time.monotonic() + budget
     result = DeliveryResult()
-    with autocommit(conn), _client(settings) as client:
+    from sitrep.netguard import AddressPolicy
+
+    policy = AddressPolicy.build(allow_private=settings.fetch.allow_private_hosts,
+                                 allowed_hosts=settings.fetch.allowed_hosts)
+    with autocommit(conn), _client(settings, policy) as client:
         while True:
             due = [int(r[0]) for r in conn.execute(_DUE).fetchall()]
             before = (result.delivered, result.failed, result.dead)
             for delivery_id in due:
-                _attempt(conn, client, settings, delivery_id, result)
+                _attempt(conn, client, policy, settings, delivery_id, result)
             progressed = before != (result.delivered, result.failed, result.dead)
             wait_row = conn.execute(
                 "SELECT extract(epoch FROM min(next_attempt_at) - now()), count(*) FROM alert_deliveries"
