@@ -17,6 +17,7 @@ then falls back to its loose parser, which leaves entities unexpanded); tests/te
 from __future__ import annotations
 
 import calendar
+import io
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,18 +59,28 @@ def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -
     if not body.strip():
         raise FeedError(f"feed {feed_url!r} is empty")
     headers = {"content-type": content_type} if content_type else {}
-    parsed = feedparser.parse(body, response_headers=headers, resolve_relative_uris=False, sanitize_html=False)
+    try:
+        # A stream, never the bytes themselves: given bytes, feedparser first tries open(body) as a file
+        # name, so a feed whose body is "/etc/passwd" or the path of any feed on this disk is read.
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, resolve_relative_uris=False,
+                                  sanitize_html=False)
+    except (UnicodeError, ValueError) as exc:  # e.g. "&#xD800;": feedparser's loose parser encodes a surrogate
+        raise FeedError(f"feed {feed_url!r} can't be parsed: {type(exc).__name__}: {exc}") from exc
     bozo = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     if not parsed.entries:
-        if bozo and not parsed.get("version"):
-            raise FeedError(f"feed {feed_url!r} is not RSS or Atom: {bozo}")
+        if not parsed.get("version"):  # an HTML page, JSON, ...: well-formed or not, it is no feed
+            raise FeedError(f"feed {feed_url!r} is not RSS or Atom: {bozo or 'no rss, feed or RDF root element'}")
         return ParsedFeed(title=parsed.feed.get("title"), entries=[], bozo=bozo, skipped=0)
     base = parsed.feed.get("link") or feed_url
     entries: list[FeedEntry] = []
     seen: set[str] = set()
     problems: Counter[str] = Counter()
     for item in parsed.entries:
-        entry = _entry(item, base=base, feed_url=feed_url, problems=problems)
+        try:
+            entry = _entry(item, base=base, feed_url=feed_url, problems=problems)
+        except ValueError:  # a link urllib refuses ("http://[::1"): this entry only, never the feed
+            problems["bad_link"] += 1
+            continue
         if entry is None:
             problems["no_key"] += 1
             continue
