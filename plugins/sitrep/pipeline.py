@@ -130,7 +130,8 @@ def _poll_one(fetcher: Fetcher, source: sources.PolledSource, settings: Settings
         if response.status in {429, 503}:
             result.retry_after = response.retry_after
         wait = f" (Retry-After {result.retry_after:.0f}s: next poll pushed back)" if result.retry_after else ""
-        result.error = f"can't poll feed {url!r}: HTTP {response.status} after {response.attempts} tries{wait}"
+        tries = f" after {response.attempts} tries" if response.attempts > 1 else ""
+        result.error = f"can't poll feed {url!r}: HTTP {response.status}{tries}{wait}"
         return result, None
     if response.not_modified:
         result.not_modified = True

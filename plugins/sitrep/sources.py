@@ -306,7 +306,12 @@ def touch_poll(
     delay = next_poll_delay(source.poll_interval_s, failures, retry_after=result.retry_after,
                             max_backoff=settings.max_backoff_minutes * 60, rng=rng)
     disable = not result.ok and settings.max_failures > 0 and failures >= settings.max_failures
-    reason = f"disabled after {failures} consecutive failed polls; last: {result.error}" if disable else None
+    reason = None
+    if disable:
+        last = str(result.error)
+        for prefix in (f"can't poll feed {source.feed_url!r}: ", f"can't fetch {source.feed_url!r}: "):
+            last = last.removeprefix(prefix)  # the URL is beside the reason wherever it is shown
+        reason = f"disabled after {failures} consecutive failed polls; last: {last}"
     if disable:
         log.warning("feed=%s url=%s %s", source.name, source.feed_url, reason)
     if result.distrust_validators:
