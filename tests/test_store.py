@@ -284,6 +284,23 @@ def test_a_report_staged_without_lsh_keys_gets_them_at_load(conn):
     assert conn.execute("SELECT count(DISTINCT report_id) FROM story_bands").fetchone()[0] == 2
 
 
+def test_the_lsh_index_is_rebuilt_from_the_reports(conn):
+    src = _source(conn, "wire")
+    original = article(55)
+    _load(conn, src, _report(conn, src, "https://i.example/1.html", text(original)))
+    _load(conn, src, _report(conn, src, "https://i.example/2.html", text(article(56))))
+    before = conn.execute("SELECT band, hash, report_id FROM story_bands ORDER BY 1, 2, 3").fetchall()
+    conn.execute("DELETE FROM story_bands")  # as after an upgrade: reports, but no index yet
+    conn.commit()
+
+    assert store.reindex_bands(conn) == 2
+    assert store.reindex_bands(conn) == 0  # nothing missing any more
+    assert store.reindex_bands(conn, rebuild=True) == 2
+    assert conn.execute("SELECT band, hash, report_id FROM story_bands ORDER BY 1, 2, 3").fetchall() == before
+    result = _load(conn, src, _report(conn, src, "https://i.example/3.html", text(original[1:])))
+    assert result.grouped == 1
+
+
 # ---------------------------------------------------------------------------- concurrency, retries
 
 

@@ -49,6 +49,16 @@ def test_stories_with_nothing_loaded_says_what_to_do(sitrep):
     assert status == 0 and "sitrep ingest" in out
 
 
+def test_stories_reindex_builds_the_index_of_older_reports(sitrep, conn):
+    src = _source(conn, "wire")
+    _load(conn, src, _report(conn, src, "https://wire.example/a.html", text(article(3))))
+    conn.execute("DELETE FROM story_bands")
+    conn.commit()
+    status, out, _ = sitrep("stories", "--reindex", "missing")
+    assert status == 0 and "1 report(s) indexed" in out
+    assert conn.execute("SELECT count(DISTINCT report_id) FROM story_bands").fetchone()[0] == 1
+
+
 @pytest.mark.parametrize("argv", [["--days", "0"], ["--limit", "0"], ["--min-reports", "-1"]])
 def test_stories_refuses_bad_arguments_in_one_line(sitrep, argv):
     status, _, err = sitrep("stories", *argv)

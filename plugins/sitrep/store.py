@@ -46,7 +46,7 @@ from sitrep.normalize import canonical_url
 from sitrep.records import Report
 from sitrep.settings import DedupSettings
 
-__all__ = ["LOAD_LOCK", "LoadResult", "load_staged", "stage_reports", "store_pages"]
+__all__ = ["LOAD_LOCK", "LoadResult", "load_staged", "reindex_bands", "stage_reports", "store_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -300,42 +300,9 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
             texts[int(rid)] = str(text)
             if story is not None:
                 story_of[int(rid)] = int(story)
-    shingled: dict[int, set[tuple[str, ...]]] = {}
-
-    def shingles_of(rid: int) -> set[tuple[str, ...]]:
-        if rid not in shingled:
-            shingled[rid] = dedup.shingle_set(texts[rid])
-        return shingled[rid]
-
-    # In load order: a report joins the story of its best verified match among the reports that already
-    # have a story (earlier batches, or earlier in this batch); otherwise it starts one.
-    joins: dict[int, int] = {}
-    checked = 0
-    leaders: list[int] = []
-    leader_of: dict[int, int] = {}  # batch report -> the batch report whose new story it shares
-    for rid, _, _, url in new:
-        best: tuple[tuple[float, float], int] | None = None
-        for other in candidates.get(rid, ()):
-            if other not in texts or (other not in story_of and other not in leader_of):
-                continue
-            sim = dedup.compare(shingles_of(rid), shingles_of(other))
-            checked += 1
-            if dedup.is_near_duplicate(sim, jaccard=rules.jaccard, containment=rules.containment,
-                                       min_shingles=rules.min_shingles) and (best is None or (sim.score, -other) > (best[0], -best[1])):
-                best = (sim.score, other)
-        if best is None:
-            leaders.append(rid)
-            leader_of[rid] = rid
-            continue
-        match = best[1]
-        if match in story_of:
-            joins[rid] = story_of[match]
-            story_of[rid] = story_of[match]
-        else:
-            leader_of[rid] = leader_of[match]
-        log.info("url=%s report=%d is a near-duplicate of report=%d (jaccard=%.2f containment=%.2f)",
-                 url, rid, match, best[0][0], best[0][1])
-
+    joins, leader_of, checked = _choose_stories([(rid, url) for rid, _, _, url in new], candidates, texts,
+                                                story_of, rules)
+    leaders = [rid for rid, leader in leader_of.items() if rid == leader]
     cur.execute("INSERT INTO stories (representative_id) SELECT unnest(%s::bigint[]) RETURNING story_id, representative_id",
                 (leaders,))
     story_by_leader = {int(rep): int(story) for story, rep in cur.fetchall()}
@@ -365,6 +332,48 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
     if touched:
         cur.execute(_REPRESENTATIVES, {"stories": sorted(touched), "new": [rid for rid, *_ in new]})
     return sum(1 for rid, *_ in new if rid not in leader_of or leader_of[rid] != rid), checked
+
+
+def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]], texts: dict[int, str],
+                    story_of: dict[int, int], rules: DedupSettings) -> tuple[dict[int, int], dict[int, int], int]:
+    """In load order, each new report joins the story of its best verified candidate, else starts one.
+
+    Only candidates that already have a story count (reports of earlier batches, or reports earlier in
+    this batch), so stories never merge. Returns (report -> existing story it joins, report -> the
+    batch report that leads its new story, candidate pairs verified).
+    """
+    shingled: dict[int, set[tuple[str, ...]]] = {}
+
+    def shingles_of(rid: int) -> set[tuple[str, ...]]:
+        if rid not in shingled:
+            shingled[rid] = dedup.shingle_set(texts[rid])
+        return shingled[rid]
+
+    joins: dict[int, int] = {}
+    leader_of: dict[int, int] = {}
+    checked = 0
+    for rid, url in new:
+        best: tuple[tuple[float, float], int] | None = None
+        for other in sorted(candidates.get(rid, ())):
+            if other not in texts or (other not in story_of and other not in leader_of):
+                continue
+            sim = dedup.compare(shingles_of(rid), shingles_of(other))
+            checked += 1
+            near = dedup.is_near_duplicate(sim, jaccard=rules.jaccard, containment=rules.containment,
+                                           min_shingles=rules.min_shingles)
+            if near and (best is None or sim.score > best[0]):  # ties: the earliest report
+                best = (sim.score, other)
+        if best is None:
+            leader_of[rid] = rid
+            continue
+        (jaccard, containment), match = best
+        if match in story_of:
+            joins[rid] = story_of[rid] = story_of[match]
+        else:
+            leader_of[rid] = leader_of[match]
+        log.info("url=%s report=%d is a near-duplicate of report=%d (jaccard=%.2f containment=%.2f)",
+                 url, rid, match, jaccard, containment)
+    return joins, leader_of, checked
 
 
 def _distrust_shared_canonicals(cur: psycopg.Cursor, rules: DedupSettings) -> None:
@@ -401,3 +410,29 @@ def _distrust_shared_canonicals(cur: psycopg.Cursor, rules: DedupSettings) -> No
             " WHERE m.entry_id = d.entry_id",
             ([e for e, _ in distrusted], [o for _, o in distrusted]),
         )
+
+
+def reindex_bands(conn: psycopg.Connection, *, rebuild: bool = False, chunk: int = 2000) -> int:
+    """Index the reports that have no LSH bands (loaded before the near-duplicate layer existed).
+
+    With ``rebuild``, every report's bands are recomputed from its text (after a change of the band
+    layout in sitrep.dedup): the index is derived data, rebuilt from the reports. Runs under LOAD_LOCK
+    in one transaction, so loaders wait and never see a half-built index. Returns the reports indexed.
+    """
+    done = 0
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
+        if rebuild:
+            conn.execute("TRUNCATE story_bands")
+        with conn.cursor(name="sitrep_reindex") as rows, conn.cursor() as cur:
+            rows.itersize = chunk
+            rows.execute("SELECT report_id, text FROM reports r"
+                         " WHERE NOT EXISTS (SELECT 1 FROM story_bands b WHERE b.report_id = r.report_id)")
+            while batch := rows.fetchmany(chunk):
+                with cur.copy("COPY story_bands (band, hash, report_id) FROM STDIN") as copy:
+                    for report_id, text in batch:
+                        for band, key in dedup.split_keys(dedup.band_keys(str(text))):
+                            copy.write_row((band, key, report_id))
+                done += len(batch)
+                log.info("indexed %d report(s) for near-duplicate lookups", done)
+    return done

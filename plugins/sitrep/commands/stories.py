@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--limit", type=int, default=20, metavar="N", help="how many stories to show (default 20)")
     p.add_argument("--min-reports", type=int, default=1, metavar="N",
                    help="only stories with at least N reports (default 1; 2 shows only syndicated stories)")
+    p.add_argument("--reindex", choices=["missing", "all"],
+                   help="first (re)build the near-duplicate index from the reports' text: 'missing' for reports "
+                        "loaded before it existed, 'all' after a change of the band layout")
     p.set_defaults(func=cmd_stories)
 
 
@@ -83,6 +86,12 @@ def cmd_stories(args: argparse.Namespace) -> int:
         raise ConfigError("--limit and --min-reports must be at least 1")
     with _conn(_settings()) as conn:
         _migrated(conn)
+        if args.reindex:
+            from sitrep import store
+
+            with console.status("indexing reports for near-duplicate lookups..."):
+                done = store.reindex_bands(conn, rebuild=args.reindex == "all")
+            console.print(f"{done} report(s) indexed for near-duplicate lookups.")
         rows = recent_stories(conn, days=args.days, limit=args.limit, min_reports=args.min_reports)
     console.print(stories_table(rows, args.days))
     if not rows:
