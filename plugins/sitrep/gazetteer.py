@@ -83,9 +83,12 @@ _TRANSLITERATED = frozenset({"UA", "RU", "BY", "MD", "GE", "AM", "AZ", "KZ", "SY
                              "SD", "SS", "LY", "ML", "BF", "NE", "SO", "AF"})
 
 
+_NOT_ALNUM = re.compile(r"[\W_]")
+
+
 def _tokens(low: str) -> str:
     """Every character that is not a letter or digit becomes a space (same length: offsets hold)."""
-    return "".join(c if c.isalnum() else " " for c in low)
+    return _NOT_ALNUM.sub(" ", low)
 
 
 def lower_same_length(text: str) -> str:
@@ -523,33 +526,29 @@ class Gazetteer:
                  admin1: frozenset[str] = frozenset()) -> int | None:
         best: tuple[float, int] | None = None
         regional = not key.multiword and self._region_follows(text, end)
-        regions = tuple(i for i in key.candidates if self.places[i].kind == _KIND_REGION)
-        others = tuple(i for i in key.candidates if self.places[i].kind != _KIND_REGION)
+        table = self.places  # columns, read directly: this loop runs for every candidate of every hit
+        region_kind, city_kind = _PlaceTable._KINDS.index(_KIND_REGION), _PlaceTable._KINDS.index(_KIND_CITY)
+        regions = tuple(i for i in key.candidates if table.kind[i] == region_kind)
+        others = tuple(i for i in key.candidates if table.kind[i] != region_kind)
         if regional and regions:
             candidates = regions
         elif key.stem:
             candidates = others  # a region's adjective without область/обл. is not the region
         elif not key.multiword:
             # A bare name shared by a region and a town of the same country is the town (Tel Aviv, Kidal).
-            towns = {self.places[i].country_code for i in others if self.places[i].kind == _KIND_CITY}
-            candidates = others + tuple(i for i in regions if self.places[i].country_code not in towns)
+            towns = {table.cc[i] for i in others if table.kind[i] == city_kind}
+            candidates = others + tuple(i for i in regions if table.cc[i] not in towns)
         else:
             candidates = key.candidates
         surface = _ascii(text[start:end]).lower()
+        kind_bonus = (6.0, 4.0 if key.multiword or regional else -1.0, 0.0, 5.0)  # country, region, city, area
         for index in candidates:
-            place = self.places[index]
-            in_context = context.get(place.country_code or "", 0.0)
-            score = math.log10(place.population + 10) + 3.0 * min(in_context, 2.0)
-            if place.admin1 and place.admin1 in admin1:
+            score = math.log10(table.population[index] + 10) + 3.0 * min(context.get(table.cc[index], 0.0), 2.0)
+            if table.admin1[index] and table.admin1[index] in admin1:
                 score += 1.5
-            if surface and _ascii(place.name).lower() == surface:
+            if surface and table.name[index].lower() == surface or _ascii(table.name[index]).lower() == surface:
                 score += 1.5  # a place's own name beats another's historical or foreign name
-            if place.kind == _KIND_COUNTRY:
-                score += 6.0
-            elif place.kind == _KIND_AREA:
-                score += 5.0
-            elif place.kind == _KIND_REGION:
-                score += 4.0 if key.multiword or regional else -1.0
+            score += kind_bonus[table.kind[index]]
             if best is None or score > best[0]:
                 best = (score, index)
         if best is None:
