@@ -1,14 +1,19 @@
 """Page bytes -> article text and metadata, with trafilatura and a recorded fallback chain.
 
-The page is parsed once (trafilatura's ``load_html`` does its own encoding detection on the bytes);
-trafilatura works on a copy of that tree, and the few things it does not return precisely (the
-publication time to the second, the page's declared language) are read from the same tree. The chain,
-recorded as ``extraction_method``:
+The page is parsed once (trafilatura's ``load_html`` does its own encoding detection on the bytes).
+Metadata is read from that tree once (trafilatura's metadata functions, plus the declared publication
+timestamp and language, which it does not return); each configuration of the chain works on a copy.
+The chain, each step recorded as ``extraction_method``:
 
     trafilatura           the configured options (settings SITREP_EXTRACT_*; see bench/extraction.py)
-    trafilatura-recall    a recall-oriented second configuration, when the first found < min_words
-    feed-content          the feed entry's content:encoded, when the page still gave < min_words
-    feed-summary          the feed entry's summary, likewise
+    trafilatura-balanced  trafilatura's balanced mode, with its readability/justext comparison
+    trafilatura-recall    its recall mode
+    feed-content          the feed entry's content:encoded
+    feed-summary          the feed entry's summary
+
+A step runs only while the best text so far is too short: below ``min_words``, or below 60% of the
+words of the feed's content:encoded when the feed carries the article. The text loses a first line
+that repeats the headline, repeated paragraphs (pull quotes) and trailing copyright lines.
 
 A page whose best text has fewer than ``MIN_USABLE_WORDS`` words raises :class:`ExtractionError` with
 the reason (recorded on the entry as a failed extraction); it is never loaded as an empty report.
@@ -100,18 +105,17 @@ def _jsonld_dates(tree: lxml_html.HtmlElement) -> list[str]:
     return found
 
 
-def _precise_date(tree: lxml_html.HtmlElement, day: str | None) -> str | None:
-    """The publication timestamp (with time and offset) the page declares, when it agrees with ``day``.
+def _precise_date(tree: lxml_html.HtmlElement) -> str | None:
+    """The publication timestamp (with time and offset) the page declares, or None.
 
-    trafilatura (htmldate) returns the day only; a report needs the time too. A declared timestamp
-    is taken only when it falls on the day htmldate chose, so that a "last updated" or a related
-    story's date cannot override the article's own date.
+    htmldate returns the day only; a report needs the time too. Head meta tags first
+    (article:published_time and kin), then schema.org markup and JSON-LD; only full timestamps count.
     """
     for value in [*(str(v) for v in _DATE_XPATHS(tree)), *_jsonld_dates(tree)]:
         value = value.strip()
-        if _TIMESTAMP.match(value) and (day is None or value[:10] == day[:10]):
+        if _TIMESTAMP.match(value):
             return value
-    return day
+    return None
 
 
 def _metadata(tree: lxml_html.HtmlElement, url: str) -> Extracted:
@@ -134,7 +138,7 @@ def _metadata(tree: lxml_html.HtmlElement, url: str) -> Extracted:
     meta.url = meta.url or tm.extract_url(tree, url)
     sitename = (meta.sitename or tm.extract_sitename(tree) or "").lstrip("@") or None
     # not from the URL here: normalization reads it there itself, and records "url" as the source
-    day = _precise_date(tree, None) or htmldate.find_date(tree, extensive_search=False, original_date=True)
+    day = _precise_date(tree) or htmldate.find_date(tree, extensive_search=False, original_date=True)
     categories = meta.categories or [str(v) for v in _SECTION(tree)]
     tags = meta.tags or []
     if not categories and not tags:  # links to tag and category pages, when the meta tags say nothing
