@@ -43,7 +43,7 @@ KILL_POINTS: list[tuple[str | None, tuple[float, float]]] = [
     ("extract", (0.2, 2.5)),   # while the workers extract
     ("poll", (0.0, 0.15)),     # while feeds are polled and entries recorded
     ("load", (0.0, 0.05)),     # somewhere in or just after the merge
-    (None, (0.5, 1.0)),        # from outside, at a random time of the run (scaled to its duration)
+    (None, (0.1, 0.6)),        # from outside, at a random time of the run (scaled to its duration)
 ]
 
 
