@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> list[Table]:
         "sitrep stored text (defaults)": _sitrep(defaults),
     }
     runners |= {f"sitrep, {name}": _sitrep(opts) for name, opts in variants.items() if opts != defaults}
-    outputs, speed = _measure(runners, pages, rounds=9 if getattr(args, "full", False) else 3)
+    outputs, speed = _measure(runners, pages, rounds=11 if getattr(args, "full", False) else 5)
     baseline = "bare trafilatura.extract (defaults)"
 
     table = Table(title=f"{len(pages)} labelled pages; defaults: {_describe(defaults)}")
