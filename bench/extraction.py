@@ -2,7 +2,8 @@
 
 Quality is the common shingle-based precision/recall/F1 (bench/_labelled.py), macro-averaged over pages.
 Speed is pages per CPU-second of this process (``time.process_time``), best of several interleaved
-rounds, so that other work on the machine does not bend the ratios. sitrep's path is the whole of
+rounds; the ratio to bare trafilatura is the median of the per-round ratios, so that other work on
+the machine does not bend it. sitrep's path is the whole of
 extraction and normalization (``extract_page`` + ``to_report``: metadata, dates, language, hashes);
 the rows below it try each trafilatura switch on that same path, which is how the defaults in
 ``ExtractSettings`` were chosen.
@@ -11,6 +12,7 @@ the rows below it try each trafilatura switch on that same path, which is how th
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,18 +46,24 @@ def _bare(page: LabelledPage) -> str | None:
     return trafilatura.extract(page.html, url=page.url)
 
 
-def _measure(runners: dict[str, Callable[[LabelledPage], str | None]], pages: list[LabelledPage],
-             rounds: int) -> tuple[dict[str, list[str | None]], dict[str, float]]:
-    """Outputs of each runner, and its best pages per CPU-second over interleaved rounds."""
+def _measure(runners: dict[str, Callable[[LabelledPage], str | None]], pages: list[LabelledPage], rounds: int,
+             baseline: str) -> tuple[dict[str, list[str | None]], dict[str, float], dict[str, float]]:
+    """Outputs of each runner, its best pages per CPU-second, and its median speed ratio to the baseline.
+
+    Each round times every runner back to back, and the ratio is taken within the round: a slow spell
+    of the machine (other jobs on the same cores) then slows both sides of a ratio alike.
+    """
     outputs = {name: [run(p) for p in pages] for name, run in runners.items()}  # warm-up (langid model, caches)
-    best = dict.fromkeys(runners, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
             started = time.process_time()
             for page in pages:
                 run(page)
-            best[name] = min(best[name], time.process_time() - started)
-    return outputs, {name: len(pages) / max(seconds, 1e-9) for name, seconds in best.items()}
+            times[name].append(max(time.process_time() - started, 1e-9))
+    speed = {name: len(pages) / min(ts) for name, ts in times.items()}
+    ratio = {name: statistics.median(b / t for b, t in zip(times[baseline], ts, strict=True)) for name, ts in times.items()}
+    return outputs, speed, ratio
 
 
 def run(args: argparse.Namespace) -> list[Table]:
@@ -76,17 +84,17 @@ def run(args: argparse.Namespace) -> list[Table]:
         "sitrep stored text (defaults)": _sitrep(defaults),
     }
     runners |= {f"sitrep, {name}": _sitrep(opts) for name, opts in variants.items() if opts != defaults}
-    outputs, speed = _measure(runners, pages, rounds=11 if getattr(args, "full", False) else 5)
     baseline = "bare trafilatura.extract (defaults)"
+    outputs, speed, ratio = _measure(runners, pages, 11 if getattr(args, "full", False) else 5, baseline)
 
     table = Table(title=f"{len(pages)} labelled pages; defaults: {_describe(defaults)}")
-    for column in ("extraction", "precision", "recall", "F1", "F1 - bare", "pages/s (CPU)", "x bare"):
+    for column in ("extraction", "precision", "recall", "F1", "F1 - bare", "pages/s (CPU)", "x bare (median)"):
         table.add_column(column, justify="left" if column == "extraction" else "right")
     base_f1 = mean([score(o, p.truth) for o, p in zip(outputs[baseline], pages, strict=True)])[2]
     for name in runners:
         precision, recall, f1 = mean([score(o, p.truth) for o, p in zip(outputs[name], pages, strict=True)])
         table.add_row(name, f"{precision:.3f}", f"{recall:.3f}", f"{f1:.3f}", f"{f1 - base_f1:+.3f}",
-                      f"{speed[name]:.0f}", f"{speed[name] / speed[baseline]:.2f}")
+                      f"{speed[name]:.0f}", f"{ratio[name]:.2f}")
 
     layouts = Table(title="F1 by page layout (mean over the layout's pages)")
     for column in ("layout", "pages", "bare", "sitrep"):
