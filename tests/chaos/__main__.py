@@ -59,7 +59,7 @@ def summary_table(trials: list[Trial], title: str) -> Table:
     table = Table(title=title)
     for name, justify in (("fault", "left"), ("trials", "right"), ("faults injected", "right"),
                           ("reports expected", "right"), ("lost", "right"), ("duplicated", "right"),
-                          ("runs after the fault", "right"), ("seconds", "right")):
+                          ("retry runs", "right"), ("seconds", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     groups: dict[str, list[Trial]] = defaultdict(list)
     for trial in trials:

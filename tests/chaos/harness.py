@@ -245,7 +245,6 @@ def kill_trial(url: str, home: Path, reference: Snapshot, *, stage: str | None, 
     trial.injected = killed
     if not killed:
         trial.notes.append(f"the run ended (exit {child.process.returncode}) before the kill")
-    trial.attempts = 1
     _retry(trial, url, home, reference)
     trial.seconds = time.monotonic() - started
     return trial
