@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
 import pkgutil
+import platform
 import sys
 import time
 from pathlib import Path

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import psycopg
 from rich.table import Table
+
+from bench._newsgen import Article, generate
 from sitrep import db, dedup, store
 from sitrep.normalize import clean_text, content_hash
 from sitrep.records import Report
 from sitrep.settings import DedupSettings
-
-from bench._newsgen import Article, generate
 
 TITLE = "Dedup: duplicate-pair precision/recall (generated syndication) and per-report cost vs reports indexed"
 ORDER = 40

@@ -50,6 +50,7 @@ def _load(conn, size: int) -> None:  # type: ignore[no-untyped-def]
 def _bare_export(conn, path: Path) -> float:  # type: ignore[no-untyped-def]
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from sitrep.export import COLUMNS
 
     started = time.perf_counter()
@@ -96,6 +97,7 @@ def _alert_rows(conn, size: int, tmp: Path) -> list[str]:  # type: ignore[no-unt
 
 def _delivery_rows(conn, settings, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     import httpx
+
     from sitrep import alerts
     from sitrep.webhooks import WebhookReceiver
 

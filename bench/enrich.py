@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 from rich.table import Table
+
 from sitrep.enrich import enrich
 from sitrep.extract import extract_page
 from sitrep.settings import DEFAULT_RELEVANCE_THRESHOLD

@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 
 import trafilatura
 from rich.table import Table
+
+from bench._labelled import LabelledPage, load_set, mean, score
 from sitrep.extract import extract_page
 from sitrep.normalize import to_report
 from sitrep.records import PageJob
 from sitrep.settings import ExtractSettings
-
-from bench._labelled import LabelledPage, load_set, mean, score
 
 TITLE = "Extraction: stored text F1 and pages/s vs bare trafilatura.extract (labelled set)"
 ORDER = 30

@@ -158,6 +158,7 @@ def _rss_mb(field: str = "VmHWM") -> float:
 def _measure(url: str, naive: bool, cap: int) -> tuple[float, float, str]:
     """In a fresh process: (baseline peak RSS MB, peak RSS MB after the fetch, outcome)."""
     import httpx
+
     from sitrep.errors import FetchError
     from sitrep.fetch import Fetcher
     from sitrep.settings import FetchSettings

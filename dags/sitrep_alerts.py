@@ -33,6 +33,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
+
 from sitrep.assets import REPORTS
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+
 from sitrep import sources, store
 from sitrep.records import Report
 

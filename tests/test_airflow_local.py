@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from sitrep import sources
 from sitrep.commands import airflow as local_airflow
 from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT
 from sitrep.webhooks import WebhookReceiver
-
 from tests.conftest import make_settings
 from tests.pages import Item, article_html, paragraphs, rss
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from sitrep import alerts, pipeline
 from sitrep.cli import main
 from sitrep.errors import ConfigError
 from sitrep.settings import PROJECT_ROOT, DownstreamSettings
 from sitrep.webhooks import WebhookReceiver
-
 from tests.reports import load_reports, paragraph
 
 SECRET = "test-secret-not-for-production"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from sitrep import db
 from sitrep.settings import PROJECT_ROOT, Settings
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from sitrep import db, pipeline, sources, store
 from sitrep.normalize import content_hash
 from sitrep.records import FeedEntry, Report
-
 from tests.chaos.harness import Cluster, Snapshot, kill_trial, restart_trial
 from tests.conftest import TEMPLATE
 from tests.pages import Item, article_html, rss

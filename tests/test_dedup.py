@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from sitrep import dedup
 from sitrep.normalize import canonical_url, content_hash, to_report
 from sitrep.records import Extracted, PageJob
 from sitrep.settings import DedupSettings
-
 from tests.texts import article, text
 
 # ------------------------------------------------------------------------------------ canonical URL

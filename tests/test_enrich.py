@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from sitrep.enrich import EVENT_TYPES, enrich, lexicon_dir
 from sitrep.errors import ConfigError
 from sitrep.pipeline import build_report, parse_seed_file

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+
 from sitrep import db, export
 from sitrep.cli import main
-
 from tests.reports import load_reports, paragraph
 
 

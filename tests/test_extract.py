@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from sitrep.errors import ExtractionError
 from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, split_authors
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Rejected, Report
 from sitrep.settings import PROJECT_ROOT, ExtractSettings
-
 from tests.pages import article_html, paragraphs
 
 DEMO = PROJECT_ROOT / "seeds" / "demo"

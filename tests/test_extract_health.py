@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
+
 from sitrep.extract_health import MIN_HISTORY, RECENT, record, source_health
 from sitrep.records import PageJob, Rejected, Report
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+
 from sitrep.errors import FeedError
 from sitrep.feeds import parse_feed
-
 from tests.pages import Item, rss
 
 FEED = "https://news.example.org/rss.xml"

@@ -10,6 +10,7 @@ import zlib
 from dataclasses import replace
 
 import pytest
+
 from sitrep.errors import FetchError
 from sitrep.fetch import Fetcher, html_charset, retry_after_seconds
 from sitrep.settings import FetchSettings

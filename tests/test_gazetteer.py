@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sitrep.errors import ConfigError
 from sitrep.gazetteer import Gazetteer, gazetteer, lower_same_length, places_lexicon_path
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from sitrep import feeds, pipeline, sources
 from sitrep.errors import FeedError
 

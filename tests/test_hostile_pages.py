@@ -15,10 +15,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+
 from sitrep import pipeline, sources
 from sitrep.records import PageJob, Rejected, Report
 from sitrep.workers import WorkerLimits, run_pages
-
 from tests.pages import Item, article_html, paragraphs, rss
 
 NOW = datetime(2024, 3, 12, tzinfo=UTC)

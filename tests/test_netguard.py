@@ -7,6 +7,7 @@ import threading
 from dataclasses import replace
 
 import pytest
+
 from sitrep import pipeline, sources
 from sitrep.errors import BlockedURLError, ConfigError
 from sitrep.fetch import Fetcher

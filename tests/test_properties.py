@@ -22,6 +22,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from sitrep import sources, store
 from sitrep.dedup import band_keys
 from sitrep.demo import DEMO_ROOT

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+
 from sitrep import cli, extract_health, store
 from sitrep.errors import ConfigError
 from sitrep.pipeline import build_reports
 from sitrep.records import PageJob
 from sitrep.reextract import parse_since, reextract, resolve_source
 from sitrep.settings import ExtractSettings, Settings
-
 from tests.pages import article_html, paragraphs
 
 FETCHED = datetime.now(UTC) - timedelta(days=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
 from sitrep.errors import BlockedURLError, FetchError
 from sitrep.fetch import Fetcher
 from sitrep.robots import agent_token

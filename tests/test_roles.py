@@ -6,10 +6,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
 from sitrep import roles
 from sitrep.cli import main
 from sitrep.errors import ConfigError
-
 from tests.reports import load_reports, paragraph
 
 

@@ -8,9 +8,9 @@ import socket
 from dataclasses import replace
 
 import pytest
+
 from sitrep import pipeline, sources
 from sitrep.settings import Settings
-
 from tests.pages import Item, article_html, paragraphs, rss
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sitrep import pipeline, sources
-
 from tests.pages import Item, rss
 from tests.test_cli import sitrep  # noqa: F401  (the `sitrep ARGS` fixture)
 

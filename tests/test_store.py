@@ -17,11 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+
 from sitrep import db, dedup, store
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Report
 from sitrep.settings import PROJECT_ROOT
-
 from tests.texts import article, text
 
 DEMO = PROJECT_ROOT / "seeds" / "demo"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sitrep import cli
 
+from sitrep import cli
 from tests.test_store import DAY, _load, _report, _source
 from tests.texts import article, text
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT, Settings
+
 
 def _console(stderr: bool = False) -> Console:
     """Rich console; when output is not a terminal (CI, a pipe) use a wide page rather than 80 columns."""

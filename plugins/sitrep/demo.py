@@ -89,9 +89,9 @@ def _handler(site: DemoSite, bases: dict[str, str]) -> type[BaseHTTPRequestHandl
             if file.suffix in _TEXT_TYPES:
                 text = body.decode("utf-8")
                 for name, base in bases.items():
-                    text = text.replace("{{BASE:%s}}" % name, base)
+                    text = text.replace(f"{{{{BASE:{name}}}}}", base)
                 body = text.replace("{{BASE}}", bases[site.root.name]).encode("utf-8")
-            etag = '"%s"' % hashlib.sha256(body).hexdigest()[:20]
+            etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
             if self.headers.get("If-None-Match") == etag:
                 self.send_response(304)
                 self.send_header("ETag", etag)

@@ -259,6 +259,8 @@ WITH rep AS (
 )
 UPDATE reports r SET duplicate_of = nullif(s.representative_id, r.report_id),
     ingest_seq = CASE WHEN r.report_id = ANY(%(new)s) THEN r.ingest_seq ELSE nextval('ingest_seq') END,
+    -- a row that readers see again (new ingest_seq) is a new revision: (report_id, revision) stays a key
+    revision = CASE WHEN r.report_id = ANY(%(new)s) THEN r.revision ELSE r.revision + 1 END,
     updated_at = CASE WHEN r.report_id = ANY(%(new)s) THEN r.updated_at ELSE now() END
 FROM s WHERE r.story_id = s.story_id AND r.duplicate_of IS DISTINCT FROM nullif(s.representative_id, r.report_id)
 """

@@ -20,8 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from sitrep import demo
 
+from sitrep import demo
 from tests.chaos.harness import (
     Snapshot,
     Trial,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
 from sitrep import db, sources
 from sitrep.settings import PROJECT_ROOT
 

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler
 
 import psycopg
 import pytest
-from sitrep import db, runner, sources
 
+from sitrep import db, runner, sources
 from tests.conftest import TEMPLATE, make_settings
 from tests.pages import Item, article_html, rss
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pyarrow.dataset as ds
+
 from sitrep import pipeline, sources
 from sitrep.runner import airflow_env
 from sitrep.webhooks import WebhookReceiver
-
 from tests.pages import Item, article_html, rss
 from tests.reports import load_reports, paragraph
 
