@@ -61,19 +61,19 @@ def sitrep_ingest() -> None:
         return source_ids
 
     @task
-    def collect(source_ids: list[int]) -> list[int]:
+    def collect(source_ids: list[int], run_id: str | None = None) -> list[int]:
         from sitrep import pipeline
         from sitrep.settings import Settings
 
-        print(pipeline.collect_batch(Settings.from_env(), source_ids))
+        print(pipeline.collect_batch(Settings.from_env(), source_ids, run_id=run_id))
         return source_ids
 
     @task(outlets=[REPORTS])
-    def load(source_ids: list[int]) -> dict[str, int]:
+    def load(source_ids: list[int], run_id: str | None = None) -> dict[str, int]:
         from sitrep import pipeline
         from sitrep.settings import Settings
 
-        return pipeline.load_batch(Settings.from_env(), source_ids)
+        return pipeline.load_batch(Settings.from_env(), source_ids, run_id=run_id)
 
     load.expand(source_ids=collect.expand(source_ids=poll.expand(source_ids=plan())))
 

@@ -30,6 +30,7 @@ from sitrep.enrich import enrich_report
 from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
+from sitrep.metrics import Stages
 from sitrep.normalize import canonical_url, to_report
 from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
@@ -64,6 +65,7 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
     counts = dict.fromkeys(("feeds", "not_modified", "unchanged", "parsed", "failed", "blocked", "entries", "new",
                             "revalidated", "distrusted"), 0)
     hours = settings.fetch.revalidate_after_hours
+    stages, started = Stages(), time.perf_counter()
     with _connect(settings) as conn, Fetcher(settings.fetch) as fetcher:
         batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None)
         conn.commit()
@@ -102,6 +104,9 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
             counts["entries"] += result.seen
             counts["new"] += result.new
         counts["requests"] = fetcher.stats.get("requests", 0)
+        stages.seconds["poll"] = time.perf_counter() - started
+        stages.items["poll"] = counts["feeds"]
+        stages.record(conn, run_id=run_id, task="poll", source_ids=source_ids)
     return counts
 
 
@@ -210,9 +215,10 @@ def _first_line_title(text: str, limit: int = 160) -> str | None:
     return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + "…"
 
 
-def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, int]:
+def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
     """Fetch, extract and stage every pending entry of the batch's sources."""
     counts = {"pending": 0, "fetched": 0, "staged": 0, "failed": 0, "known": 0}
+    stages = Stages()
     with _connect(settings) as conn:
         rows = conn.execute(
             """
@@ -255,7 +261,7 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
                 to_fetch.append(p)
         conn.commit()
 
-        with Fetcher(settings.fetch) as fetcher:
+        with stages.time("fetch", len(to_fetch)), Fetcher(settings.fetch) as fetcher:
             responses = fetcher.get_many([p.link for p in to_fetch if p.link])
         jobs: list[PageJob] = []
         raw_pages = []
@@ -278,10 +284,11 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
                 body=response.body, fetched_at=response.fetched_at, feed_title=p.title, feed_summary=p.summary,
                 feed_content=p.content, feed_author=p.author, feed_published_at=p.published_at,
             ))
-        with conn.transaction():
+        with stages.time("stage", len(raw_pages)), conn.transaction():
             page_ids = store.store_pages(conn, raw_pages)
         jobs = [_with_page(job, page_ids.get(job.entry_id)) for job in jobs]
-        built = build_reports(jobs, settings.worker_count, settings.extract)
+        with stages.time("extract", len(jobs)):
+            built = build_reports(jobs, settings.worker_count, settings.extract)
         reports = [r for r in built if isinstance(r, Report)]
         by_entry = {r.entry_id: r for r in reports}
         for follower, leader in followers:  # same article under another URL: staged as an alias of it
@@ -291,11 +298,12 @@ def collect_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, in
             if isinstance(r, Rejected):
                 log.warning("url=%s rejected: %s", r.url, r.reason)
                 outcomes.append((r.entry_id, "failed", r.reason))
-        with conn.transaction():
+        with stages.time("stage", len(reports)), conn.transaction():
             counts["staged"] = store.stage_reports(conn, reports)
             sources.mark_entries(conn, outcomes)
             extract_health.record(conn, jobs, built)
         counts["failed"] = sum(1 for _, status, _ in outcomes if status != "skipped")
+        stages.record(conn, run_id=run_id, task="collect", source_ids=source_ids)
     return counts
 
 
@@ -321,9 +329,12 @@ def _page_problem(response: Response) -> str | None:
 # --------------------------------------------------------------------------------------------- load
 
 
-def load_batch(settings: Settings, source_ids: Sequence[int]) -> dict[str, int]:
+def load_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
+    stages = Stages()
     with _connect(settings) as conn:
-        result = store.load_staged(conn, source_ids, rules=settings.dedup)
+        with stages.time("load"):
+            result = store.load_staged(conn, source_ids, rules=settings.dedup)
+        stages.record(conn, run_id=run_id, task="load", source_ids=source_ids)
     return {"inserted": result.inserted, "updated": result.updated, "aliased": result.aliased}
 
 

@@ -55,6 +55,8 @@ def test_dag_loads_feed_entries_once_and_a_second_run_adds_nothing(site, conn, s
     assert statuses == {"story-0": "loaded", "story-1": "loaded", "story-2": "loaded", "story-0-tracked": "duplicate"}
     tracked = conn.execute("SELECT count(*) FROM report_urls WHERE url LIKE '%%utm_source%%'").fetchone()[0]
     assert tracked == 1
+    stages = {r[0] for r in conn.execute("SELECT DISTINCT stage FROM task_stage_log WHERE run_id IS NOT NULL")}
+    assert {"poll", "fetch", "extract", "stage", "load"} <= stages
     seq_before = conn.execute("SELECT max(ingest_seq) FROM reports").fetchone()[0]
     conn.commit()
 
