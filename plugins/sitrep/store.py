@@ -93,7 +93,7 @@ def store_pages(conn: psycopg.Connection, pages: Sequence[tuple[int, str, str, i
         return {}
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_pages (LIKE pages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_pages (LIKE pages INCLUDING DEFAULTS INCLUDING STORAGE) ON COMMIT DELETE ROWS"
         )
         with cur.copy(
             "COPY incoming_pages (entry_id, url, final_url, http_status, content_type, fetched_at,"
@@ -102,7 +102,7 @@ def store_pages(conn: psycopg.Connection, pages: Sequence[tuple[int, str, str, i
             for entry_id, url, final_url, status, ctype, fetched_at, body, sha in pages:
                 copy.write_row(
                     (entry_id, _clean(url), _clean(final_url), status, _clean(ctype), fetched_at, sha, len(body),
-                     zlib.compress(body, 6))
+                     zlib.compress(body, 1))
                 )
         cur.execute(
             """
@@ -127,7 +127,7 @@ def stage_reports(conn: psycopg.Connection, reports: Sequence[Report]) -> int:
     cols = ", ".join(_REPORT_COLUMNS)
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_reports (LIKE staged_reports INCLUDING DEFAULTS)"
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_reports (LIKE staged_reports INCLUDING DEFAULTS INCLUDING STORAGE)"
             " ON COMMIT DELETE ROWS"
         )
         with cur.copy(f"COPY incoming_reports ({cols}) FROM STDIN") as copy:
