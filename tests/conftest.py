@@ -82,6 +82,19 @@ def settings_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Setting
     return settings
 
 
+@pytest.fixture
+def sitrep(settings_env, capsys):  # type: ignore[no-untyped-def]
+    """Run `sitrep ARGS...` in-process against the test database; returns (status, stdout, stderr)."""
+    from sitrep import cli
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
 # ------------------------------------------------------------------------------------------ HTTP
 
 

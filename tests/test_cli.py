@@ -6,24 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from sitrep import cli
 from sitrep.settings import PROJECT_ROOT
 
 SEED = PROJECT_ROOT / "seeds" / "samples" / "000_b27345ed7055cdc8.txt"
-
-
-@pytest.fixture
-def sitrep(settings_env, capsys):
-    """Run `sitrep ARGS...` in-process against the test database; returns (status, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def test_feeds_add_many_then_list(sitrep, conn):

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from sitrep import pipeline, sources
 from tests.pages import Item, rss
-from tests.test_cli import sitrep  # noqa: F401  (the `sitrep ARGS` fixture)
 
 
 def test_stats_and_feeds_list_show_runs_and_unhealthy_feeds(sitrep, site, conn, settings):  # noqa: F811

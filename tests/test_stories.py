@@ -6,19 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from sitrep import cli
 from tests.test_store import DAY, _load, _report, _source
 from tests.texts import article, text
-
-
-@pytest.fixture
-def sitrep(settings_env, capsys):
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def test_stories_lists_the_largest_recent_stories_with_their_sources(sitrep, conn):
