@@ -39,12 +39,14 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sitrep import dedup
 from sitrep.normalize import canonical_url
 from sitrep.records import Report
 from sitrep.settings import DedupSettings
+from sitrep.shingles import ShingleSets
 
 __all__ = ["LOAD_LOCK", "LoadResult", "load_staged", "reindex_bands", "stage_reports", "store_pages"]
 
@@ -56,6 +58,12 @@ _REPORT_COLUMNS = [f.name for f in fields(Report)]
 _JSON_COLUMNS = {"places", "actors", "evidence"}
 # Columns copied from staging into reports on insert and on update.
 _PAYLOAD = [c for c in _REPORT_COLUMNS if c not in {"entry_id", "source_id", "page_id", "url", "minhash"}]
+
+
+def _merged(columns: Sequence[str], merge_alias: str) -> list[str]:
+    """Staged columns as the merge sees them: the canonical URL from the merge's row (which may have
+    distrusted the declared one, see _distrust_shared_canonicals), the rest from staged_reports ``s``."""
+    return [f"{merge_alias}.canonical_url" if c == "canonical_url" else f"s.{c}" for c in columns]
 
 
 @dataclass(frozen=True)
@@ -145,10 +153,12 @@ def stage_reports(conn: psycopg.Connection, reports: Sequence[Report]) -> int:
         return cur.rowcount
 
 
+# The batch: the staged rows of these sources, without their texts (those stay in staged_reports and
+# are read only where needed: the INSERT into reports, and verification of near-duplicate candidates).
 _SELECT = """
 CREATE TEMP TABLE merge_rows ON COMMIT DROP AS
-SELECT s.*, NULL::bigint AS report_id, NULL::text AS how,
-       row_number() OVER (ORDER BY s.published_at NULLS LAST, s.entry_id) AS ord
+SELECT s.entry_id, s.url, s.canonical_url, s.content_sha256, s.fetched_at, NULL::bigint AS report_id,
+       NULL::text AS how, row_number() OVER (ORDER BY s.published_at NULLS LAST, s.entry_id) AS ord
 FROM staged_reports s
 WHERE s.source_id = ANY(%(sources)s)
 """
@@ -162,17 +172,19 @@ UPDATE merge_rows m SET report_id = r.report_id, how = 'content'
   FROM reports r WHERE m.report_id IS NULL AND r.content_sha256 = m.content_sha256;
 
 -- New reports: one leader per canonical URL and per text inside the batch (earliest published first).
+-- Their report ids and ingest_seq are drawn here, in load order; the rows are written once, after the
+-- near-duplicate layer has given each its story and representative (see _INSERT).
 CREATE TEMP TABLE new_reports ON COMMIT DROP AS
 WITH by_url AS (
     SELECT DISTINCT ON (canonical_url) * FROM merge_rows WHERE report_id IS NULL ORDER BY canonical_url, ord
 ), leaders AS (
     SELECT DISTINCT ON (content_sha256) * FROM by_url ORDER BY content_sha256, ord
-), ins AS (
-    INSERT INTO reports (source_id, entry_id, page_id, url, {payload})
-    SELECT source_id, entry_id, page_id, url, {payload} FROM leaders ORDER BY ord
-    RETURNING report_id, entry_id, canonical_url, content_sha256
+), ordered AS (
+    SELECT entry_id, url, canonical_url, content_sha256, ord FROM leaders ORDER BY ord
 )
-SELECT * FROM ins;
+SELECT nextval(pg_get_serial_sequence('reports', 'report_id')) AS report_id, nextval('ingest_seq') AS ingest_seq,
+       o.*, NULL::bigint AS story_id
+FROM ordered o;
 
 UPDATE merge_rows m SET report_id = n.report_id, how = 'new' FROM new_reports n WHERE n.entry_id = m.entry_id;
 UPDATE merge_rows m SET report_id = n.report_id, how = 'canonical'
@@ -186,14 +198,25 @@ WITH latest AS (
     SELECT DISTINCT ON (report_id) * FROM merge_rows
     WHERE how IN ('url', 'canonical') ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
 ), changed AS (
-    SELECT l.* FROM latest l JOIN reports r USING (report_id)
+    SELECT l.report_id, {changed_payload} FROM latest l JOIN staged_reports s USING (entry_id) JOIN reports r USING (report_id)
     WHERE r.content_sha256 <> l.content_sha256
       AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = l.content_sha256)
+      AND NOT EXISTS (SELECT 1 FROM new_reports o WHERE o.content_sha256 = l.content_sha256)
 )
 UPDATE reports r SET {assignments}, page_id = coalesce(c.page_id, r.page_id),
     revision = r.revision + 1, updated_at = now(), ingest_seq = nextval('ingest_seq')
 FROM changed c WHERE r.report_id = c.report_id
 RETURNING r.report_id
+"""
+
+# The new reports, written once: story and duplicate_of already known (the story's representative,
+# from batch_representatives), ids and ingest_seq drawn in load order by _MERGE.
+_INSERT = """
+INSERT INTO reports (report_id, ingest_seq, story_id, duplicate_of, source_id, entry_id, page_id, url, {payload})
+SELECT n.report_id, n.ingest_seq, n.story_id, nullif(b.representative_id, n.report_id),
+       s.source_id, s.entry_id, s.page_id, s.url, {staged_payload}
+FROM new_reports n JOIN staged_reports s USING (entry_id) JOIN batch_representatives b USING (story_id)
+ORDER BY n.report_id
 """
 
 _FINISH = """
@@ -213,23 +236,25 @@ DELETE FROM staged_reports s USING merge_rows m WHERE s.entry_id = m.entry_id;
 
 def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: DedupSettings | None = None) -> LoadResult:
     """Merge the staged reports of these sources into reports and stories, in one transaction."""
-    payload = ", ".join(_PAYLOAD)
+    rules = rules or DedupSettings()
     assignments = ", ".join(f"{c} = c.{c}" for c in _PAYLOAD)
+    changed_payload = ", ".join(_merged(["page_id", *_PAYLOAD], "l"))
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
         with conn.cursor() as cur:
             cur.execute(_SELECT, {"sources": list(source_ids)})
-            _distrust_shared_canonicals(cur, rules or DedupSettings())
-            cur.execute(_MERGE.format(payload=payload))  # type: ignore[arg-type]
+            _distrust_shared_canonicals(cur, rules)
+            cur.execute(_MERGE)
             cur.execute("SELECT count(*) FILTER (WHERE how = 'new'), count(*) FROM merge_rows")
             row = cur.fetchone()
             inserted, total = (int(row[0]), int(row[1])) if row else (0, 0)
             if total == 0:
                 return LoadResult()
-            cur.execute(_UPDATE_CHANGED.format(assignments=assignments))  # type: ignore[arg-type]
+            cur.execute(_UPDATE_CHANGED.format(assignments=assignments,  # type: ignore[arg-type]
+                                               changed_payload=changed_payload))
             revised = [int(r[0]) for r in cur.fetchall()]
             started = time.perf_counter()
-            grouped, candidates = _assign_stories(cur, revised, rules or DedupSettings())
+            grouped, candidates = _assign_stories(cur, revised, rules)
             dedup_seconds = time.perf_counter() - started
             cur.execute(_FINISH)  # type: ignore[arg-type]
     result = LoadResult(inserted=inserted, updated=len(revised), aliased=total - inserted - len(revised),
@@ -241,6 +266,17 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
 
 # ------------------------------------------------------------------------------------------ stories
 
+# The batch's LSH keys, from the keys the workers staged (dedup.split_keys in SQL: position i < FULL_BANDS
+# is band i; the lede windows' keys share the bands after it). Reports staged without keys get theirs
+# in Python (_missing_bands).
+_BATCH_BANDS = f"""
+CREATE TEMP TABLE batch_bands ON COMMIT DROP AS
+SELECT DISTINCT CASE WHEN k.i <= {dedup.FULL_BANDS} THEN k.i - 1
+                     ELSE {dedup.FULL_BANDS} + (k.i - 1 - {dedup.FULL_BANDS}) % {dedup.LEDE_BANDS} END::smallint AS band,
+       k.hash, n.report_id
+FROM new_reports n JOIN staged_reports s USING (entry_id), unnest(s.minhash) WITH ORDINALITY AS k(hash, i)
+"""
+
 _CANDIDATES = """
 SELECT DISTINCT b.report_id, s.report_id FROM batch_bands b JOIN story_bands s USING (band, hash)
 UNION
@@ -248,92 +284,115 @@ SELECT DISTINCT b.report_id, o.report_id FROM batch_bands b JOIN batch_bands o U
 WHERE o.report_id <> b.report_id
 """
 
+# Each touched story's representative: its earliest published member, then the longest, then the first
+# loaded, over its members in reports and the batch's new ones (not written yet).
+_BATCH_REPRESENTATIVES = """
+CREATE TEMP TABLE batch_representatives ON COMMIT DROP AS
+WITH members AS (
+    SELECT story_id, report_id, published_at, word_count FROM reports WHERE story_id = ANY(%(stories)s)
+    UNION ALL
+    SELECT n.story_id, n.report_id, s.published_at, s.word_count FROM new_reports n JOIN staged_reports s USING (entry_id)
+)
+SELECT DISTINCT ON (story_id) story_id, report_id AS representative_id FROM members
+ORDER BY story_id, published_at ASC NULLS LAST, word_count DESC, report_id
+"""
+
+# Stories and earlier members follow their representative; an earlier member whose duplicate_of changes is seen
+# again by readers (new ingest_seq), so it is a new revision: (report_id, revision) stays a key.
 _REPRESENTATIVES = """
-WITH rep AS (
-    SELECT DISTINCT ON (story_id) story_id, report_id FROM reports WHERE story_id = ANY(%(stories)s)
-    ORDER BY story_id, published_at ASC NULLS LAST, word_count DESC, report_id
-), s AS (
-    UPDATE stories s SET representative_id = rep.report_id, updated_at = now()
-    FROM rep WHERE s.story_id = rep.story_id
+WITH s AS (
+    UPDATE stories s SET representative_id = b.representative_id, updated_at = now()
+    FROM batch_representatives b WHERE s.story_id = b.story_id
     RETURNING s.story_id, s.representative_id
 )
-UPDATE reports r SET duplicate_of = nullif(s.representative_id, r.report_id),
-    ingest_seq = CASE WHEN r.report_id = ANY(%(new)s) THEN r.ingest_seq ELSE nextval('ingest_seq') END,
-    -- a row that readers see again (new ingest_seq) is a new revision: (report_id, revision) stays a key
-    revision = CASE WHEN r.report_id = ANY(%(new)s) THEN r.revision ELSE r.revision + 1 END,
-    updated_at = CASE WHEN r.report_id = ANY(%(new)s) THEN r.updated_at ELSE now() END
+UPDATE reports r SET duplicate_of = nullif(s.representative_id, r.report_id), ingest_seq = nextval('ingest_seq'),
+    revision = r.revision + 1, updated_at = now()
 FROM s WHERE r.story_id = s.story_id AND r.duplicate_of IS DISTINCT FROM nullif(s.representative_id, r.report_id)
 """
 
 
 def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSettings) -> tuple[int, int]:
-    """The near-duplicate layer: bands in, candidates out, verified, stories assigned (see the docstring).
+    """The near-duplicate layer: bands in, candidates out, verified, stories assigned, new reports written.
 
     Returns how many new reports joined a story that already had a member, and how many candidate
     pairs were verified.
     """
-    cur.execute(
-        "SELECT n.report_id, m.minhash, m.text, m.url FROM new_reports n JOIN merge_rows m USING (entry_id)"
-        " ORDER BY m.ord"
-    )
-    new = [(int(rid), list(keys or []), str(text), str(url)) for rid, keys, text, url in cur.fetchall()]
-    cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
-    changed = [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()]
-    texts = {rid: text for rid, _, text, _ in new}
-    bands = [(rid, keys or dedup.band_keys(text)) for rid, keys, text, _ in new]
-
-    cur.execute("CREATE TEMP TABLE batch_bands (band smallint, hash bigint, report_id bigint) ON COMMIT DROP")
-    with cur.copy("COPY batch_bands (band, hash, report_id) FROM STDIN") as copy:
-        for rid, keys in bands:
-            for band, key in dedup.split_keys(keys):
-                copy.write_row((band, key, rid))
+    cur.execute("SELECT report_id, url FROM new_reports ORDER BY ord")
+    new = [(int(rid), str(url)) for rid, url in cur.fetchall()]
+    cur.execute(_BATCH_BANDS)
+    _missing_bands(cur)
     cur.execute("ANALYZE batch_bands")
     cur.execute(_CANDIDATES)
     candidates: dict[int, set[int]] = {}
     for rid, other in cur.fetchall():
         candidates.setdefault(int(rid), set()).add(int(other))
 
-    # The candidates' texts and stories (reports of earlier batches); the batch's own come from memory.
-    outside = sorted({c for cs in candidates.values() for c in cs} - texts.keys())
+    # Texts only where a pair is verified: the batch's own (from staging) and earlier reports that have
+    # a story (a candidate without one is never verified: stories never merge).
+    new_ids = {rid for rid, _ in new}
     story_of: dict[int, int] = {}
+    texts: dict[int, str] = {}
+    outside = sorted({c for cs in candidates.values() for c in cs} - new_ids)
     if outside:
-        cur.execute("SELECT report_id, text, story_id FROM reports WHERE report_id = ANY(%s)", (outside,))
+        cur.execute("SELECT report_id, text, story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
+                    (outside,))
         for rid, text, story in cur.fetchall():
             texts[int(rid)] = str(text)
-            if story is not None:
-                story_of[int(rid)] = int(story)
-    joins, leader_of, checked = _choose_stories([(rid, url) for rid, _, _, url in new], candidates, texts,
-                                                story_of, rules)
+            story_of[int(rid)] = int(story)
+    comparable = new_ids | story_of.keys()
+    wanted = sorted(new_ids & ({r for r, cs in candidates.items() if not cs.isdisjoint(comparable)}
+                               | {c for cs in candidates.values() for c in cs}))
+    if wanted:
+        cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
+                    " WHERE n.report_id = ANY(%s)", (wanted,))
+        texts.update((int(rid), str(text)) for rid, text in cur.fetchall())
+    joins, leader_of, checked = _choose_stories(new, candidates, texts, story_of, rules)
     leaders = [rid for rid, leader in leader_of.items() if rid == leader]
     cur.execute("INSERT INTO stories (representative_id) SELECT unnest(%s::bigint[]) RETURNING story_id, representative_id",
                 (leaders,))
     story_by_leader = {int(rep): int(story) for story, rep in cur.fetchall()}
     for rid, leader in leader_of.items():
         joins[rid] = story_by_leader[leader]
-    if joins:
-        cur.execute(
-            "UPDATE reports r SET story_id = j.story_id FROM unnest(%s::bigint[], %s::bigint[]) AS j(report_id, story_id)"
-            " WHERE r.report_id = j.report_id",
-            (list(joins), list(joins.values())),
-        )
+    cur.execute(
+        "UPDATE new_reports n SET story_id = j.story_id FROM unnest(%s::bigint[], %s::bigint[]) AS j(report_id, story_id)"
+        " WHERE n.report_id = j.report_id",
+        (list(joins), list(joins.values())),
+    )
+
+    # Representatives, then the new reports (written once), then earlier members that follow.
+    touched = set(joins.values())
+    if revised:
+        cur.execute("SELECT DISTINCT story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
+                    (revised,))
+        touched |= {int(r[0]) for r in cur.fetchall()}
+    cur.execute(_BATCH_REPRESENTATIVES, {"stories": sorted(touched - set(story_by_leader.values()))})
+    cur.execute(_INSERT.format(payload=", ".join(_PAYLOAD),  # type: ignore[arg-type]
+                               staged_payload=", ".join(_merged(_PAYLOAD, "n"))))
+    cur.execute(_REPRESENTATIVES)  # the new reports were written with theirs: only earlier members change
 
     # The index: new reports' bands, and revised reports' bands replaced.
-    if changed:
-        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", ([rid for rid, _ in changed],))
-        with cur.copy("COPY batch_bands (band, hash, report_id) FROM STDIN") as copy:
-            for rid, keys in changed:
-                for band, key in dedup.split_keys(keys):
-                    copy.write_row((band, key, rid))
+    if revised:
+        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", (revised,))
+        cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
+        _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
     cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands")  # new ids: no conflict
+    return sum(1 for rid, _ in new if leader_of.get(rid) != rid), checked
 
-    touched = set(joins.values())
-    if changed:
-        cur.execute("SELECT DISTINCT story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
-                    ([rid for rid, _ in changed],))
-        touched |= {int(r[0]) for r in cur.fetchall()}
-    if touched:
-        cur.execute(_REPRESENTATIVES, {"stories": sorted(touched), "new": [rid for rid, *_ in new]})
-    return sum(1 for rid, *_ in new if rid not in leader_of or leader_of[rid] != rid), checked
+
+def _missing_bands(cur: psycopg.Cursor) -> None:
+    """Keys for new reports staged without them (by a worker older than the near-duplicate layer)."""
+    cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
+                " WHERE cardinality(s.minhash) = 0")
+    _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
+
+
+def _copy_bands(cur: psycopg.Cursor, table: str, keys: Sequence[tuple[int, Sequence[int]]]) -> None:
+    if not keys:
+        return
+    with cur.copy(sql.SQL("COPY {} (band, hash, report_id) FROM STDIN").format(sql.Identifier(table))) as copy:
+        for rid, report_keys in keys:
+            for band, key in dedup.split_keys(report_keys):
+                copy.write_row((band, key, rid))
 
 
 def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]], texts: dict[int, str],
@@ -344,13 +403,7 @@ def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]],
     this batch), so stories never merge. Returns (report -> existing story it joins, report -> the
     batch report that leads its new story, candidate pairs verified).
     """
-    shingled: dict[int, set[tuple[str, ...]]] = {}
-
-    def shingles_of(rid: int) -> set[tuple[str, ...]]:
-        if rid not in shingled:
-            shingled[rid] = dedup.shingle_set(texts[rid])
-        return shingled[rid]
-
+    shingled = ShingleSets(texts)  # every text once, numbered together: verification compares int sets
     joins: dict[int, int] = {}
     leader_of: dict[int, int] = {}
     checked = 0
@@ -359,7 +412,7 @@ def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]],
         for other in sorted(candidates.get(rid, ())):
             if other not in texts or (other not in story_of and other not in leader_of):
                 continue
-            sim = dedup.compare(shingles_of(rid), shingles_of(other))
+            sim = shingled.compare(rid, other)
             checked += 1
             near = dedup.is_near_duplicate(sim, jaccard=rules.jaccard, containment=rules.containment,
                                            min_shingles=rules.min_shingles)
@@ -378,6 +431,19 @@ def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]],
     return joins, leader_of, checked
 
 
+# Rows that may declare a canonical other texts also claim: a URL other than their canonical (a row
+# whose URL is its canonical declares nothing: canonical_url is idempotent), and a canonical a report
+# holds or another such row of the batch declares too. Only these are looked at in Python.
+_SHARED_CANONICALS = """
+SELECT m.entry_id, m.url, m.canonical_url FROM merge_rows m
+WHERE m.url <> m.canonical_url
+  AND (EXISTS (SELECT 1 FROM reports r WHERE r.canonical_url = m.canonical_url)
+       OR EXISTS (SELECT 1 FROM merge_rows o WHERE o.canonical_url = m.canonical_url AND o.url <> o.canonical_url
+                  AND o.entry_id <> m.entry_id))
+ORDER BY m.ord
+"""
+
+
 def _distrust_shared_canonicals(cur: psycopg.Cursor, rules: DedupSettings) -> None:
     """A staged row whose declared canonical URL is claimed by an unrelated text keeps its own URL.
 
@@ -385,19 +451,20 @@ def _distrust_shared_canonicals(cur: psycopg.Cursor, rules: DedupSettings) -> No
     canonical); the texts under the same canonical (reports and the batch's other rows) must share
     ``rules.revision_overlap`` of their shingles, as an updated article does.
     """
-    cur.execute("SELECT entry_id, url, canonical_url, text FROM merge_rows ORDER BY ord")
-    rows = cur.fetchall()
-    declared = [(int(e), str(u), str(c), str(t)) for e, u, c, t in rows if canonical_url(str(u)) != c]
+    cur.execute(_SHARED_CANONICALS)
+    declared = [(int(e), str(u), str(c)) for e, u, c in cur.fetchall() if canonical_url(str(u)) != c]
     if not declared:
         return
+    cur.execute("SELECT entry_id, text FROM staged_reports WHERE entry_id = ANY(%s)", ([e for e, _, _ in declared],))
+    text_of = {int(e): str(t) for e, t in cur.fetchall()}
     claims: dict[str, list[set[tuple[str, ...]]]] = {}
     cur.execute("SELECT canonical_url, text FROM reports WHERE canonical_url = ANY(%s)",
-                (sorted({c for _, _, c, _ in declared}),))
+                (sorted({c for _, _, c in declared}),))
     for canonical, text in cur.fetchall():
         claims.setdefault(str(canonical), []).append(dedup.shingle_set(str(text)))
     distrusted: list[tuple[int, str]] = []
-    for entry_id, url, canonical, text in declared:
-        mine = dedup.shingle_set(text)
+    for entry_id, url, canonical in declared:
+        mine = dedup.shingle_set(text_of[entry_id])
         others = claims.setdefault(canonical, [])
         if any(dedup.compare(mine, other).containment < rules.revision_overlap for other in others):
             own = canonical_url(url)

@@ -1,0 +1,85 @@
+"""Exact word-shingle sets for a batch of texts at once, as sets of integers.
+
+The near-duplicate check (sitrep.dedup) verifies each LSH candidate on the exact shingle sets of the two
+texts. Built one text at a time as Python sets of word 5-tuples (``dedup.shingle_set``), those sets were
+most of the load step's Python time: a tuple is built per shingle and hashed again at every lookup
+(tuples do not cache their hash). Here a batch's texts are tokenized once, their words numbered (a
+batch-local vocabulary) and every shingle numbered with numpy, so each set is a set of small ints and
+an intersection costs a fraction of the tuples'. The numbers are exact (never a hash that could
+collide: two windows get one number only when their five words are the same), so the similarities are
+those of ``dedup.compare`` on ``dedup.shingle_set``, to the last bit.
+
+    sets = ShingleSets({1: "text one ...", 2: "text two ..."})
+    sim = sets.compare(1, 2)     # a dedup.Similarity
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from sitrep import dedup
+
+__all__ = ["ShingleSets"]
+
+_N = dedup.SHINGLE_WORDS
+_INT64_MAX = 2**63 - 1
+
+
+class ShingleSets:
+    """The exact shingle sets of ``texts`` (key -> text), numbered within the batch."""
+
+    def __init__(self, texts: Mapping[int, str]) -> None:
+        short: dict[tuple[str, ...], int] = {}
+        self._sets: dict[int, set[int]] = {}
+        spans: list[tuple[int, int, int]] = []  # (key, start, end) of texts with at least _N words
+        words: list[str] = []
+        for key, text in texts.items():
+            found = dedup.tokens(text)
+            if len(found) < _N:  # one shingle of all its words: a number of its own, never a window's
+                self._sets[key] = {-1 - short.setdefault(tuple(found), len(short))} if found else set()
+                continue
+            spans.append((key, len(words), len(words) + len(found)))
+            words += found
+        if spans:
+            codes = _window_codes(_numbered(words))
+            for key, start, end in spans:
+                self._sets[key] = set(codes[start : end - _N + 1].tolist())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._sets
+
+    def size(self, key: int) -> int:
+        return len(self._sets[key])
+
+    def compare(self, a: int, b: int) -> dedup.Similarity:
+        """``dedup.compare`` of the two texts' shingle sets."""
+        return dedup.compare(self._sets[a], self._sets[b])
+
+
+def _numbered(words: list[str]) -> np.ndarray:
+    """A number per word, the same for the same word (the distinct words found and looked up in C)."""
+    vocabulary = {word: number for number, word in enumerate(dict.fromkeys(words))}
+    return np.fromiter(map(vocabulary.__getitem__, words), dtype=np.int64, count=len(words))
+
+
+def _window_codes(ids: np.ndarray) -> np.ndarray:
+    """An exact number for every window of _N words starting at each position (the last _N - 1 positions,
+    and windows across two texts, get numbers nobody reads)."""
+    vocab = int(ids.max()) + 1
+    windows = ids.size - _N + 1
+    if vocab**_N <= _INT64_MAX:  # a small vocabulary: the five word numbers fit one int64 as they are
+        code = np.zeros(windows, dtype=np.int64)
+        for i in range(_N):
+            code = code * vocab + ids[i : windows + i]
+        return code
+    # Three words, densified, then two more: exact while (distinct triples) * vocab**2 fits an int64.
+    head = (ids[:-2] * vocab + ids[1:-1]) * vocab + ids[2:]
+    distinct, dense = np.unique(head[:windows], return_inverse=True)
+    if distinct.size * vocab * vocab <= _INT64_MAX:
+        return (dense.astype(np.int64) * vocab + ids[3 : 3 + windows]) * vocab + ids[4 : 4 + windows]
+    numbers: dict[tuple[int, ...], int] = {}  # beyond any real batch: number the windows through a dict
+    words = ids.tolist()
+    return np.array([numbers.setdefault(w, len(numbers)) for w in zip(*(words[i:] for i in range(_N)), strict=False)],
+                    dtype=np.int64)
