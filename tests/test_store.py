@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -428,3 +429,48 @@ def test_the_demo_corpus_groups_syndicated_copies_and_keeps_same_topic_articles_
     # A syndicated copy's cross-site rel=canonical does not make it an alias of the original.
     assert reports["fp15"].canonical_url.startswith("https://127.0.0.1:18001/")
     _assert_story_invariants(conn)
+
+
+# ------------------------------------------------------------------------------ raw pages, staging
+
+
+def _page(entry_id: int, url: str, body: bytes) -> tuple:
+    return (entry_id, url, url, 200, "text/html", datetime.now(UTC), body, f"sha-{len(body)}")
+
+
+def test_raw_pages_are_kept_zstd_compressed_and_a_page_fetched_again_replaces_the_earlier_copy(conn):
+    src = _source(conn, "wire")
+    first, second = _entry(conn, src, "https://p.example/1.html"), _entry(conn, src, "https://p.example/2.html")
+    body = b"<html><body><p>" + b"Shelling overnight in Kharkiv. " * 400 + b"</p></body></html>"
+    with conn.transaction():
+        ids = store.store_pages(conn, [_page(first, "https://p.example/1.html", body),
+                                       _page(second, "https://p.example/2.html", b"<html>two</html>")])
+    report = _report(conn, src, "https://p.example/1.html", text(article(81)))
+    _load(conn, src, replace(report, entry_id=first, page_id=ids[first]))
+
+    again = body.replace(b"Kharkiv", b"Kupiansk")
+    with conn.transaction():
+        refetched = store.store_pages(conn, [_page(first, "https://p.example/1.html", again)])
+    stored = conn.execute("SELECT page_id, body_size, body_zlib FROM pages WHERE entry_id = %s", (first,)).fetchone()
+    assert refetched == {first: ids[first]} and stored[0] == ids[first]  # replaced in place: same page id
+    assert bytes(stored[2])[:4] == b"\x28\xb5\x2f\xfd" and len(stored[2]) < len(again) // 10  # zstd, compressed
+    assert store.page_body(bytes(stored[2])) == again and stored[1] == len(again)
+    assert conn.execute("SELECT count(*) FROM pages").fetchone()[0] == 2
+    assert conn.execute("SELECT page_id FROM reports").fetchone()[0] == ids[first]  # the report still points at it
+
+
+def test_a_page_stored_zlib_before_zstd_still_reads():
+    body = b"<html><body><p>Odesa: drones shot down overnight, the governor said.</p></body></html>"
+    assert store.page_body(zlib.compress(body, 1)) == body
+    assert store.page_body(zlib.compress(body)) == body
+
+
+def test_staging_an_entry_again_replaces_its_staged_row(conn):
+    src = _source(conn, "wire")
+    report = _report(conn, src, "https://s.example/1.html", text(article(82)))
+    with conn.transaction():
+        assert store.stage_reports(conn, [report]) == 1
+    with conn.transaction():  # the collect task ran again: its row is replaced, not doubled
+        assert store.stage_reports(conn, [replace(report, title="Updated headline", minhash=[1, 2, 3])]) == 1
+    assert conn.execute("SELECT count(*), max(title), max(minhash::text) FROM staged_reports").fetchone() == (
+        1, "Updated headline", "{1,2,3}")

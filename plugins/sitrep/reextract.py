@@ -1,10 +1,11 @@
 """Re-extract stored pages (after an upgrade or a settings change) without fetching them again.
 
-Every fetched page is kept zlib-compressed in ``pages``. Re-extraction runs the same ``build_report``
-as the collect step on those bytes, stages the results and merges them with ``store.load_staged``,
-which already does what a re-extraction needs: a report whose text changed becomes a new revision
-(revision + 1, a new ``ingest_seq``, so incremental readers see it again), a report whose text did not
-change is left alone, and a page that failed before and now yields text is loaded as a new report.
+Every fetched page is kept compressed in ``pages`` (``store.page_body`` decodes it). Re-extraction
+runs the same ``build_report`` as the collect step on those bytes, stages the results and merges them
+with ``store.load_staged``, which already does what a re-extraction needs: a report whose text
+changed becomes a new revision (revision + 1, a new ``ingest_seq``, so incremental readers see it
+again), a report whose text did not change is left alone, and a page that failed before and now
+yields text is loaded as a new report.
 
 Which pages: the page each report's text came from (``reports.page_id``), and the pages of entries
 whose extraction failed. Pages of aliases (the same article under another URL) are not re-extracted:
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -128,7 +128,7 @@ def _round(settings: Settings, conn: psycopg.Connection, page_ids: list[int], re
         status_of[int(entry_id)] = status
         jobs.append(PageJob(
             entry_id=int(entry_id), source_id=int(source_id), url=link or url, final_url=final_url,
-            body=zlib.decompress(body), fetched_at=fetched_at, page_id=int(page_id), feed_title=title,
+            body=store.page_body(body), fetched_at=fetched_at, page_id=int(page_id), feed_title=title,
             feed_summary=summary, feed_content=content, feed_author=author, feed_published_at=published_at,
         ))
     built = build_reports(jobs, settings.worker_count, settings.extract)
