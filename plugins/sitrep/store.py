@@ -36,6 +36,7 @@ import logging
 import time
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import psycopg
@@ -55,6 +56,8 @@ __all__ = ["LOAD_LOCK", "PAGE_ZSTD_LEVEL", "LoadResult", "load_staged", "page_bo
 log = logging.getLogger(__name__)
 
 LOAD_LOCK = 0x5175_0002
+#: work_mem of the merge's transaction (SET LOCAL): its joins and sorts over the batch's LSH keys.
+MERGE_WORK_MEM = "64MB"
 #: zstd level for raw pages: level 1 costs about a third of zlib level 1's CPU per page, for smaller rows.
 PAGE_ZSTD_LEVEL = 1
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -274,6 +277,9 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
     changed_payload = ", ".join(_merged(["page_id", *_PAYLOAD], "l"))
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
+        # A batch's keys (36 per report) are hashed, joined and de-duplicated in memory, not in batches
+        # spilled to disk (the default 4 MB holds a hash table of about a thousand reports' keys).
+        conn.execute("SELECT set_config('work_mem', %s, true)", (MERGE_WORK_MEM,))
         with conn.cursor() as cur:
             cur.execute(_SELECT, {"sources": list(source_ids)})
             _distrust_shared_canonicals(cur, rules)
@@ -379,7 +385,19 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
         cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
                     " WHERE n.report_id = ANY(%s)", (wanted,))
         texts.update((int(rid), str(text)) for rid, text in cur.fetchall())
-    joins, leader_of, checked = _choose_stories(new, candidates, texts, story_of, rules)
+
+    # The index: new reports' bands, and revised reports' bands replaced. The server inserts them while
+    # a thread verifies the candidates (psycopg waits for the server without holding the GIL), so the
+    # index maintenance and the shingle comparisons overlap instead of adding up.
+    if revised:
+        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", (revised,))
+        cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
+        _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitrep-verify") as pool:
+        verified = pool.submit(_choose_stories, new, candidates, texts, story_of, rules)
+        # New ids: no conflict. In report order, as the BRIN index on report_id wants (migration 0009).
+        cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands ORDER BY report_id")
+        joins, leader_of, checked = verified.result()
     leaders = [rid for rid, leader in leader_of.items() if rid == leader]
     cur.execute("INSERT INTO stories (representative_id) SELECT unnest(%s::bigint[]) RETURNING story_id, representative_id",
                 (leaders,))
@@ -402,13 +420,6 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
     cur.execute(_INSERT.format(payload=", ".join(_PAYLOAD),  # type: ignore[arg-type]
                                staged_payload=", ".join(_merged(_PAYLOAD, "n"))))
     cur.execute(_REPRESENTATIVES)  # the new reports were written with theirs: only earlier members change
-
-    # The index: new reports' bands, and revised reports' bands replaced.
-    if revised:
-        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", (revised,))
-        cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
-        _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
-    cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands")  # new ids: no conflict
     return sum(1 for rid, _ in new if leader_of.get(rid) != rid), checked
 
 
