@@ -24,6 +24,13 @@ first loaded (report_id). Every other member has duplicate_of = the representati
 never points at a duplicate. When a new member becomes the representative, the members whose
 duplicate_of changes get a new ingest_seq, so incremental readers see it; story_id never changes.
 
+Cost (bench/load.py): the merge works on the batch's keys and ids in temporary tables; texts stay in
+staged_reports and are read only for the INSERT and for the candidates to verify. Each new report is
+written once, its story and duplicate_of decided before the INSERT (ids and ingest_seq are drawn
+first, in load order). The LSH keys are unnested from the staged arrays server-side; their insert
+into story_bands runs while a thread verifies the candidates (``sitrep.shingles``: exact shingle sets
+of the batch numbered together with numpy). Staging and raw pages go in by binary COPY.
+
 Concurrency: the whole merge, band lookup and band insert included, runs under LOAD_LOCK, so two
 loaders carrying near-duplicates of each other are serialised and the second sees the first's bands
 and joins its story. A retried batch finds its URLs in report_urls (or nothing staged) and adds no

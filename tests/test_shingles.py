@@ -1,0 +1,51 @@
+"""Batch shingle sets: the same similarities as dedup.compare on dedup.shingle_set, to the last bit."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from sitrep import dedup, shingles
+from tests.texts import article, text
+
+_EDGE = {
+    "empty": "",
+    "one-word": "Kharkiv",
+    "four-words": "drone strike in Odesa",
+    "four-words-again": "Drone, strike in ODESA!",  # the same words after case folding and punctuation
+    "five-words": "drone strike in Odesa overnight",
+    "contains-the-five": "officials said a drone strike in Odesa overnight killed two",
+    "unicode": "Ｏｄｅｓａ ﬁre crews — “drone strike” in Odesa overnight",
+}
+
+
+def _texts() -> dict[int, str]:
+    base = article(7)
+    texts = [text(article(seed)) for seed in range(6)]
+    texts += [text(base), text(base[:2]), text(["ODESA (Wire) --", *base[1:]]), text(base + article(8)[:1])]
+    return dict(enumerate([*texts, *_EDGE.values()]))
+
+
+def test_similarities_are_those_of_the_python_sets():
+    texts = _texts()
+    sets = shingles.ShingleSets(texts)
+    python = {key: dedup.shingle_set(value) for key, value in texts.items()}
+    for a, b in itertools.product(texts, repeat=2):
+        assert sets.compare(a, b) == dedup.compare(python[a], python[b]), (a, b)
+    assert all(sets.size(key) == len(python[key]) for key in texts)
+
+
+@pytest.mark.parametrize("vocabulary", [50, 20_000], ids=["small-vocabulary", "large-vocabulary"])
+def test_every_window_gets_one_number_and_distinct_windows_distinct_numbers(vocabulary):
+    rnd = random.Random(vocabulary)
+    ids = np.array([rnd.randrange(vocabulary) for _ in range(6000)] + [1, 2, 3, 4, 5] * 3, dtype=np.int64)
+    codes = shingles._window_codes(ids).tolist()
+    words = ids.tolist()
+    windows = list(zip(*(words[i:] for i in range(dedup.SHINGLE_WORDS)), strict=False))
+    number_of: dict[tuple[int, ...], int] = {}
+    for window, code in zip(windows, codes, strict=True):
+        assert number_of.setdefault(window, code) == code
+    assert len(set(number_of.values())) == len(number_of)
