@@ -402,8 +402,10 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
         _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitrep-verify") as pool:
         verified = pool.submit(_choose_stories, new, candidates, texts, story_of, rules)
-        # New ids: no conflict. In report order, as the BRIN index on report_id wants (migration 0009).
-        cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands ORDER BY report_id")
+        # New ids: no conflict. In key order: the primary key's leaf pages are visited once each, in order
+        # (3.1-4.0 s -> 2.3-2.6 s for 330k keys into 6.6M); the BRIN on report_id (migration 0009) only
+        # needs a batch's keys to land together.
+        cur.execute("INSERT INTO story_bands SELECT band, hash, report_id FROM batch_bands ORDER BY band, hash")
         joins, leader_of, checked = verified.result()
     leaders = [rid for rid, leader in leader_of.items() if rid == leader]
     cur.execute("INSERT INTO stories (representative_id) SELECT unnest(%s::bigint[]) RETURNING story_id, representative_id",
