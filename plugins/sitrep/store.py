@@ -365,33 +365,8 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
     """
     cur.execute("SELECT report_id, url FROM new_reports ORDER BY ord")
     new = [(int(rid), str(url)) for rid, url in cur.fetchall()]
-    cur.execute(_BATCH_BANDS)
-    _missing_bands(cur)
-    cur.execute("ANALYZE batch_bands")
-    cur.execute(_CANDIDATES)
-    candidates: dict[int, set[int]] = {}
-    for rid, other in cur.fetchall():
-        candidates.setdefault(int(rid), set()).add(int(other))
-
-    # Texts only where a pair is verified: the batch's own (from staging) and earlier reports that have
-    # a story (a candidate without one is never verified: stories never merge).
-    new_ids = {rid for rid, _ in new}
-    story_of: dict[int, int] = {}
-    texts: dict[int, str] = {}
-    outside = sorted({c for cs in candidates.values() for c in cs} - new_ids)
-    if outside:
-        cur.execute("SELECT report_id, text, story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
-                    (outside,))
-        for rid, text, story in cur.fetchall():
-            texts[int(rid)] = str(text)
-            story_of[int(rid)] = int(story)
-    comparable = new_ids | story_of.keys()
-    wanted = sorted(new_ids & ({r for r, cs in candidates.items() if not cs.isdisjoint(comparable)}
-                               | {c for cs in candidates.values() for c in cs}))
-    if wanted:
-        cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
-                    " WHERE n.report_id = ANY(%s)", (wanted,))
-        texts.update((int(rid), str(text)) for rid, text in cur.fetchall())
+    candidates = _candidates(cur)
+    texts, story_of = _texts_to_verify(cur, {rid for rid, _ in new}, candidates)
 
     # The index: new reports' bands, and revised reports' bands replaced. The server inserts them while
     # a thread verifies the candidates (psycopg waits for the server without holding the GIL), so the
@@ -430,6 +405,42 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
                                staged_payload=", ".join(_merged(_PAYLOAD, "n"))))
     cur.execute(_REPRESENTATIVES)  # the new reports were written with theirs: only earlier members change
     return sum(1 for rid, _ in new if leader_of.get(rid) != rid), checked
+
+
+def _candidates(cur: psycopg.Cursor) -> dict[int, set[int]]:
+    """The batch's LSH keys into batch_bands, and each new report's candidates (earlier or in the batch)."""
+    cur.execute(_BATCH_BANDS)
+    _missing_bands(cur)
+    cur.execute("ANALYZE batch_bands")
+    cur.execute(_CANDIDATES)
+    candidates: dict[int, set[int]] = {}
+    for rid, other in cur.fetchall():
+        candidates.setdefault(int(rid), set()).add(int(other))
+    return candidates
+
+
+def _texts_to_verify(cur: psycopg.Cursor, new_ids: set[int], candidates: dict[int, set[int]]
+                     ) -> tuple[dict[int, str], dict[int, int]]:
+    """Texts only where a pair is verified: the batch's own (from staging) and those of earlier reports
+    that have a story (a candidate without one is never verified: stories never merge). Returns
+    (report -> text, earlier report -> its story)."""
+    story_of: dict[int, int] = {}
+    texts: dict[int, str] = {}
+    outside = sorted({c for cs in candidates.values() for c in cs} - new_ids)
+    if outside:
+        cur.execute("SELECT report_id, text, story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
+                    (outside,))
+        for rid, text, story in cur.fetchall():
+            texts[int(rid)] = str(text)
+            story_of[int(rid)] = int(story)
+    comparable = new_ids | story_of.keys()
+    wanted = sorted(new_ids & ({r for r, cs in candidates.items() if not cs.isdisjoint(comparable)}
+                               | {c for cs in candidates.values() for c in cs}))
+    if wanted:
+        cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
+                    " WHERE n.report_id = ANY(%s)", (wanted,))
+        texts.update((int(rid), str(text)) for rid, text in cur.fetchall())
+    return texts, story_of
 
 
 def _missing_bands(cur: psycopg.Cursor) -> None:
