@@ -95,15 +95,25 @@ def shingle_set(text: str) -> set[tuple[str, ...]]:
     return set(zip(*(words[i:] for i in range(SHINGLE_WORDS)), strict=False))
 
 
+def _sha1_32(data: bytes) -> int:
+    """datasketch's default hash (``sha1_hash32``): the keys stored in story_bands were made with it."""
+    return int.from_bytes(hashlib.sha1(data).digest()[:4], "little")
+
+
+def _hashed(value: int) -> int:
+    """The identity: values reach the MinHash already hashed (each shingle once per text)."""
+    return value
+
+
 @lru_cache(maxsize=4)
 def _template(num_perm: int) -> MinHash:
     """An empty MinHash with its permutations drawn once (drawing them costs more than hashing a text)."""
-    return MinHash(num_perm=num_perm, seed=_SEED)
+    return MinHash(num_perm=num_perm, seed=_SEED, hashfunc=_hashed)
 
 
-def _signature(items: Iterable[str], num_perm: int) -> np.ndarray:
+def _signature(hashes: Sequence[int], num_perm: int) -> np.ndarray:
     mh = _template(num_perm).copy()
-    mh.update_batch([s.encode("utf-8") for s in items])
+    mh.update_batch(hashes)
     return mh.hashvalues
 
 
@@ -112,32 +122,52 @@ def _keys(signature: np.ndarray, bands: int, rows: int, first_band: int) -> list
     values = signature[: bands * rows].astype("<u4").reshape(bands, rows)
     keys = []
     for band in range(bands):
-        digest = hashlib.blake2b(values[band].tobytes(), digest_size=8, salt=(first_band + band).to_bytes(16, "little"))
+        digest = hashlib.blake2b(values[band].tobytes(), digest_size=8, salt=_SALTS[first_band + band])
         keys.append(int.from_bytes(digest.digest(), "little", signed=True))
     return keys
+
+
+_SALTS = [band.to_bytes(16, "little") for band in range(FULL_BANDS + LEDE_BANDS)]
 
 
 def band_keys(text: str) -> list[int]:
     """The LSH keys of a text (the Report.minhash field): FULL_BANDS whole-text keys, then LEDE_BANDS
     keys per lede window (see split_keys for their band numbers). An empty text has no keys.
 
-    A pure function of the text, cheap enough (a millisecond or two) to run in the extraction workers.
+    A pure function of the text, cheap enough (about a millisecond) to run in the extraction workers:
+    the text is tokenized once and each distinct shingle hashed once, the lede windows reusing the
+    whole text's hashes.
     """
-    words = tokens(text)
+    paragraphs = [tokens(paragraph) for paragraph in text.split("\n")]
+    words = [word for found in paragraphs for word in found]
     if not words:
         return []
-    keys = _keys(_signature(shingles(words), FULL_BANDS * FULL_ROWS), FULL_BANDS, FULL_ROWS, 0)
-    for window in lede_windows(text) or [words[:LEDE_WORDS]]:
-        keys += _keys(_signature(shingles(window), LEDE_BANDS * LEDE_ROWS), LEDE_BANDS, LEDE_ROWS, FULL_BANDS)
+    hashes: dict[str, int] = {}
+
+    def hashed(window: Sequence[str]) -> list[int]:
+        out = []
+        for shingle in shingles(window):
+            value = hashes.get(shingle)
+            if value is None:
+                value = hashes[shingle] = _sha1_32(shingle.encode("utf-8"))
+            out.append(value)
+        return out
+
+    keys = _keys(_signature(hashed(words), FULL_BANDS * FULL_ROWS), FULL_BANDS, FULL_ROWS, 0)
+    for window in _windows(paragraphs) or [words[:LEDE_WORDS]]:
+        keys += _keys(_signature(hashed(window), LEDE_BANDS * LEDE_ROWS), LEDE_BANDS, LEDE_ROWS, FULL_BANDS)
     return keys
 
 
 def lede_windows(text: str) -> list[list[str]]:
     """LEDE_WORDS words from each of the first LEDE_WINDOWS paragraphs of LEDE_MIN_WORDS words or more."""
+    return _windows(tokens(paragraph) for paragraph in text.split("\n"))
+
+
+def _windows(paragraphs: Iterable[list[str]]) -> list[list[str]]:
     words: list[str] = []
     starts: list[int] = []
-    for paragraph in text.split("\n"):
-        found = tokens(paragraph)
+    for found in paragraphs:
         if len(found) >= LEDE_MIN_WORDS and len(starts) < LEDE_WINDOWS:
             starts.append(len(words))
         words += found
