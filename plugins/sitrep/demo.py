@@ -73,8 +73,12 @@ def _load_sites(root: Path) -> list[DemoSite]:
 
 
 def _handler(site: DemoSite, bases: dict[str, str]) -> type[BaseHTTPRequestHandler]:
+    own = bases[site.root.name].encode()
+    others = [(f"{{{{BASE:{name}}}}}".encode(), base.encode()) for name, base in bases.items()]
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "sitrep-demo/1"
+        protocol_version = "HTTP/1.1"  # keep-alive, as real sites: a connection per page costs both sides
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
             return
@@ -86,11 +90,11 @@ def _handler(site: DemoSite, bases: dict[str, str]) -> type[BaseHTTPRequestHandl
                 self.send_error(404)
                 return
             body = file.read_bytes()
-            if file.suffix in _TEXT_TYPES:
-                text = body.decode("utf-8")
-                for name, base in bases.items():
-                    text = text.replace(f"{{{{BASE:{name}}}}}", base)
-                body = text.replace("{{BASE}}", bases[site.root.name]).encode("utf-8")
+            if file.suffix in _TEXT_TYPES:  # UTF-8 files: the placeholders are ASCII, replaced as bytes
+                if b"{{BASE:" in body:
+                    for placeholder, base in others:
+                        body = body.replace(placeholder, base)
+                body = body.replace(b"{{BASE}}", own)
             etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
             if self.headers.get("If-None-Match") == etag:
                 self.send_response(304)
