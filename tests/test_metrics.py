@@ -15,11 +15,17 @@ def test_stages_accumulate_and_record_one_row_per_stage(conn):
         pass
     with stages.time("extract", items=5):
         pass
+    stages.add("enrich", 0.25)  # CPU seconds measured in a worker
+    stages.add("enrich", 0.5, items=1)
     stages.record(conn, run_id="run-1", task="collect", source_ids=[1, 2])
     rows = conn.execute(
         "SELECT stage, items, seconds > 0, source_ids FROM task_stage_log WHERE run_id = 'run-1' ORDER BY stage"
     ).fetchall()
-    assert rows == [("extract", 5, True, [1, 2]), ("fetch", 5, True, [1, 2])]
+    assert rows == [("enrich", 1, True, [1, 2]), ("extract", 5, True, [1, 2]), ("fetch", 5, True, [1, 2]),
+                    ("task", 0, True, [1, 2])]
+    seconds = dict(conn.execute("SELECT stage, seconds FROM task_stage_log WHERE run_id = 'run-1'").fetchall())
+    assert seconds["enrich"] == 0.75
+    assert seconds["task"] >= seconds["fetch"] >= 0.01  # the task's wall time covers its stages
 
 
 def test_nothing_timed_records_nothing(conn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -9,11 +10,25 @@ from contextlib import contextmanager
 
 import psycopg
 
-__all__ = ["Stages"]
+__all__ = ["PAGE_SECONDS", "Stages", "page_step"]
+
+#: CPU seconds of each step of the page being built in this process (extract, enrich, dedup); an
+#: extraction worker clears it before a page and sends it back with the result.
+PAGE_SECONDS: dict[str, float] = {}
+
+
+@contextmanager
+def page_step(name: str) -> Iterator[None]:
+    """Add this block's CPU time (process time: the worker runs one page at a time) to PAGE_SECONDS."""
+    started = time.process_time()
+    try:
+        yield
+    finally:
+        PAGE_SECONDS[name] = PAGE_SECONDS.get(name, 0.0) + time.process_time() - started
 
 
 class Stages:
-    """Accumulates wall-clock seconds and item counts per stage name.
+    """Accumulates seconds and item counts per stage name (thread-safe: fetch threads add to it).
 
     Usage::
 
@@ -26,6 +41,8 @@ class Stages:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.items: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._started = time.perf_counter()
 
     @contextmanager
     def time(self, stage: str, items: int = 0) -> Iterator[None]:
@@ -33,16 +50,26 @@ class Stages:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - started
+            self.add(stage, time.perf_counter() - started, items)
+
+    def add(self, stage: str, seconds: float, items: int = 0) -> None:
+        """Seconds measured elsewhere (CPU seconds from a worker or a fetch thread)."""
+        with self._lock:
+            self.seconds[stage] += seconds
             self.items[stage] += items
 
     def record(self, conn: psycopg.Connection, *, run_id: str | None, task: str, source_ids: Sequence[int]) -> None:
-        """Write one row per stage (in its own small transaction: timings never block the work)."""
+        """Write one row per stage, and a ``task`` row with the task's wall time since this object was
+        made (stages overlap: fetch threads, workers and the stager run at once, so they need not sum
+        to it). In its own small transaction: timings never block the work."""
         if not self.seconds:
             return
+        with self._lock:
+            rows = [(stage, secs, self.items[stage]) for stage, secs in self.seconds.items()]
+        rows.append(("task", time.perf_counter() - self._started, 0))
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO task_stage_log (run_id, task, stage, source_ids, seconds, items)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
-                [(run_id, task, stage, list(source_ids), secs, self.items[stage]) for stage, secs in self.seconds.items()],
+                [(run_id, task, stage, list(source_ids), secs, items) for stage, secs, items in rows],
             )
