@@ -27,6 +27,7 @@ an exception through a batch.
 from __future__ import annotations
 
 import codecs
+import itertools
 import logging
 import random
 import re
@@ -35,7 +36,8 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -324,20 +326,32 @@ class Fetcher:
         return replace(response, body=body, encoding=encoding)
 
     def get_many(self, urls: Sequence[str], *, max_bytes: int | None = None) -> list[Response | FetchError]:
-        """Fetch many pages concurrently within the limits; one result per URL, in order.
+        """Fetch many pages concurrently within the limits; one result per URL, in order."""
+        results: list[Response | FetchError | None] = [None] * len(urls)
+        for index, result, _ in self.iter_many(urls, max_bytes=max_bytes):
+            results[index] = result
+        return [r for r in results if r is not None]
+
+    def iter_many(self, urls: Sequence[str], *, max_bytes: int | None = None,
+                  window: int | None = None) -> Iterator[tuple[int, Response | FetchError, float]]:
+        """Fetch many pages concurrently; yield (index, result, CPU seconds) as each one arrives.
 
         URLs are started round-robin across hosts, so a slow host holds only its own K slots and
-        never the threads the other hosts' pages are waiting for.
+        never the threads the other hosts' pages are waiting for. At most ``window`` pages (default:
+        twice the global concurrency) are in flight or fetched and not yet taken by the caller, so a
+        consumer slower than the network (extraction) bounds the memory the bodies take.
         """
         if not urls:
-            return []
+            return
 
-        def one(url: str) -> Response | FetchError:
+        def one(url: str) -> tuple[Response | FetchError, float]:
+            started = time.thread_time()
             try:
-                return self.get_page(url, max_bytes=max_bytes)
+                result: Response | FetchError = self.get_page(url, max_bytes=max_bytes)
             except FetchError as exc:
                 log.warning("url=%s fetch failed (%s): %s", url, exc.reason, exc)
-                return exc
+                result = exc
+            return result, time.thread_time() - started
 
         by_host: dict[str, list[int]] = defaultdict(list)
         for index, url in enumerate(urls):
@@ -347,13 +361,24 @@ class Fetcher:
         while queues:
             order.extend(q.pop(0) for q in queues)
             queues = [q for q in queues if q]
-        results: list[Response | FetchError | None] = [None] * len(urls)
         workers = min(self.settings.global_concurrency, len(urls))
+        window = max(workers, window or 2 * workers)
+        todo = iter(order)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-fetch") as pool:
-            futures = {index: pool.submit(one, urls[index]) for index in order}
-            for index, future in futures.items():
-                results[index] = future.result()
-        return [r for r in results if r is not None]
+            running: dict[Future[tuple[Response | FetchError, float]], int] = {}
+            try:
+                while True:
+                    for index in itertools.islice(todo, window - len(running)):
+                        running[pool.submit(one, urls[index])] = index
+                    if not running:
+                        return
+                    done, _ = futures_wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        result, seconds = future.result()
+                        yield running.pop(future), result, seconds
+            finally:
+                for future in running:
+                    future.cancel()
 
 
 def _blocked_cause(exc: BaseException) -> BlockedURLError | None:

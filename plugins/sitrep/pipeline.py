@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import queue
 import re
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +32,11 @@ from sitrep.enrich import enrich_report
 from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import Fetcher, Response
-from sitrep.metrics import Stages
+from sitrep.metrics import Stages, page_step
 from sitrep.normalize import canonical_url, to_report
 from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
-from sitrep.workers import run_pages
+from sitrep.workers import PageStream, run_pages
 
 __all__ = ["build_report", "collect_batch", "ingest_files", "load_batch", "plan", "poll_batch"]
 
@@ -178,21 +180,24 @@ def build_report(job: PageJob, options: ExtractSettings | None = None) -> Report
 
     Top-level and picklable (with ``options``, through functools.partial) so that a pool can run it.
     """
-    try:
-        if job.plain_text is not None:
-            extracted = Extracted(text=job.plain_text, method="file", title=_first_line_title(job.plain_text))
-        else:
-            extracted = extract_page(job.body, job.final_url, options=options, feed_content=job.feed_content,
-                                     feed_summary=job.feed_summary)
-    except ExtractionError as exc:
-        return Rejected(job.entry_id, job.url, str(exc))
-    report = to_report(job, extracted)
-    if job.plain_date is not None:
-        report.published_at, report.published_at_source = job.plain_date, "article"
-    if not report.text:
-        return Rejected(job.entry_id, job.url, f"no text left in {job.url!r} after normalization")
-    enrich_report(report)  # relevance, event types, places, actors + evidence (lexicons in seeds/lexicons)
-    report.minhash = band_keys(report.text)  # near-duplicate keys, here because workers use every core
+    with page_step("extract"):
+        try:
+            if job.plain_text is not None:
+                extracted = Extracted(text=job.plain_text, method="file", title=_first_line_title(job.plain_text))
+            else:
+                extracted = extract_page(job.body, job.final_url, options=options, feed_content=job.feed_content,
+                                         feed_summary=job.feed_summary)
+        except ExtractionError as exc:
+            return Rejected(job.entry_id, job.url, str(exc))
+        report = to_report(job, extracted)
+        if job.plain_date is not None:
+            report.published_at, report.published_at_source = job.plain_date, "article"
+        if not report.text:
+            return Rejected(job.entry_id, job.url, f"no text left in {job.url!r} after normalization")
+    with page_step("enrich"):
+        enrich_report(report)  # relevance, event types, places, actors + evidence (lexicons in seeds/lexicons)
+    with page_step("dedup"):
+        report.minhash = band_keys(report.text)  # near-duplicate keys, here because workers use every core
     return report
 
 
@@ -215,96 +220,250 @@ def _first_line_title(text: str, limit: int = 160) -> str | None:
     return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + "…"
 
 
+#: Pages staged per transaction while a batch streams through: memory stays bounded, progress shows,
+#: and a task killed half-way keeps what it staged (the retry does only the rest).
+STAGE_CHUNK = 200
+#: Pages fetched and not yet staged, at most (about 11 MB of bodies per 100 pages of a news site).
+_AHEAD = 4 * STAGE_CHUNK
+#: A partial chunk is staged anyway after this many seconds (a slow site must not hold finished pages).
+_STAGE_EVERY = 2.0
+
+
+@dataclass
+class _FetchPlan:
+    to_fetch: list[_Pending]
+    #: leader entry id -> entries whose link is the same page (tracking parameters and the like)
+    followers: dict[int, list[_Pending]]
+    outcomes: list[tuple[int, str, str | None]]
+    known: int
+
+
+def _pending_entries(conn: psycopg.Connection, source_ids: Sequence[int]) -> list[_Pending]:
+    rows = conn.execute(
+        """
+        SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at
+        FROM entries e
+        WHERE e.source_id = ANY(%s) AND e.status = 'pending'
+          AND NOT EXISTS (SELECT 1 FROM staged_reports s WHERE s.entry_id = e.entry_id)
+        ORDER BY e.entry_id
+        """,
+        (list(source_ids),),
+    ).fetchall()
+    return [_Pending(*row) for row in rows]
+
+
+def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _FetchPlan:
+    """What to fetch: a link we already loaded (another feed, an earlier run) is an alias, closed
+    here without a fetch; inside the batch, links that differ only by tracking parameters and the
+    like are fetched once (the first one leads, the others follow its result)."""
+    canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link}
+    lookup = sorted({p.link for p in pending if p.link} | set(canon.values()))
+    known = dict(conn.execute(
+        "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (lookup,)
+    ).fetchall()) if lookup else {}
+    plan = _FetchPlan(to_fetch=[], followers={}, outcomes=[], known=0)
+    aliases: list[tuple[int, int]] = []
+    leaders: dict[str, _Pending] = {}
+    for p in pending:
+        if not p.link:
+            plan.outcomes.append((p.entry_id, "skipped", "entry has no link"))
+            continue
+        report_id = known.get(p.link) or known.get(canon[p.entry_id])
+        if report_id is not None:
+            aliases.append((p.entry_id, report_id))
+        elif canon[p.entry_id] in leaders:
+            plan.followers.setdefault(leaders[canon[p.entry_id]].entry_id, []).append(p)
+        else:
+            leaders[canon[p.entry_id]] = p
+            plan.to_fetch.append(p)
+    if aliases:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE entries e SET status = 'duplicate', report_id = a.report_id, updated_at = now()"
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS a(entry_id, report_id) WHERE e.entry_id = a.entry_id",
+                ([e for e, _ in aliases], [r for _, r in aliases]),
+            )
+    plan.known = len(aliases)
+    return plan
+
+
+class _Stager:
+    """The collect step's database side, in a thread of its own: fetched pages, built reports and
+    outcomes are staged a chunk per transaction while fetching and extraction go on."""
+
+    def __init__(self, conn: psycopg.Connection, stages: Stages, followers: dict[int, list[_Pending]],
+                 room: threading.Semaphore) -> None:
+        self.conn, self.stages, self.followers, self.room = conn, stages, followers, room
+        self.counts = {"staged": 0, "failed": 0}
+        self.error: BaseException | None = None
+        self.meta: dict[int, tuple[int, str]] = {}  # entry id -> (HTTP status, content type), from the fetch
+        self._queue: queue.SimpleQueue[tuple[PageJob, Report | Rejected] | tuple[int, str, str | None] | None] = (
+            queue.SimpleQueue())
+        self._thread = threading.Thread(target=self._run, name="sitrep-stage", daemon=True)
+        self._thread.start()
+
+    def page(self, job: PageJob, result: Report | Rejected) -> None:
+        self._queue.put((job, result))
+
+    def outcome(self, entry_id: int, status: str, error: str | None) -> None:
+        self._queue.put((entry_id, status, error))
+
+    def close(self) -> None:
+        """Stage what is left; raise what went wrong in the thread."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        pages: list[tuple[PageJob, Report | Rejected]] = []
+        outcomes: list[tuple[int, str, str | None]] = []
+        last = time.monotonic()
+        done = False
+        while not done:
+            try:
+                item = self._queue.get(timeout=_STAGE_EVERY)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                done = True
+            elif len(item) == 2:
+                pages.append(item)  # type: ignore[arg-type]
+            elif item:
+                outcomes.append(item)  # type: ignore[arg-type]
+            due = len(pages) >= STAGE_CHUNK or (time.monotonic() - last >= _STAGE_EVERY and (pages or outcomes))
+            if (due or done) and self.error is None:
+                try:
+                    self._flush(pages, outcomes)
+                except BaseException as exc:  # noqa: BLE001 - raised again in the task's thread by close()
+                    self.error = exc
+                for _ in pages:
+                    self.room.release()
+                pages, outcomes, last = [], [], time.monotonic()
+            elif self.error is not None:
+                for _ in pages:
+                    self.room.release()
+                pages = []
+
+    def _flush(self, pages: list[tuple[PageJob, Report | Rejected]], outcomes: list[tuple[int, str, str | None]]) -> None:
+        if not pages and not outcomes:
+            return
+        with self.stages.time("stage", len(pages)), self.conn.transaction():
+            page_ids = store.store_pages(self.conn, [
+                (job.entry_id, job.url, job.final_url, *self.meta.pop(job.entry_id, (200, "text/html")), job.fetched_at,
+                 job.body, hashlib.sha256(job.body).hexdigest())
+                for job, _ in pages
+            ])
+            jobs = [replace(job, page_id=page_ids.get(job.entry_id)) for job, _ in pages]
+            built = [replace(result, page_id=page_ids.get(result.entry_id)) if isinstance(result, Report) else result
+                     for _, result in pages]
+            reports: list[Report] = []
+            for result in built:
+                followers = self.followers.get(result.entry_id, [])
+                if isinstance(result, Report):
+                    reports.append(result)  # and the same article under its other URLs: aliases of it
+                    reports += [replace(result, entry_id=f.entry_id, url=str(f.link)) for f in followers]
+                else:
+                    log.warning("url=%s rejected: %s", result.url, result.reason)
+                    outcomes += [(result.entry_id, "failed", result.reason)]
+                    outcomes += [(f.entry_id, "failed", result.reason) for f in followers]
+            self.counts["staged"] += store.stage_reports(self.conn, reports)
+            sources.mark_entries(self.conn, outcomes)
+            extract_health.record(self.conn, jobs, built)
+        self.counts["failed"] += sum(1 for _, status, _ in outcomes if status != "skipped")
+
+
 def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
-    """Fetch, extract and stage every pending entry of the batch's sources."""
+    """Fetch, extract and stage every pending entry of the batch's sources, as a stream: pages are
+    fetched in threads, extracted in worker processes as they arrive, and staged a chunk at a time,
+    so the network, the CPUs and the database work at the same time."""
     counts = {"pending": 0, "fetched": 0, "staged": 0, "failed": 0, "known": 0}
     stages = Stages()
     with _connect(settings) as conn:
-        rows = conn.execute(
-            """
-            SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at
-            FROM entries e
-            WHERE e.source_id = ANY(%s) AND e.status = 'pending'
-              AND NOT EXISTS (SELECT 1 FROM staged_reports s WHERE s.entry_id = e.entry_id)
-            ORDER BY e.entry_id
-            """,
-            (list(source_ids),),
-        ).fetchall()
-        pending = [_Pending(*row) for row in rows]
-        counts["pending"] = len(pending)
-        outcomes: list[tuple[int, str, str | None]] = []
-        # A link we already loaded (another feed, an earlier run) is an alias: no fetch needed. Inside
-        # the batch, links that differ only by tracking parameters and the like are fetched once.
-        canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link}
-        lookup = sorted({p.link for p in pending if p.link} | set(canon.values()))
-        known = dict(conn.execute(
-            "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (lookup,)
-        ).fetchall()) if lookup else {}
-        to_fetch: list[_Pending] = []
-        leaders: dict[str, _Pending] = {}
-        followers: list[tuple[_Pending, _Pending]] = []
-        for p in pending:
-            if not p.link:
-                outcomes.append((p.entry_id, "skipped", "entry has no link"))
-                continue
-            report_id = known.get(p.link) or known.get(canon[p.entry_id])
-            if report_id is not None:
-                counts["known"] += 1
-                conn.execute(
-                    "UPDATE entries SET status = 'duplicate', report_id = %s, updated_at = now() WHERE entry_id = %s",
-                    (report_id, p.entry_id),
-                )
-            elif canon[p.entry_id] in leaders:
-                followers.append((p, leaders[canon[p.entry_id]]))
-            else:
-                leaders[canon[p.entry_id]] = p
-                to_fetch.append(p)
-        conn.commit()
-
-        with stages.time("fetch", len(to_fetch)), Fetcher(settings.fetch) as fetcher:
-            responses = fetcher.get_many([p.link for p in to_fetch if p.link])
-        jobs: list[PageJob] = []
-        raw_pages = []
-        for p, response in zip(to_fetch, responses, strict=True):
-            assert p.link is not None
-            if isinstance(response, FetchError):
-                outcomes.append((p.entry_id, "retry" if response.reason in {"timeout", "connect"} else "failed", str(response)))
-                continue
-            problem = _page_problem(response)
-            if problem:
-                status = "retry" if response.status in {429, 500, 502, 503, 504} else "failed"
-                outcomes.append((p.entry_id, status, problem))
-                log.warning("url=%s skipped: %s", p.link, problem)
-                continue
-            counts["fetched"] += 1
-            raw_pages.append((p.entry_id, p.link, response.final_url, response.status, response.content_type,
-                              response.fetched_at, response.body, hashlib.sha256(response.body).hexdigest()))
-            jobs.append(PageJob(
-                entry_id=p.entry_id, source_id=p.source_id, url=p.link, final_url=response.final_url,
-                body=response.body, fetched_at=response.fetched_at, feed_title=p.title, feed_summary=p.summary,
-                feed_content=p.content, feed_author=p.author, feed_published_at=p.published_at,
-            ))
-        with stages.time("stage", len(raw_pages)), conn.transaction():
-            page_ids = store.store_pages(conn, raw_pages)
-        jobs = [_with_page(job, page_ids.get(job.entry_id)) for job in jobs]
-        with stages.time("extract", len(jobs)):
-            built = build_reports(jobs, settings.worker_count, settings.extract)
-        reports = [r for r in built if isinstance(r, Report)]
-        by_entry = {r.entry_id: r for r in reports}
-        for follower, leader in followers:  # same article under another URL: staged as an alias of it
-            if leader.entry_id in by_entry:
-                reports.append(replace(by_entry[leader.entry_id], entry_id=follower.entry_id, url=str(follower.link)))
-        for r in built:
-            if isinstance(r, Rejected):
-                log.warning("url=%s rejected: %s", r.url, r.reason)
-                outcomes.append((r.entry_id, "failed", r.reason))
-        with stages.time("stage", len(reports)), conn.transaction():
-            counts["staged"] = store.stage_reports(conn, reports)
-            sources.mark_entries(conn, outcomes)
-            extract_health.record(conn, jobs, built)
-        counts["failed"] = sum(1 for _, status, _ in outcomes if status != "skipped")
+        pending = _pending_entries(conn, source_ids)
+        plan = _plan_fetches(conn, pending)
+        counts.update(pending=len(pending), known=plan.known)
+        room = threading.BoundedSemaphore(_AHEAD)
+        stager = _Stager(conn, stages, plan.followers, room)
+        for outcome in plan.outcomes:
+            stager.outcome(*outcome)
+        try:
+            if plan.to_fetch:
+                counts["fetched"] = _fetch_and_extract(settings, plan, stager, room, stages)
+        finally:
+            stager.close()
+        counts.update(stager.counts)
         stages.record(conn, run_id=run_id, task="collect", source_ids=source_ids)
     return counts
+
+
+def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, room: threading.Semaphore,
+                       stages: Stages) -> int:
+    """Fetch threads feed the extraction workers; results go to the stager. Returns pages fetched."""
+    fetched = 0
+    stop = threading.Event()
+    trouble: list[BaseException] = []
+
+    def feed(stream: PageStream) -> None:
+        nonlocal fetched
+        links = [str(p.link) for p in plan.to_fetch]
+        try:
+            with Fetcher(settings.fetch) as fetcher:
+                for index, response, seconds in fetcher.iter_many(links):
+                    stages.add("fetch", seconds, 1)
+                    p = plan.to_fetch[index]
+                    status, problem = _fetch_outcome(response)
+                    if problem is not None:
+                        stager.outcome(p.entry_id, status, problem)
+                        for follower in plan.followers.get(p.entry_id, []):
+                            stager.outcome(follower.entry_id, status, problem)
+                        continue
+                    assert isinstance(response, Response)
+                    while not room.acquire(timeout=0.5):  # bounded: extraction is slower than loopback
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    fetched += 1
+                    stager.meta[p.entry_id] = (response.status, response.content_type)
+                    stream.put(PageJob(
+                        entry_id=p.entry_id, source_id=p.source_id, url=str(p.link), final_url=response.final_url,
+                        body=response.body, fetched_at=response.fetched_at, feed_title=p.title,
+                        feed_summary=p.summary, feed_content=p.content, feed_author=p.author,
+                        feed_published_at=p.published_at,
+                    ))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the task's thread
+            trouble.append(exc)
+        finally:
+            stream.close_input()
+
+    with PageStream(settings.worker_count, settings.extract) as stream:
+        feeder = threading.Thread(target=feed, args=(stream,), name="sitrep-fetch-feed", daemon=True)
+        feeder.start()
+        try:
+            for job, result, seconds in stream.results():
+                for step, cpu in seconds.items():
+                    stages.add(step, cpu, 1 if step == "extract" else 0)
+                stager.page(job, result)
+                if stager.error is not None:
+                    break
+        finally:
+            stop.set()
+            feeder.join()
+    if trouble:
+        raise trouble[0]
+    return fetched
+
+
+def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
+    """(status, problem) of a fetched page: no problem means extract it."""
+    if isinstance(response, FetchError):
+        return ("retry" if response.reason in {"timeout", "connect"} else "failed"), str(response)
+    problem = _page_problem(response)
+    if problem:
+        log.warning("url=%s skipped: %s", response.url, problem)
+        return ("retry" if response.status in {429, 500, 502, 503, 504} else "failed"), problem
+    return "", None
 
 
 def _with_page(job: PageJob, page_id: int | None) -> PageJob:

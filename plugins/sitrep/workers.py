@@ -28,6 +28,7 @@ one-time cost is never charged to a page's timeout.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import functools
@@ -36,17 +37,20 @@ import multiprocessing
 import os
 import resource
 import signal
+import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
+from sitrep import metrics
 from sitrep.errors import ExtractionError
 from sitrep.records import PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings
 
-__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "WorkerLimits", "run_pages"]
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "PageStream", "WorkerLimits", "run_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +156,7 @@ def _worker(conn: Connection, build: Build, limits: WorkerLimits, warm: bool) ->
             return
         index, job = message
         signal.alarm(alarm)
+        metrics.PAGE_SECONDS.clear()
         try:
             result = build(job)
         except MemoryError:
@@ -162,7 +167,7 @@ def _worker(conn: Connection, build: Build, limits: WorkerLimits, warm: bool) ->
         finally:
             signal.alarm(0)
         try:
-            conn.send((index, result))
+            conn.send((index, result, dict(metrics.PAGE_SECONDS)))
         except (BrokenPipeError, OSError):
             return
         del job, result, message
@@ -248,39 +253,101 @@ def _lost_page(job: PageJob, slot: _Slot, limits: WorkerLimits, *, timed_out: bo
     return Rejected(job.entry_id, job.url, reason)
 
 
-def run_pages(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | None = None,
-              limits: WorkerLimits | None = None, build: Build | None = None) -> list[Report | Rejected]:
-    """``build_report`` over ``jobs`` in killable workers; one result per job, in order.
+class PageStream:
+    """Jobs in from any thread, results out in the dispatching thread as they complete.
 
-    ``build`` defaults to ``sitrep.pipeline.build_report`` with ``options`` (it must be picklable: a
-    top-level function or a functools.partial of one); workers warm up first unless ``build`` is a
-    test's own. One page's trouble never raises; workers that cannot even start raise ExtractionError.
+    The collect step fetches pages in threads and hands each one over as it arrives, so extraction
+    starts with the first page instead of after the last one::
+
+        with PageStream(workers, options) as stream:
+            # fetch threads: stream.put(job) ... then stream.close_input()
+            for job, result, seconds in stream.results():   # CPU seconds per step, from the worker
+                ...
+
+    ``results()`` ends when the input is closed and every job has its result. One page's trouble
+    never raises (it becomes a Rejected); workers that cannot even start raise ExtractionError.
     """
-    if not jobs:
-        return []
-    limits = limits or WorkerLimits.from_env()
-    warm = build is None or getattr(build, "func", None) is _pipeline_build()
-    if build is None:
-        build = functools.partial(_pipeline_build(), options=options)
-    results: list[Report | Rejected | None] = [None] * len(jobs)
-    queue = list(range(len(jobs)))[::-1]
-    pool = _Pool(max(1, min(workers, len(jobs))), build, limits, warm)
-    try:
-        while queue or any(slot.index is not None for slot in pool.slots):
+
+    def __init__(self, workers: int, options: ExtractSettings | None = None, limits: WorkerLimits | None = None,
+                 build: Build | None = None) -> None:
+        self.limits = limits or WorkerLimits.from_env()
+        warm = build is None or getattr(build, "func", None) is _pipeline_build()
+        if build is None:
+            build = functools.partial(_pipeline_build(), options=options)
+        self._queue: collections.deque[PageJob] = collections.deque()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._jobs: dict[int, PageJob] = {}
+        self._next = 0
+        self._pool = _Pool(max(1, workers), build, self.limits, warm)
+
+    def __enter__(self) -> PageStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put(self, job: PageJob) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("PageStream: put() after close_input()")
+            self._queue.append(job)
+        self._wake()
+
+    def close_input(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._wake()
+
+    def close(self) -> None:
+        self.close_input()
+        self._pool.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # a full buffer already means "wake up"
+            self._wake_w.send(b"!")
+
+    def _take(self) -> PageJob | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _drained(self) -> bool:
+        with self._lock:
+            return self._closed and not self._queue
+
+    def results(self) -> Iterator[tuple[PageJob, Report | Rejected, dict[str, float]]]:
+        pool, limits = self._pool, self.limits
+        while True:
             for slot in pool.slots:
-                if slot.ready and slot.index is None and queue:
-                    index = queue.pop()
+                if slot.ready and slot.index is None:
+                    job = self._take()
+                    if job is None:
+                        break
+                    index, self._next = self._next, self._next + 1
+                    self._jobs[index] = job
                     try:
-                        slot.conn.send((index, jobs[index]))
+                        slot.conn.send((index, job))
                     except (BrokenPipeError, OSError):  # died while idle: a fresh worker takes the page
-                        queue.append(index)
+                        with self._lock:
+                            self._queue.appendleft(self._jobs.pop(index))
                         pool.replace(slot)
                         continue
                     slot.index, slot.started = index, time.monotonic()
             watched = [slot for slot in pool.slots if not slot.ready or slot.index is not None]
-            remaining = min(slot.deadline(limits) for slot in watched) - time.monotonic()
-            ready = wait([s.conn for s in watched] + [s.process.sentinel for s in watched],
-                         timeout=max(0.0, remaining))
+            if not watched and self._drained():
+                return
+            timeout = None
+            if watched:
+                timeout = max(0.0, min(slot.deadline(limits) for slot in watched) - time.monotonic())
+            ready = wait([s.conn for s in watched] + [s.process.sentinel for s in watched] + [self._wake_r],
+                         timeout=timeout)
+            if self._wake_r in ready:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    self._wake_r.recv(4096)
             for slot in watched:
                 if slot.conn in ready:
                     try:
@@ -291,9 +358,9 @@ def run_pages(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | 
                         if message == _READY:
                             slot.ready = True
                         else:
-                            got, result = message
-                            results[got] = result
+                            got, result, seconds = message
                             slot.index = None
+                            yield self._jobs.pop(got), result, seconds
                         continue
                 dead = slot.process.sentinel in ready or not slot.process.is_alive()
                 if not dead and time.monotonic() < slot.deadline(limits):
@@ -302,13 +369,35 @@ def run_pages(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | 
                     slot.process.kill()
                 slot.process.join(5)
                 if slot.index is not None:
-                    results[slot.index] = _lost_page(jobs[slot.index], slot, limits, timed_out=not dead)
+                    job = self._jobs.pop(slot.index)
+                    slot.index = None
+                    yield job, _lost_page(job, slot, limits, timed_out=not dead), {}
                 elif not slot.ready:
                     log.warning("extraction worker did not start (exit code %s); starting another",
                                 slot.process.exitcode)
                 pool.replace(slot)
-    finally:
-        pool.close()
+
+
+def run_pages(jobs: Sequence[PageJob], workers: int, options: ExtractSettings | None = None,
+              limits: WorkerLimits | None = None, build: Build | None = None) -> list[Report | Rejected]:
+    """``build_report`` over ``jobs`` in killable workers; one result per job, in order.
+
+    ``build`` defaults to ``sitrep.pipeline.build_report`` with ``options`` (it must be picklable: a
+    top-level function or a functools.partial of one); workers warm up first unless ``build`` is a
+    test's own. One page's trouble never raises; workers that cannot even start raise ExtractionError.
+    """
+    if not jobs:
+        return []
+    position: dict[int, list[int]] = collections.defaultdict(list)
+    for i, job in enumerate(jobs):
+        position[id(job)].append(i)
+    results: list[Report | Rejected | None] = [None] * len(jobs)
+    with PageStream(min(workers, len(jobs)), options, limits, build) as stream:
+        for job in jobs:
+            stream.put(job)
+        stream.close_input()
+        for job, result, _ in stream.results():
+            results[position[id(job)].pop(0)] = result
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 

@@ -37,8 +37,8 @@ from tests.chaos.harness import (
 KILL_POINTS: list[tuple[str | None, tuple[float, float]]] = [
     ("load", (0.0, 0.0)),      # inside the load transaction: reports inserted, not committed
     ("stage", (0.0, 0.0)),     # inside the collect transaction: staging, entries not yet marked
-    ("extract", (0.0, 0.0)),   # pages stored, extraction not started
-    ("fetch", (0.0, 0.0)),     # entries recorded, no page fetched
+    ("extract", (0.0, 0.0)),   # the worker pool started, no page fetched or stored yet
+    ("fetch", (0.0, 0.0)),     # entries recorded, workers up, no page fetched
     ("fetch", (0.02, 0.3)),    # while pages are being fetched
     ("extract", (0.2, 2.5)),   # while the workers extract
     ("poll", (0.0, 0.15)),     # while feeds are polled and entries recorded

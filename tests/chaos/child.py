@@ -10,7 +10,7 @@ injected here, in the test's own process, never in the package: the harness sets
     SITREP_CHAOS_PAUSE_AT=<stage>    sleep SITREP_CHAOS_PAUSE seconds when <stage> starts (the harness
                                      restarts the database meanwhile)
 
-Stages: poll, fetch (the page requests), extract (the worker pool), stage (inside the collect
+Stages: poll, fetch (the page requests), extract (the worker pool starts; pages stream through it), stage (inside the collect
 transaction), load (inside the load transaction, after the reports were inserted, before commit).
 Each stage prints ``CHAOS stage=<name>`` when it starts, so a parent can time an outside kill.
 """
@@ -66,7 +66,8 @@ def install_hooks() -> None:
     from sitrep import fetch, pipeline, store
 
     pipeline.poll_batch = _hooked("poll", pipeline.poll_batch)  # type: ignore[assignment]
-    fetch.Fetcher.get_many = _hooked("fetch", fetch.Fetcher.get_many)  # type: ignore[method-assign]
+    fetch.Fetcher.iter_many = _hooked("fetch", fetch.Fetcher.iter_many)  # type: ignore[method-assign]
+    pipeline.PageStream = _hooked("extract", pipeline.PageStream)  # type: ignore[misc]  # the worker pool starts
     pipeline.build_reports = _hooked("extract", pipeline.build_reports)  # type: ignore[assignment]
     store.stage_reports = _hooked("stage", store.stage_reports)  # type: ignore[assignment]
     store._assign_stories = _hooked("load", store._assign_stories)  # type: ignore[attr-defined]
