@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from http.server import BaseHTTPRequestHandler
 
 CHROME_NAV = "".join(f'<li><a href="/section/{s}">{s.title()}</a></li>' for s in
                      ("world", "ukraine", "europe", "middle-east", "africa", "opinion", "video", "podcasts"))
@@ -70,3 +71,12 @@ def paragraphs(topic: str, n: int = 5) -> list[str]:
         f"to restore power and water to the districts affected by the events of the day, number {i}."
         for i in range(1, n + 1)
     ]
+
+
+def respond(handler: BaseHTTPRequestHandler, body: bytes, *, content_type: str = "text/html; charset=utf-8") -> None:
+    """Answer 200 with ``body`` from a route handler (for handlers that do something first)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -19,7 +19,7 @@ import pytest
 
 from sitrep import db, runner, sources
 from tests.conftest import TEMPLATE, make_settings
-from tests.pages import Item, article_html, rss
+from tests.pages import Item, article_html, respond, rss
 
 FEEDS = 3
 ARTICLES = 8
@@ -58,11 +58,7 @@ class SecondFetchIsSlow:
                 second = self.hits[request.path] > 1
             if second:
                 time.sleep(SLOW)
-            request.send_response(200)
-            request.send_header("Content-Type", "text/html; charset=utf-8")
-            request.send_header("Content-Length", str(len(data)))
-            request.end_headers()
-            request.wfile.write(data)
+            respond(request, data)
 
         return handle
 

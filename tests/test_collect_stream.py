@@ -1,0 +1,110 @@
+"""collect_batch streams: pages are fetched, extracted and staged a chunk per transaction at once.
+
+Real feeds and pages on loopback, a real PostgreSQL; chunks made small so that a few dozen pages make
+many of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+
+import psycopg
+import pytest
+
+from sitrep import pipeline, sources
+from tests.pages import Item, article_html, respond, rss
+from tests.texts import article
+
+
+def _publish(site, n: int, *, tracked: tuple[int, ...] = (), missing: tuple[int, ...] = ()) -> str:
+    """A feed of n distinct articles; ``tracked`` ones listed a second time with a tracking parameter,
+    ``missing`` ones answer 404."""
+    items = []
+    for i in range(n):
+        path = f"/news/{i}.html"
+        if i not in missing:
+            site.add(path, article_html(f"Report {i} from the front", article(i)))
+        items.append(Item(title=f"Report {i}", link=site.url(path), guid=f"r{i}"))
+    items += [Item(title=f"Report {i}", link=site.url(f"/news/{i}.html?utm_source=feed"), guid=f"r{i}-tracked")
+              for i in tracked]
+    return site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
+
+
+def _add(conn, url: str) -> int:
+    sources.add_feeds(conn, [sources.FeedSpec(url=url, name="stream")])
+    source_id = conn.execute("SELECT source_id FROM sources WHERE feed_url = %s", (url,)).fetchone()[0]
+    conn.commit()
+    return int(source_id)
+
+
+def _statuses(conn) -> dict[str, int]:
+    rows = conn.execute("SELECT status, count(*) FROM entries GROUP BY status").fetchall()
+    conn.commit()
+    return dict(rows)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(pipeline, "STAGE_CHUNK", 4)
+    monkeypatch.setattr(pipeline, "_AHEAD", 8)
+
+
+def test_a_batch_is_staged_a_chunk_per_transaction_with_aliases_and_failures(site, conn, settings, small_chunks):
+    sid = _add(conn, _publish(site, 30, tracked=(3, 5), missing=(5,)))
+    pipeline.poll_batch(settings, [sid])
+
+    counts = pipeline.collect_batch(settings, [sid])
+
+    # 32 entries; 30 pages fetched once each (the tracked links follow their leader), one a 404
+    assert (counts["pending"], counts["fetched"], counts["staged"], counts["failed"]) == (32, 29, 30, 2)
+    assert conn.execute("SELECT count(*) FROM pages").fetchone()[0] == 29
+    chunks = conn.execute("SELECT count(DISTINCT xmin::text) FROM staged_reports").fetchone()[0]
+    assert chunks >= 8  # 29 pages in chunks of at most 4, each committed by itself
+    failed = conn.execute("SELECT entry_key, error FROM entries WHERE status = 'failed' ORDER BY entry_key").fetchall()
+    assert [key for key, _ in failed] == ["r5", "r5-tracked"]  # the follower shares its leader's fate
+    assert all("404" in error for _, error in failed)
+    conn.commit()
+
+    pipeline.load_batch(settings, [sid])
+    assert _statuses(conn) == {"loaded": 29, "duplicate": 1, "failed": 2}
+    assert conn.execute("SELECT count(*), count(DISTINCT entry_id) FROM reports").fetchone() == (29, 29)
+
+
+def _serve_after(route_body: bytes, before: Callable[[], None]) -> Callable[[BaseHTTPRequestHandler], None]:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        before()
+        respond(h, route_body)
+
+    return handler
+
+
+def test_the_database_connection_lost_mid_batch_loses_nothing_and_the_retry_does_the_rest(
+        site, conn, settings, db_url, small_chunks):
+    sid = _add(conn, _publish(site, 24))
+    pipeline.poll_batch(settings, [sid])
+    mine = conn.info.backend_pid
+    once = threading.Lock()
+
+    def cut_every_other_connection() -> None:
+        if once.acquire(blocking=False):  # what a database restart does to the collect task's connection
+            with psycopg.connect(db_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend' AND pid <> ALL(%s)", ([mine, admin.info.backend_pid],))
+
+    site.routes["/news/12.html"].handler = _serve_after(site.routes["/news/12.html"].body, cut_every_other_connection)
+
+    with pytest.raises(psycopg.OperationalError):
+        pipeline.collect_batch(settings, [sid])
+    staged_before = conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0]
+    conn.commit()
+    assert staged_before < 24 and _statuses(conn) == {"pending": 24}
+
+    counts = pipeline.collect_batch(settings, [sid])  # the retry: only what was not staged
+    assert counts["pending"] == 24 - staged_before and counts["staged"] == 24 - staged_before
+    pipeline.load_batch(settings, [sid])
+    assert _statuses(conn) == {"loaded": 24}
+    assert conn.execute("SELECT count(*), count(DISTINCT entry_id) FROM reports").fetchone() == (24, 24)
+    assert conn.execute("SELECT count(*), count(DISTINCT entry_id) FROM pages").fetchone() == (24, 24)
