@@ -69,7 +69,7 @@ class Stages:
         rows.append(("task", time.perf_counter() - self._started, 0))
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO task_stage_log (run_id, task, stage, source_ids, seconds, items)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
+                "INSERT INTO task_stage_log (run_id, task, stage, source_ids, seconds, items, recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())",  # now() is the transaction's start
                 [(run_id, task, stage, list(source_ids), secs, items) for stage, secs, items in rows],
             )
