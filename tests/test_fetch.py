@@ -268,6 +268,22 @@ def test_at_most_k_requests_per_host_at_once(site, fetch_settings):
     assert state["max"] == 2
 
 
+def test_iter_many_yields_as_pages_arrive_and_fetches_no_further_ahead_than_its_window(site, fetch_settings):
+    urls = [site.add(f"/page/{i}", f"<html><body>page {i}</body></html>") for i in range(12)]
+    with Fetcher(replace(fetch_settings, global_concurrency=2)) as fetcher:
+        pages = fetcher.iter_many(urls, window=3)
+        first = next(pages)  # a consumer slower than the network (extraction) holds the rest back
+        time.sleep(0.3)
+        assert len(site.hits) == 3
+        rest = list(pages)
+    results = [first, *rest]
+    assert sorted(index for index, _, _ in results) == list(range(12))
+    assert all(response.status == 200 and response.body == f"<html><body>page {index}</body></html>".encode()
+               for index, response, _ in results)
+    assert all(seconds > 0 for _, _, seconds in results)  # the fetch thread's CPU time, for the stage table
+    assert len(site.hits) == 12
+
+
 def test_the_user_agent_is_ours_and_configurable(site, fetch_settings):
     url = site.add("/ua", "<html></html>")
     with Fetcher(replace(fetch_settings, user_agent="sitrep-test/1.0 (+https://example.org/contact)")) as fetcher:

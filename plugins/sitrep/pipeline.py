@@ -466,10 +466,6 @@ def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
     return "", None
 
 
-def _with_page(job: PageJob, page_id: int | None) -> PageJob:
-    return replace(job, page_id=page_id)
-
-
 _HTML_TYPES = {"", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml"}
 
 
