@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -297,16 +298,16 @@ class _Stager:
         self.counts = {"staged": 0, "failed": 0}
         self.error: BaseException | None = None
         self.meta: dict[int, tuple[int, str]] = {}  # entry id -> (HTTP status, content type), from the fetch
-        self._queue: queue.SimpleQueue[tuple[PageJob, Report | Rejected] | tuple[int, str, str | None] | None] = (
-            queue.SimpleQueue())
+        #: ("page", (job, result)) or ("outcome", (entry id, status, error)); None ends the stream
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sitrep-stage", daemon=True)
         self._thread.start()
 
     def page(self, job: PageJob, result: Report | Rejected) -> None:
-        self._queue.put((job, result))
+        self._queue.put(("page", (job, result)))
 
     def outcome(self, entry_id: int, status: str, error: str | None) -> None:
-        self._queue.put((entry_id, status, error))
+        self._queue.put(("outcome", (entry_id, status, error)))
 
     def close(self) -> None:
         """Stage what is left; raise what went wrong in the thread."""
@@ -324,13 +325,13 @@ class _Stager:
             try:
                 item = self._queue.get(timeout=_STAGE_EVERY)
             except queue.Empty:
-                item = ()
+                item = ("", ())
             if item is None:
                 done = True
-            elif len(item) == 2:
-                pages.append(item)  # type: ignore[arg-type]
-            elif item:
-                outcomes.append(item)  # type: ignore[arg-type]
+            elif item[0] == "page":
+                pages.append(item[1])  # type: ignore[arg-type]
+            elif item[0] == "outcome":
+                outcomes.append(item[1])  # type: ignore[arg-type]
             due = len(pages) >= STAGE_CHUNK or (time.monotonic() - last >= _STAGE_EVERY and (pages or outcomes))
             if (due or done) and self.error is None:
                 try:
