@@ -53,6 +53,7 @@ def small_chunks(monkeypatch):
 
 def test_a_batch_is_staged_a_chunk_per_transaction_with_aliases_and_failures(site, conn, settings, small_chunks):
     sid = _add(conn, _publish(site, 30, tracked=(3, 5), missing=(5,)))
+    site.routes["/news/1.html"].headers = {"Content-Type": "application/xhtml+xml; charset=utf-8"}
     pipeline.poll_batch(settings, [sid])
 
     counts = pipeline.collect_batch(settings, [sid])
@@ -60,6 +61,9 @@ def test_a_batch_is_staged_a_chunk_per_transaction_with_aliases_and_failures(sit
     # 32 entries; 30 pages fetched once each (the tracked links follow their leader), one a 404
     assert (counts["pending"], counts["fetched"], counts["staged"], counts["failed"]) == (32, 29, 30, 2)
     assert conn.execute("SELECT count(*) FROM pages").fetchone()[0] == 29
+    stored = conn.execute("SELECT url, http_status, content_type FROM pages").fetchall()
+    assert {(url.endswith("/news/1.html"), status, ctype) for url, status, ctype in stored} == {
+        (True, 200, "application/xhtml+xml"), (False, 200, "text/html")}  # the answer each page came with
     chunks = conn.execute("SELECT count(DISTINCT xmin::text) FROM staged_reports").fetchone()[0]
     assert chunks >= 8  # 29 pages in chunks of at most 4, each committed by itself
     failed = conn.execute("SELECT entry_key, error FROM entries WHERE status = 'failed' ORDER BY entry_key").fetchall()

@@ -32,7 +32,7 @@ from sitrep.dedup import band_keys
 from sitrep.enrich import enrich_report
 from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
-from sitrep.fetch import Fetcher, Response
+from sitrep.fetch import PAGE_TYPES, Fetcher, Response
 from sitrep.metrics import Stages, page_step
 from sitrep.normalize import canonical_url, to_report
 from sitrep.records import Extracted, PageJob, Rejected, Report
@@ -297,7 +297,6 @@ class _Stager:
         self.conn, self.stages, self.followers, self.room = conn, stages, followers, room
         self.counts = {"staged": 0, "failed": 0}
         self.error: BaseException | None = None
-        self.meta: dict[int, tuple[int, str]] = {}  # entry id -> (HTTP status, content type), from the fetch
         #: ("page", (job, result)) or ("outcome", (entry id, status, error)); None ends the stream
         self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sitrep-stage", daemon=True)
@@ -351,8 +350,8 @@ class _Stager:
             return
         with self.stages.time("stage", len(pages)), self.conn.transaction():
             page_ids = store.store_pages(self.conn, [
-                (job.entry_id, job.url, job.final_url, *self.meta.pop(job.entry_id, (200, "text/html")), job.fetched_at,
-                 job.body, hashlib.sha256(job.body).hexdigest())
+                (job.entry_id, job.url, job.final_url, job.status, job.content_type, job.fetched_at, job.body,
+                 hashlib.sha256(job.body).hexdigest())
                 for job, _ in pages
             ])
             jobs = [replace(job, page_id=page_ids.get(job.entry_id)) for job, _ in pages]
@@ -426,12 +425,12 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
                     if stop.is_set():
                         return
                     fetched += 1
-                    stager.meta[p.entry_id] = (response.status, response.content_type)
                     stream.put(PageJob(
                         entry_id=p.entry_id, source_id=p.source_id, url=str(p.link), final_url=response.final_url,
                         body=response.body, fetched_at=response.fetched_at, feed_title=p.title,
                         feed_summary=p.summary, feed_content=p.content, feed_author=p.author,
-                        feed_published_at=p.published_at,
+                        feed_published_at=p.published_at, status=response.status,
+                        content_type=response.content_type,
                     ))
         except BaseException as exc:  # noqa: BLE001 - raised again in the task's thread
             trouble.append(exc)
@@ -467,15 +466,12 @@ def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
     return "", None
 
 
-_HTML_TYPES = {"", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml"}
-
-
 def _page_problem(response: Response) -> str | None:
     if response.status >= 400:
         return f"HTTP {response.status}"
     if response.truncated:
         return f"page larger than the size cap ({len(response.body)} bytes kept)"
-    if response.content_type not in _HTML_TYPES:
+    if response.content_type not in PAGE_TYPES:
         return f"not an HTML page ({response.content_type})"
     if not response.body.strip():
         return "empty page"

@@ -55,6 +55,9 @@ class PageJob:
     #: Set for plain-text inputs (seed files): the text is taken as it is, no HTML extraction.
     plain_text: str | None = None
     plain_date: datetime | None = None
+    #: The HTTP answer the body came with, stored with the raw page.
+    status: int = 200
+    content_type: str = "text/html"
 
 
 @dataclass

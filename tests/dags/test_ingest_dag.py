@@ -56,7 +56,7 @@ def test_dag_loads_feed_entries_once_and_a_second_run_adds_nothing(site, conn, s
     tracked = conn.execute("SELECT count(*) FROM report_urls WHERE url LIKE '%%utm_source%%'").fetchone()[0]
     assert tracked == 1
     stages = {r[0] for r in conn.execute("SELECT DISTINCT stage FROM task_stage_log WHERE run_id IS NOT NULL")}
-    assert {"poll", "fetch", "extract", "stage", "load"} <= stages
+    assert {"poll", "fetch", "extract", "enrich", "dedup", "stage", "load", "task"} <= stages
     seq_before = conn.execute("SELECT max(ingest_seq) FROM reports").fetchone()[0]
     conn.commit()
 
