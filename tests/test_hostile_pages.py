@@ -10,6 +10,7 @@ stopped by its memory cap, the page is recorded with the reason, the other pages
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -86,6 +87,23 @@ def hog_memory(job: PageJob) -> Report | Rejected:
     if "crash" in job.url:
         os._exit(11)
     return Rejected(job.entry_id, job.url, "built")
+
+
+def test_a_batch_far_larger_than_the_wake_up_buffer_is_put_before_any_result_is_read():
+    """run_pages (reextract, ingest-files) puts the whole batch, then reads: put() must never block.
+
+    Each put() writes a wake-up byte to a socketpair; with a blocking socket the writer stalled for good
+    once about 280 unread bytes filled its buffer, with nobody left to read them.
+    """
+    jobs = [_job(i, f"p{i}", b"<html></html>") for i in range(3000)]
+    done: list[list[Report | Rejected]] = []
+    runner = threading.Thread(target=lambda: done.append(run_pages(jobs, 2, build=spin_on_hang)), daemon=True)
+    runner.start()
+    runner.join(120)  # a deadlock never ends: fail instead of hanging the suite
+
+    assert done, "run_pages deadlocked on its own wake-up socket"
+    assert [r.entry_id for r in done[0]] == [j.entry_id for j in jobs]
+    assert {r.reason for r in done[0] if isinstance(r, Rejected)} == {"built"}
 
 
 def test_a_page_that_hangs_its_worker_is_killed_at_the_deadline_and_recorded():

@@ -278,7 +278,10 @@ class PageStream:
         self._lock = threading.Lock()
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
+        # Both ends non-blocking: put() from the thread that also reads results() (run_pages puts a whole
+        # batch first) must never wait for a reader; a full buffer already means "wake up".
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._jobs: dict[int, PageJob] = {}
         self._next = 0
         self._pool = _Pool(max(1, workers), build, self.limits, warm)
