@@ -13,12 +13,16 @@ For each corpus size (1k and 5k pages; 20k with --full):
 - each stage's cost per page and share: CPU seconds for fetch (the fetch threads) and extract, enrich,
   dedup (the worker processes), wall seconds for poll, stage (the staging thread) and load. They run
   at the same time, so they do not add up to the wall time: the largest one is the bottleneck;
+- where the cores go: CPU per page of the DAG process (Airflow, the fetch threads, staging, handing
+  pages to the workers), the extraction workers, PostgreSQL and the loopback web server that stands in
+  for the web, against the capacity (cores x wall time): what is left to cut besides extraction;
 - the peak RSS of the whole process tree of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import threading
@@ -54,27 +58,53 @@ def ceiling(corpus: Corpus) -> float:
         return len(paths) / (time.perf_counter() - started)
 
 
-class PeakRSS:
-    """Samples the summed RSS of a process and its children until stopped."""
+class ProcessMeter:
+    """Samples process trees until stopped: the peak summed RSS of the run's tree, and the CPU seconds each
+    watched tree spent meanwhile (per process, its last sample less its first; a process that exits loses
+    at most one interval)."""
 
-    def __init__(self, pid: int, every: float = 0.2):
-        self.pid, self.every, self.peak = pid, every, 0
+    def __init__(self, run_pid: int, postgres_pid: int, every: float = 0.2):
+        self.run_pid, self.postgres_pid, self.every, self.peak = run_pid, postgres_pid, every, 0
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _tree(self, pid: int) -> list[psutil.Process]:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    def _sample(self) -> None:
+        groups: list[tuple[str, list[psutil.Process]]] = []
+        with contextlib.suppress(psutil.Error):
+            run = self._tree(self.run_pid)
+            groups += [("run", run[:1]), ("workers", run[1:])]
+            self.peak = max(self.peak, sum(p.memory_info().rss for p in run if p.is_running()))
+        with contextlib.suppress(psutil.Error):
+            groups.append(("postgres", self._tree(self.postgres_pid)))
+        for group, procs in groups:
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    spent = times.user + times.system
+                    # A process already there at the start counts from then; one born since, from zero.
+                    self._first.setdefault(proc.pid, 0.0 if self._thread.is_alive() else spent)
+                    self._last[proc.pid] = (group, spent)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                proc = psutil.Process(self.pid)
-                total = proc.memory_info().rss + sum(
-                    c.memory_info().rss for c in proc.children(recursive=True) if c.is_running()
-                )
-                self.peak = max(self.peak, total)
-            except psutil.Error:
-                pass
+            self._sample()
             self._stop.wait(self.every)
 
-    def __enter__(self) -> PeakRSS:
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds by group: run (the DAG process), workers (its children), postgres (the server)."""
+        out: dict[str, float] = {}
+        for pid, (group, last) in self._last.items():
+            out[group] = out.get(group, 0.0) + last - self._first.get(pid, 0.0)
+        return out
+
+    def __enter__(self) -> ProcessMeter:
+        self._sample()
         self._thread.start()
         return self
 
@@ -97,11 +127,14 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
         sources.add_feeds(conn, specs)
         env_all = runner.airflow_env(settings, url, env)
         runner.ensure_airflow_db(settings, env_all)
-        started = time.perf_counter()
+        postmaster = psutil.Process(int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])).ppid()
+        started, web_started = time.perf_counter(), time.process_time()
         run = runner.start_dag(settings, url, "sitrep_ingest", {"mode": "all"}, env)
-        with PeakRSS(run.process.pid) as rss:
+        with ProcessMeter(run.process.pid, postmaster) as meter:
             ok = run.wait(3600)
         wall = time.perf_counter() - started
+        # This process only serves the corpus (threads of demo.serve_corpus) and samples the others.
+        cpu = {**meter.cpu(), "web": time.process_time() - web_started}
         if not ok:
             raise RuntimeError(f"the DAG run failed: {run.log_path}\n{run.tail(40)}")
         loaded = conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0]
@@ -111,8 +144,8 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
             "SELECT extract(epoch FROM max(recorded_at) - min(recorded_at - seconds * interval '1 second'))"
             " FROM task_stage_log WHERE stage = 'task'"
         ).fetchone()[0]
-    return {"wall": wall, "tasks": float(span or wall), "pages": loaded, "failed": failed, "peak_rss": rss.peak,
-            "stages": stages}
+    return {"wall": wall, "tasks": float(span or wall), "pages": loaded, "failed": failed, "peak_rss": meter.peak,
+            "stages": stages, "cpu": cpu}
 
 
 def run(args: argparse.Namespace) -> list[Table]:
@@ -129,6 +162,12 @@ def run(args: argparse.Namespace) -> list[Table]:
     stage_names = ["poll", "fetch", "extract", "enrich", "dedup", "stage", "load"]
     for name in stage_names:
         shares.add_column(name, justify="right")
+    cores = os.cpu_count() or 1
+    budget = Table(title=f"where the {cores} cores go: CPU ms per page by process over the whole DAG run")
+    for col in ("pages", "DAG process (Airflow, fetch, staging)", "extraction workers", "PostgreSQL",
+                "loopback web server", "sum", f"capacity ({cores} cores x wall)", "busy"):
+        budget.add_column(col, justify="right")
+    groups = ["run", "workers", "postgres", "web"]
     with tempfile.TemporaryDirectory(prefix="sitrep-bench-") as tmp:
         server = db.EmbeddedPostgres(Path(tmp) / "pg")
         try:
@@ -151,6 +190,11 @@ def run(args: argparse.Namespace) -> list[Table]:
                 total = sum(stages.get(n, 0.0) for n in stage_names) or 1.0
                 shares.add_row(str(size), *(f"{1000 * stages.get(n, 0.0) / max(pages, 1):.1f} "
                                             f"({100 * stages.get(n, 0.0) / total:.0f}%)" for n in stage_names))
+                cpu: dict[str, float] = result["cpu"]  # type: ignore[assignment]
+                spent, capacity = sum(cpu.get(g, 0.0) for g in groups), cores * float(result["wall"])  # type: ignore[arg-type]
+                budget.add_row(str(size), *(f"{1000 * cpu.get(g, 0.0) / max(pages, 1):.1f}" for g in groups),
+                               f"{1000 * spent / max(pages, 1):.1f}", f"{1000 * capacity / max(pages, 1):.1f}",
+                               f"{100 * spent / capacity:.0f}%")
         finally:
             server.stop()
-    return [summary, shares]
+    return [summary, shares, budget]
