@@ -9,11 +9,14 @@ import tracemalloc
 import zlib
 from dataclasses import replace
 
+import psutil
 import pytest
 
+from sitrep import fetch
 from sitrep.errors import FetchError
 from sitrep.fetch import Fetcher, html_charset, retry_after_seconds
 from sitrep.settings import FetchSettings
+from tests.conftest import Site
 
 MB = 1024 * 1024
 
@@ -282,6 +285,34 @@ def test_iter_many_yields_as_pages_arrive_and_fetches_no_further_ahead_than_its_
                for index, response, _ in results)
     assert all(seconds > 0 for _, _, seconds in results)  # the fetch thread's CPU time, for the stage table
     assert len(site.hits) == 12
+
+
+def _connections_to(server: Site) -> int:
+    """Our open TCP connections to that server (the client's side of them)."""
+    port = server.server.server_address[1]
+    return sum(1 for c in psutil.Process().net_connections(kind="tcp")
+               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def test_each_origin_keeps_its_connections_alive_and_an_unused_one_is_closed(site, fetch_settings, monkeypatch):
+    """A pool per origin (httpcore's cost per request grows with the square of a pool's connections);
+    a host's connection is reused page after page, and closed once nobody used it for a while."""
+    monkeypatch.setattr(fetch, "_POOL_IDLE_SECONDS", 0.3)
+    other = Site()
+    try:
+        first = [site.add(f"/a/{i}", f"<html><body>a {i}</body></html>") for i in range(5)]
+        later = other.add("/b", "<html><body>b</body></html>")
+        with Fetcher(replace(fetch_settings, per_host_concurrency=1)) as fetcher:
+            assert [r.body for r in fetcher.get_many(first)] == [f"<html><body>a {i}</body></html>".encode()
+                                                                 for i in range(5)]
+            assert _connections_to(site) == 1  # five pages, one kept-alive connection
+            time.sleep(0.5)
+            assert fetcher.get(later).status == 200
+            assert _connections_to(other) == 1
+            assert _connections_to(site) == 0  # idle past the limit: closed on the way
+        assert _connections_to(other) == 0  # and everything at close
+    finally:
+        other.close()
 
 
 def test_the_user_agent_is_ours_and_configurable(site, fetch_settings):
