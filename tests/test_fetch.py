@@ -311,6 +311,9 @@ def test_each_origin_keeps_its_connections_alive_and_an_unused_one_is_closed(sit
             assert _connections_to(other) == 1
             assert _connections_to(site) == 0  # idle past the limit: closed on the way
         assert _connections_to(other) == 0  # and everything at close
+        with pytest.raises(RuntimeError, match="Fetcher is closed"):
+            fetcher.get(later)  # a closed client opens nothing again
+        assert _connections_to(other) == 0
     finally:
         other.close()
 

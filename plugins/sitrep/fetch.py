@@ -183,6 +183,7 @@ class Fetcher:
         self._transport = transport
         self._pools: dict[str, _OriginPool] = {}
         self._pools_lock = threading.Lock()
+        self._closed = False
         self._gates: dict[str, _HostGate] = defaultdict(
             lambda: _HostGate(settings.per_host_concurrency, settings.per_host_delay)
         )
@@ -200,6 +201,7 @@ class Fetcher:
 
     def close(self) -> None:
         with self._pools_lock:
+            self._closed = True
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.client.close()
@@ -232,6 +234,8 @@ class Fetcher:
         """
         key = "" if self._transport is not None else _origin(url)
         with self._pools_lock:
+            if self._closed:
+                raise RuntimeError("this Fetcher is closed: use a new one (with Fetcher(settings) as fetcher: ...)")
             pool = self._pools.get(key)
             if pool is None:
                 pool = self._pools[key] = _OriginPool(self._new_client())
