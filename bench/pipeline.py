@@ -9,7 +9,8 @@ For each corpus size (1k and 5k pages; 20k with --full):
   start-up included), and its ratio to the ceiling;
 - the same over the tasks' own time only (first task start to last task end, from the
   ``task_stage_log`` rows the tasks write): the difference is Airflow's fixed start-up (importing
-  Airflow, parsing the DAG folder, the in-process execution API), about 15 s whatever the size;
+  Airflow, parsing the DAG folder, the in-process execution API), 15-20 s of wall time and
+  15-19 s of CPU per run whatever the size;
 - each stage's cost per page and share: CPU seconds for fetch (the fetch threads) and extract, enrich,
   dedup (the worker processes), wall seconds for poll, stage (the staging thread) and load. They run
   at the same time, so they do not add up to the wall time: the largest one is the bottleneck;
