@@ -22,6 +22,9 @@ def test_embedded_server_starts_on_a_free_loopback_port_and_stops(tmp_path):
     assert server.stop() is True
     assert server.running_port() is None
     with socket.socket() as blocker:
+        # SO_REUSEADDR as every server sets it: the stopped server's last connections may still sit in
+        # TIME_WAIT on this port, which would refuse a plain bind (a flaky failure seen in CI).
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
         url2 = server.start("demo")
