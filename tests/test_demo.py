@@ -31,6 +31,25 @@ def test_demo_corpus_is_served_with_placeholders_resolved(demo_sites):
     assert httpx.get(demo_sites[0].base_url + "/no/such/page.html", timeout=5).status_code == 404
 
 
+def test_demo_server_serves_nothing_outside_its_site(demo_sites):
+    # http.client sends the path as it is (httpx would remove the dot segments): files that exist
+    # beside the site, in another site and above the corpus, must all be 404.
+    import http.client
+
+    site, other = demo_sites[0], demo_sites[1]
+    host, port = site.server.server_address[:2]
+    inside = f"/{site.feed_path}"
+    for path in (inside, f"/../{other.root.name}/{other.feed_path}", "/../../MANIFEST.yaml",
+                 "/%2e%2e/%2e%2e/MANIFEST.yaml", f"/..%2f{other.root.name}/{other.feed_path}"):
+        client = http.client.HTTPConnection(host, port, timeout=5)
+        try:
+            client.request("GET", path)
+            status = client.getresponse().status
+        finally:
+            client.close()
+        assert status == (200 if path == inside else 404), path
+
+
 def test_make_demo_loads_the_corpus_and_a_second_ingest_adds_nothing(settings, conn):
     result = _sitrep(settings, "demo")
     assert result.returncode == 0, result.stderr[-3000:]

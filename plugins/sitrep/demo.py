@@ -74,6 +74,7 @@ def _load_sites(root: Path) -> list[DemoSite]:
 
 def _handler(site: DemoSite, bases: dict[str, str]) -> type[BaseHTTPRequestHandler]:
     own = bases[site.root.name].encode()
+    root = site.root.resolve()  # once: resolving walks every folder of the path, a syscall each
     others = [(f"{{{{BASE:{name}}}}}".encode(), base.encode()) for name, base in bases.items()]
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,8 +86,8 @@ def _handler(site: DemoSite, bases: dict[str, str]) -> type[BaseHTTPRequestHandl
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib's name
             path = unquote(urlsplit(self.path).path).lstrip("/") or "index.html"
-            file = (site.root / path).resolve()
-            if site.root.resolve() not in file.parents or not file.is_file():
+            file = (root / path).resolve()
+            if root not in file.parents or not file.is_file():
                 self.send_error(404)
                 return
             body = file.read_bytes()
