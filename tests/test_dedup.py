@@ -151,3 +151,16 @@ def test_thresholds_are_settings(monkeypatch):
     monkeypatch.setenv("SITREP_DEDUP_CONTAINMENT", "0.9")
     monkeypatch.setenv("SITREP_DEDUP_MIN_SHINGLES", "40")
     assert DedupSettings.from_env() == DedupSettings(jaccard=0.6, containment=0.9, min_shingles=40)
+
+
+def test_the_loader_and_the_dag_process_do_not_import_scipy():
+    """datasketch's package imports scipy (0.7 s); only band_keys (in the workers) needs datasketch."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, sitrep.pipeline, sitrep.store, sitrep.cli; "
+             "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules)); "
+             "from sitrep.dedup import band_keys; band_keys('a b c d e f'); "
+             "print('datasketch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]

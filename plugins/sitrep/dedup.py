@@ -30,10 +30,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasketch import MinHash
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 __all__ = [
     "FULL_BANDS",
@@ -107,7 +109,13 @@ def _hashed(value: int) -> int:
 
 @lru_cache(maxsize=4)
 def _template(num_perm: int) -> MinHash:
-    """An empty MinHash with its permutations drawn once (drawing them costs more than hashing a text)."""
+    """An empty MinHash with its permutations drawn once (drawing them costs more than hashing a text).
+
+    datasketch is imported here, not at the top: its package imports scipy (0.7 s), which only the
+    extraction workers need; the loader, the DAG process and the CLI import this module for verification.
+    """
+    from datasketch import MinHash
+
     return MinHash(num_perm=num_perm, seed=_SEED, hashfunc=_hashed)
 
 
