@@ -49,3 +49,23 @@ def test_every_window_gets_one_number_and_distinct_windows_distinct_numbers(voca
     for window, code in zip(windows, codes, strict=True):
         assert number_of.setdefault(window, code) == code
     assert len(set(number_of.values())) == len(number_of)
+
+
+def test_texts_added_in_several_calls_compare_as_if_added_at_once():
+    texts = _texts()
+    keys = sorted(texts)
+    sets = shingles.ShingleSets({k: texts[k] for k in keys[::2]})
+    sets.add({k: texts[k] for k in keys[1::2]})  # new words and words already numbered
+    python = {key: dedup.shingle_set(value) for key, value in texts.items()}
+    for a, b in itertools.product(texts, repeat=2):
+        assert sets.compare(a, b) == dedup.compare(python[a], python[b]), (a, b)
+    assert all(key in sets for key in texts) and 999 not in sets
+
+
+def test_adding_after_a_comparison_is_refused():
+    """The shingles are numbered at the first comparison: a text added later would be numbered apart."""
+    texts = _texts()
+    sets = shingles.ShingleSets({0: texts[0], 1: texts[1]})
+    sets.compare(0, 1)
+    with pytest.raises(RuntimeError, match="already numbered"):
+        sets.add({2: texts[2]})

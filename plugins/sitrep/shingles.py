@@ -28,39 +28,65 @@ _INT64_MAX = 2**63 - 1
 
 
 class ShingleSets:
-    """The exact shingle sets of ``texts`` (key -> text), numbered within the batch."""
+    """The exact shingle sets of texts (key -> text), numbered within the batch.
 
-    def __init__(self, texts: Mapping[int, str]) -> None:
-        short: dict[tuple[str, ...], int] = {}
+    Texts can come in several calls (``add``), so that a caller can split the texts it has into words
+    while it waits for the rest; a text's set is built the first time it is compared, and from then on
+    the numbering is fixed and ``add`` refused.
+    """
+
+    def __init__(self, texts: Mapping[int, str] | None = None) -> None:
+        self._vocabulary: dict[str, int] = {}
+        self._chunks: list[np.ndarray] = []  # the word numbers of each add(), texts end to end
+        self._length = 0
+        self._spans: dict[int, tuple[int, int]] = {}  # key -> (start, end) of texts with at least _N words
+        self._short: dict[tuple[str, ...], int] = {}
         self._sets: dict[int, set[int]] = {}
-        spans: list[tuple[int, int, int]] = []  # (key, start, end) of texts with at least _N words
+        self._codes: np.ndarray | None = None
+        self.add(texts or {})
+
+    def add(self, texts: Mapping[int, str]) -> None:
+        """Split more texts into words and number the words (the shingles are numbered at the first compare)."""
+        if self._codes is not None:
+            raise RuntimeError("ShingleSets.add() after a comparison: the shingles are already numbered")
         words: list[str] = []
         for key, text in texts.items():
             found = dedup.tokens(text)
             if len(found) < _N:  # one shingle of all its words: a number of its own, never a window's
-                self._sets[key] = {-1 - short.setdefault(tuple(found), len(short))} if found else set()
+                self._sets[key] = {-1 - self._short.setdefault(tuple(found), len(self._short))} if found else set()
                 continue
-            spans.append((key, len(words), len(words) + len(found)))
+            start = self._length + len(words)
+            self._spans[key] = (start, start + len(found))
             words += found
-        if spans:
-            codes = _window_codes(_numbered(words))
-            for key, start, end in spans:
-                self._sets[key] = set(codes[start : end - _N + 1].tolist())
+        if words:
+            self._chunks.append(_numbered(words, self._vocabulary))
+            self._length += len(words)
+
+    def _set(self, key: int) -> set[int]:
+        found = self._sets.get(key)
+        if found is None:
+            if self._codes is None:  # every text's windows at once (a window across two texts is never read)
+                self._codes = _window_codes(np.concatenate(self._chunks))
+            start, end = self._spans[key]
+            found = self._sets[key] = set(self._codes[start : end - _N + 1].tolist())
+        return found
 
     def __contains__(self, key: object) -> bool:
-        return key in self._sets
+        return key in self._sets or key in self._spans
 
     def size(self, key: int) -> int:
-        return len(self._sets[key])
+        return len(self._set(key))
 
     def compare(self, a: int, b: int) -> dedup.Similarity:
         """``dedup.compare`` of the two texts' shingle sets."""
-        return dedup.compare(self._sets[a], self._sets[b])
+        return dedup.compare(self._set(a), self._set(b))
 
 
-def _numbered(words: list[str]) -> np.ndarray:
-    """A number per word, the same for the same word (the distinct words found and looked up in C)."""
-    vocabulary = {word: number for number, word in enumerate(dict.fromkeys(words))}
+def _numbered(words: list[str], vocabulary: dict[str, int]) -> np.ndarray:
+    """A number per word, the same for the same word: new words join ``vocabulary`` (the distinct
+    words found and looked up in C)."""
+    for word in dict.fromkeys(words).keys() - vocabulary.keys():
+        vocabulary[word] = len(vocabulary)
     return np.fromiter(map(vocabulary.__getitem__, words), dtype=np.int64, count=len(words))
 
 

@@ -25,11 +25,12 @@ never points at a duplicate. When a new member becomes the representative, the m
 duplicate_of changes get a new ingest_seq, so incremental readers see it; story_id never changes.
 
 Cost (bench/load.py): the merge works on the batch's keys and ids in temporary tables; texts stay in
-staged_reports and are read only for the INSERT and for the candidates to verify. Each new report is
-written once, its story and duplicate_of decided before the INSERT (ids and ingest_seq are drawn
-first, in load order). The LSH keys are unnested from the staged arrays server-side; their insert
-into story_bands runs while a thread verifies the candidates (``sitrep.shingles``: exact shingle sets
-of the batch numbered together with numpy). Staging and raw pages go in by binary COPY.
+staged_reports and are read only for the INSERT and for verification. Each new report is written
+once, its story and duplicate_of decided before the INSERT (ids and ingest_seq are drawn first, in
+load order). The LSH keys are unnested from the staged arrays server-side. Python's share overlaps the
+server's: a thread splits the batch's texts into words while the server finds the candidates, and
+verifies them (``sitrep.shingles``: exact shingle sets numbered together with numpy) while the server
+inserts the keys into story_bands. Staging and raw pages go in by binary COPY.
 
 Concurrency: the whole merge, band lookup and band insert included, runs under LOAD_LOCK, so two
 loaders carrying near-duplicates of each other are serialised and the second sees the first's bands
@@ -363,20 +364,32 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
     Returns how many new reports joined a story that already had a member, and how many candidate
     pairs were verified.
     """
-    cur.execute("SELECT report_id, url FROM new_reports ORDER BY ord")
-    new = [(int(rid), str(url)) for rid, url in cur.fetchall()]
-    candidates = _candidates(cur)
-    texts, story_of = _texts_to_verify(cur, {rid for rid, _ in new}, candidates)
-
-    # The index: new reports' bands, and revised reports' bands replaced. The server inserts them while
-    # a thread verifies the candidates (psycopg waits for the server without holding the GIL), so the
-    # index maintenance and the shingle comparisons overlap instead of adding up.
-    if revised:
-        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", (revised,))
-        cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
-        _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
+    # The batch's texts first: a thread splits them into words while the server builds batch_bands and
+    # finds the candidates, then verifies the candidates while the server inserts the batch's keys into
+    # story_bands (psycopg waits for the server without holding the GIL), so the server's work and the
+    # shingle comparisons overlap instead of adding up.
+    cur.execute("SELECT n.report_id, n.url, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
+                " ORDER BY n.ord")
+    rows = cur.fetchall()
+    new = [(int(rid), str(url)) for rid, url, _ in rows]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitrep-verify") as pool:
-        verified = pool.submit(_choose_stories, new, candidates, texts, story_of, rules)
+        batch_sets = pool.submit(ShingleSets, {int(rid): str(text) for rid, _, text in rows})
+        del rows
+        candidates = _candidates(cur)
+        stored, story_of = _stored_to_verify(cur, {rid for rid, _ in new}, candidates)
+
+        # The index: revised reports' bands replaced, then the batch's keys inserted.
+        if revised:
+            cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", (revised,))
+            cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
+            _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
+
+        def verify() -> tuple[dict[int, int], dict[int, int], int]:
+            shingled = batch_sets.result()
+            shingled.add(stored)
+            return _choose_stories(new, candidates, shingled, story_of, rules)
+
+        verified = pool.submit(verify)
         # New ids: no conflict. In key order: the primary key's leaf pages are visited once each, in order
         # (3.1-4.0 s -> 2.3-2.6 s for 330k keys into 6.6M); the BRIN on report_id (migration 0009) only
         # needs a batch's keys to land together.
@@ -419,11 +432,10 @@ def _candidates(cur: psycopg.Cursor) -> dict[int, set[int]]:
     return candidates
 
 
-def _texts_to_verify(cur: psycopg.Cursor, new_ids: set[int], candidates: dict[int, set[int]]
-                     ) -> tuple[dict[int, str], dict[int, int]]:
-    """Texts only where a pair is verified: the batch's own (from staging) and those of earlier reports
-    that have a story (a candidate without one is never verified: stories never merge). Returns
-    (report -> text, earlier report -> its story)."""
+def _stored_to_verify(cur: psycopg.Cursor, new_ids: set[int], candidates: dict[int, set[int]]
+                      ) -> tuple[dict[int, str], dict[int, int]]:
+    """The texts of earlier reports that a new report may join: candidates that have a story (one
+    without is never verified: stories never merge). Returns (report -> text, report -> its story)."""
     story_of: dict[int, int] = {}
     texts: dict[int, str] = {}
     outside = sorted({c for cs in candidates.values() for c in cs} - new_ids)
@@ -433,13 +445,6 @@ def _texts_to_verify(cur: psycopg.Cursor, new_ids: set[int], candidates: dict[in
         for rid, text, story in cur.fetchall():
             texts[int(rid)] = str(text)
             story_of[int(rid)] = int(story)
-    comparable = new_ids | story_of.keys()
-    wanted = sorted(new_ids & ({r for r, cs in candidates.items() if not cs.isdisjoint(comparable)}
-                               | {c for cs in candidates.values() for c in cs}))
-    if wanted:
-        cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
-                    " WHERE n.report_id = ANY(%s)", (wanted,))
-        texts.update((int(rid), str(text)) for rid, text in cur.fetchall())
     return texts, story_of
 
 
@@ -459,7 +464,7 @@ def _copy_bands(cur: psycopg.Cursor, table: str, keys: Sequence[tuple[int, Seque
                 copy.write_row((band, key, rid))
 
 
-def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]], texts: dict[int, str],
+def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]], shingled: ShingleSets,
                     story_of: dict[int, int], rules: DedupSettings) -> tuple[dict[int, int], dict[int, int], int]:
     """In load order, each new report joins the story of its best verified candidate, else starts one.
 
@@ -467,14 +472,13 @@ def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]],
     this batch), so stories never merge. Returns (report -> existing story it joins, report -> the
     batch report that leads its new story, candidate pairs verified).
     """
-    shingled = ShingleSets(texts)  # every text once, numbered together: verification compares int sets
     joins: dict[int, int] = {}
     leader_of: dict[int, int] = {}
     checked = 0
     for rid, url in new:
         best: tuple[tuple[float, float], int] | None = None
         for other in sorted(candidates.get(rid, ())):
-            if other not in texts or (other not in story_of and other not in leader_of):
+            if other not in shingled or (other not in story_of and other not in leader_of):
                 continue
             sim = shingled.compare(rid, other)
             checked += 1
