@@ -83,10 +83,11 @@ class ShingleSets:
 
 
 def _numbered(words: list[str], vocabulary: dict[str, int]) -> np.ndarray:
-    """A number per word, the same for the same word: new words join ``vocabulary`` (the distinct
-    words found and looked up in C)."""
-    for word in dict.fromkeys(words).keys() - vocabulary.keys():
-        vocabulary[word] = len(vocabulary)
+    """A number per word, the same for the same word: new words join ``vocabulary`` in the order they
+    first appear, so the numbers do not depend on the hash seed (the distinct words found in C)."""
+    for word in dict.fromkeys(words):
+        if word not in vocabulary:
+            vocabulary[word] = len(vocabulary)
     return np.fromiter(map(vocabulary.__getitem__, words), dtype=np.int64, count=len(words))
 
 

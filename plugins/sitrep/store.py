@@ -24,13 +24,14 @@ first loaded (report_id). Every other member has duplicate_of = the representati
 never points at a duplicate. When a new member becomes the representative, the members whose
 duplicate_of changes get a new ingest_seq, so incremental readers see it; story_id never changes.
 
-Cost (bench/load.py): the merge works on the batch's keys and ids in temporary tables; texts stay in
-staged_reports and are read only for the INSERT and for verification. Each new report is written
-once, its story and duplicate_of decided before the INSERT (ids and ingest_seq are drawn first, in
-load order). The LSH keys are unnested from the staged arrays server-side. Python's share overlaps the
-server's: a thread splits the batch's texts into words while the server finds the candidates, and
-verifies them (``sitrep.shingles``: exact shingle sets numbered together with numpy) while the server
-inserts the keys into story_bands. Staging and raw pages go in by binary COPY.
+Cost (bench/load.py): the merge works on the batch's keys and ids in temporary tables; the texts cross
+to Python once (the new reports', to be split into words early; earlier reports' only when they are
+candidates) and are otherwise read only by the INSERT. Each new report is written once, its story and
+duplicate_of decided before the INSERT (ids and ingest_seq are drawn first, in load order). The LSH
+keys are unnested from the staged arrays server-side. Python's share overlaps the server's: a thread
+splits the batch's texts into words while the server finds the candidates, and verifies them
+(``sitrep.shingles``: exact shingle sets numbered together with numpy) while the server inserts the
+keys into story_bands. Staging and raw pages go in by binary COPY.
 
 Concurrency: the whole merge, band lookup and band insert included, runs under LOAD_LOCK, so two
 loaders carrying near-duplicates of each other are serialised and the second sees the first's bands
