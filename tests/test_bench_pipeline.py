@@ -1,0 +1,30 @@
+"""`make bench`'s end-to-end section on a small corpus, for real: the generated pages served on loopback,
+the real ingestion DAG through dag.test() against the test database, and the ceiling over the same pages.
+The figures themselves are the bench's to report (no test asserts on time); this checks that every
+number the table is made of is there, counts every page once and is put in its place."""
+
+from __future__ import annotations
+
+import bench._pagegen
+from bench.pipeline import ceiling, run_pipeline
+
+
+def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every_part(
+        monkeypatch, tmp_path, test_home, db_url):
+    monkeypatch.setattr(bench._pagegen, "OUT", tmp_path)  # the corpus in the test's folder, not bench/out
+    corpus = bench._pagegen.build_corpus(40)
+    assert len(corpus.pages) == 40 and all(p.stat().st_size >= 30_000 for p in corpus.pages)
+
+    assert ceiling(corpus) > 0
+    result = run_pipeline(corpus, test_home, db_url)
+
+    # Every page ended as a report or a duplicate of one: nothing failed, nothing counted twice.
+    assert (result["pages"], result["failed"]) == (40, 0), result
+    assert 0 < result["tasks"] <= result["wall"]
+    stages = result["stages"]
+    for stage in ("poll", "fetch", "extract", "enrich", "dedup", "stage", "load"):
+        assert stages.get(stage, 0) > 0, (stage, stages)
+    cpu = result["cpu"]
+    for group in ("run", "workers", "postgres", "web"):
+        assert cpu.get(group, 0) > 0, (group, cpu)
+    assert result["peak_rss"] > 100 * 2**20  # the DAG process and its extraction workers
