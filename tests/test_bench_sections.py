@@ -1,0 +1,82 @@
+"""`make bench`'s load and fetch sections on small inputs, for real (the test's PostgreSQL, loopback
+servers): what each table is made of is there and counts what it claims. No assertion on speed: the
+figures are the bench's to report."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+from bench import fetch as bench_fetch
+from bench import load as bench_load
+from bench._pagegen import build_corpus
+from sitrep import db, demo, sources
+from sitrep.settings import FetchSettings, Settings
+
+
+def test_the_load_round_loads_every_row_once_and_times_both_sides(pg_server):
+    generated = bench_load._news_reports(120, 0, 0)
+    assert len(generated) == 120 and all(r.minhash for r in generated)
+
+    def reports_for(source_id: int, first: int) -> list:
+        return [replace(r, source_id=source_id, entry_id=first + i) for i, r in enumerate(generated)]
+
+    name = f"bench_load_{uuid.uuid4().hex[:8]}"
+    raw, raw_binary, staged, total = bench_load._round(pg_server, name, reports_for)  # asserts every entry closed
+    assert raw > 0 and raw_binary > 0 and 0 < staged < total
+
+    with db.connect(pg_server.url(name)) as conn:
+        bare = conn.execute("SELECT count(*) FROM bare_reports").fetchone()[0]
+        reports, stories, grouped = conn.execute(
+            "SELECT count(*), count(DISTINCT story_id), count(*) FILTER (WHERE story_id IN"
+            " (SELECT story_id FROM reports GROUP BY story_id HAVING count(*) > 1)) FROM reports").fetchone()
+        duplicates = conn.execute("SELECT count(*) FROM entries WHERE status = 'duplicate'").fetchone()[0]
+    assert bare == 120  # the baseline copied the same rows
+    assert reports + duplicates == 120 and reports > 0
+    # The generated news has syndicated copies: the loader grouped some reports into stories.
+    assert grouped > 0 and stories < reports
+
+
+def test_the_fetch_cycles_show_etag_and_body_hash_skips(tmp_path):
+    state = bench_fetch._State(feeds=4, per_feed=2)
+    server = bench_fetch._server(state)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    pg = db.EmbeddedPostgres(tmp_path / "pg")
+    try:
+        url = pg.start("bench_fetch")
+        with db.connect(url) as conn:
+            db.migrate(conn)
+            sources.add_feeds(conn, [sources.FeedSpec(url=f"{base}/feed/{i}.xml", name=f"feed {i}") for i in range(4)])
+        settings = Settings(database_url=url, home=tmp_path, workers=1, batch_sources=50, fetch=FetchSettings(
+            allow_private_hosts=True, per_host_delay=0.0, per_host_concurrency=4, global_concurrency=8))
+        # Columns: cycle, feeds, feed bodies (200), 304s, feeds parsed, new entries, pages fetched, seconds.
+        first = bench_fetch._cycle(settings, state, "first")
+        again = bench_fetch._cycle(settings, state, "etag")
+        state.honour_etag = False
+        hashed = bench_fetch._cycle(settings, state, "hash")
+        with db.connect(url) as conn:
+            loaded = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+    finally:
+        pg.stop()
+        server.shutdown()
+        server.server_close()
+    assert first[1:7] == ["4", "4", "0", "4", "8", "8"]
+    assert again[1:7] == ["4", "0", "4", "0", "0", "0"]
+    assert hashed[1:7] == ["4", "4", "0", "0", "0", "0"]
+    assert loaded == 8
+
+
+def test_the_client_rounds_fetch_every_page_through_both_clients(monkeypatch, tmp_path):
+    import bench._pagegen
+
+    monkeypatch.setattr(bench._pagegen, "OUT", tmp_path)
+    corpus = build_corpus(24)
+    with demo.serve_corpus(corpus.root) as sites:
+        bases = {site.root.name: site.base_url for site in sites}
+        urls = []
+        for page in corpus.pages:
+            site, *rest = page.relative_to(corpus.root / "sites").parts
+            urls.append(f"{bases[site]}/{'/'.join(rest)}")
+        best = bench_fetch._client_rounds(urls, rounds=1)  # raises if a client came back short
+    assert set(best) == {"bare", "sitrep"}
+    assert all(cpu > 0 and wall > 0 for cpu, wall in best.values())
