@@ -19,6 +19,9 @@ For each corpus size (1k and 5k pages; 20k with --full):
 - where the cores go: CPU per page of the DAG process (Airflow, the fetch threads, staging, handing
   pages to the workers), the extraction workers, PostgreSQL and the loopback web server that stands in
   for the web, against the capacity (cores x wall time): what is left to cut besides extraction;
+- the run's phases (Airflow's start-up, poll, collect, load, shut-down): wall seconds and how busy the
+  whole machine was meanwhile, beside the time the ceiling takes for the same pages: a phase that
+  leaves cores idle shows here;
 - the peak RSS of the whole process tree of the run.
 """
 
@@ -72,6 +75,8 @@ class ProcessMeter:
         self.run_pid, self.postgres_pid, self.every, self.peak = run_pid, postgres_pid, every, 0
         self._first: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
+        #: (epoch seconds, busy CPU seconds, all CPU seconds) of the whole machine, at every sample
+        self.machine: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -80,6 +85,9 @@ class ProcessMeter:
         return [root, *root.children(recursive=True)]
 
     def _sample(self) -> None:
+        machine = psutil.cpu_times()
+        idle = machine.idle + getattr(machine, "iowait", 0.0)
+        self.machine.append((time.time(), sum(machine) - idle, sum(machine)))
         groups: list[tuple[str, list[psutil.Process]]] = []
         with contextlib.suppress(psutil.Error):
             run = self._tree(self.run_pid)
@@ -100,6 +108,13 @@ class ProcessMeter:
         while not self._stop.is_set():
             self._sample()
             self._stop.wait(self.every)
+
+    def busy(self, start: float, end: float) -> float | None:
+        """Share of the machine's CPU capacity in use between two epoch times (None: too short to tell)."""
+        inside = [m for m in self.machine if start <= m[0] <= end]
+        if len(inside) < 2 or inside[-1][2] == inside[0][2]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2])
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds by group: run (the DAG process), workers (its children), postgres (the server)."""
@@ -133,11 +148,11 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
         env_all = runner.airflow_env(settings, url, env)
         runner.ensure_airflow_db(settings, env_all)
         postmaster = psutil.Process(int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])).ppid()
-        started, web_started = time.perf_counter(), time.process_time()
+        started, web_started, began = time.perf_counter(), time.process_time(), time.time()
         run = runner.start_dag(settings, url, "sitrep_ingest", {"mode": "all"}, env)
         with ProcessMeter(run.process.pid, postmaster) as meter:
             ok = run.wait(3600)
-        wall = time.perf_counter() - started
+        wall, ended = time.perf_counter() - started, time.time()
         # This process only serves the corpus (threads of demo.serve_corpus) and samples the others.
         cpu = {**meter.cpu(), "web": time.process_time() - web_started}
         if not ok:
@@ -149,8 +164,22 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
             "SELECT extract(epoch FROM max(recorded_at) - min(recorded_at - seconds * interval '1 second'))"
             " FROM task_stage_log WHERE stage = 'task'"
         ).fetchone()[0]
+        windows = conn.execute(
+            "SELECT task, min(extract(epoch FROM recorded_at) - seconds)::float8, max(extract(epoch FROM recorded_at))::float8"
+            " FROM task_stage_log WHERE stage = 'task' GROUP BY task ORDER BY 2"
+        ).fetchall()
     return {"wall": wall, "tasks": float(span or wall), "pages": loaded, "failed": failed, "peak_rss": meter.peak,
-            "stages": stages, "cpu": cpu}
+            "stages": stages, "cpu": cpu, "phases": _phases(meter, began, ended, windows)}
+
+
+def _phases(meter: ProcessMeter, began: float, ended: float,
+            windows: list[tuple[str, float, float]]) -> list[tuple[str, float, float | None]]:
+    """(phase, wall seconds, machine busy share) from the run's start to its end: Airflow's start-up, each
+    task kind (dag.test() runs the mapped tasks one after another, so they do not overlap), what follows."""
+    marks = [("start-up", began, windows[0][1] if windows else ended)]
+    marks += [(task, start, end) for task, start, end in windows]
+    marks.append(("shut-down", windows[-1][2] if windows else ended, ended))
+    return [(name, max(0.0, end - start), meter.busy(start, end)) for name, start, end in marks]
 
 
 def run(args: argparse.Namespace) -> list[Table]:
@@ -173,6 +202,11 @@ def run(args: argparse.Namespace) -> list[Table]:
                 "loopback web server", "sum", f"capacity ({cores} cores x wall)", "busy"):
         budget.add_column(col, justify="right")
     groups = ["run", "workers", "postgres", "web"]
+    phase_names = ["start-up", "poll", "collect", "load", "shut-down"]
+    timeline = Table(title="the run's phases: wall seconds and how busy the machine was (all cores)")
+    timeline.add_column("pages", justify="right")
+    for name in [*phase_names, "between tasks", "the ceiling's time for these pages"]:
+        timeline.add_column(name, justify="right")
     with tempfile.TemporaryDirectory(prefix="sitrep-bench-") as tmp:
         server = db.EmbeddedPostgres(Path(tmp) / "pg")
         try:
@@ -204,6 +238,16 @@ def run(args: argparse.Namespace) -> list[Table]:
                 budget.add_row(str(size), *(f"{1000 * cpu.get(g, 0.0) / max(pages, 1):.1f}" for g in groups),
                                f"{1000 * spent / max(pages, 1):.1f}", f"{1000 * capacity / max(pages, 1):.1f}",
                                f"{100 * spent / capacity:.0f}%")
+                phases = {name: (seconds, busy) for name, seconds, busy in result["phases"]}  # type: ignore[attr-defined]
+                between = float(result["wall"]) - sum(seconds for seconds, _ in phases.values())  # type: ignore[arg-type]
+                timeline.add_row(str(size), *(_phase_cell(*phases.get(name, (0.0, None))) for name in phase_names),
+                                 f"{between:.1f} s", f"{pages / top:.1f} s")
         finally:
             server.stop()
-    return [summary, shares, budget]
+    timeline.caption = ("dag.test() runs the mapped tasks one after another; a deployment's executor runs them side"
+                        " by side. Busy: CPU time of every process on the machine over cores x the phase's wall time")
+    return [summary, shares, budget, timeline]
+
+
+def _phase_cell(seconds: float, busy: float | None) -> str:
+    return f"{seconds:.1f} s" + (f" ({100 * busy:.0f}%)" if busy is not None else "")

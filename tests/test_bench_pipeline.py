@@ -28,3 +28,10 @@ def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every
     for group in ("run", "workers", "postgres", "web"):
         assert cpu.get(group, 0) > 0, (group, cpu)
     assert result["peak_rss"] > 100 * 2**20  # the DAG process and its extraction workers
+    # The run's phases in order, inside its wall time; the long ones with how busy the machine was.
+    phases = result["phases"]
+    assert [name for name, _, _ in phases] == ["start-up", "poll", "collect", "load", "shut-down"]
+    assert all(seconds >= 0 for _, seconds, _ in phases)
+    assert sum(seconds for _, seconds, _ in phases) <= result["wall"] + 1
+    busy = {name: share for name, _, share in phases}
+    assert 0 < busy["start-up"] <= 1 and 0 < busy["collect"] <= 1, phases
