@@ -10,13 +10,16 @@ Run as a module, it is that child: ``python -m sitrep.runner DAG_ID [--conf JSON
 from __future__ import annotations
 
 import argparse
+import atexit
 import fcntl
 import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT, Settings
@@ -125,5 +128,21 @@ def _child(argv: list[str] | None = None) -> int:
     return 0 if state.endswith("success") else 1
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exit as the interpreter would, less its teardown of the heap that Airflow leaves behind.
+
+    That teardown takes about 3 s after every run (a run with no feeds: 17.5 s of wall time, 14.5 s
+    with this), and does nothing we need: what an exit must do still happens here, in the same order
+    (other threads joined, atexit handlers: logging's flush, multiprocessing's clean-up, Airflow's).
+    """
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(_child())
+    _exit_now(_child())
