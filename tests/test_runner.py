@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,3 +31,35 @@ def test_the_quick_exit_joins_threads_runs_exit_handlers_flushes_and_keeps_the_c
     assert (tmp_path / "thread").read_text() == "done"
     assert (tmp_path / "atexit").read_text() == "ran"
     assert not (tmp_path / "after").exists()
+
+
+def test_workers_fork_from_the_forkserver_started_early_and_extract_with_it():
+    """The runner child starts the forkserver before Airflow's start-up; the collect's workers must use
+    that one (warm), not start another."""
+    script = textwrap.dedent("""
+        import multiprocessing.forkserver as fs
+        from datetime import UTC, datetime
+        import psutil
+        from sitrep import workers
+        from sitrep.records import PageJob, Report
+        from tests.pages import article_html, paragraphs
+
+        def forkservers():
+            return [p.pid for p in psutil.Process().children()
+                    if "multiprocessing.forkserver" in " ".join(p.cmdline())]
+
+        workers.start_forkserver()
+        early = forkservers()
+        assert len(early) == 1, early
+        assert "sitrep._prewarm" in " ".join(psutil.Process(early[0]).cmdline())  # it warms up before forking
+        body = article_html("Shelling hits Kharkiv", paragraphs("shelling in Kharkiv")).encode()
+        url = "http://127.0.0.1/2024/03/12/shelling.html"
+        job = PageJob(entry_id=1, source_id=1, url=url, final_url=url, body=body, fetched_at=datetime.now(UTC))
+        [result] = workers.run_pages([job], 2)
+        assert isinstance(result, Report) and "Kharkiv" in result.text, result
+        assert forkservers() == early, (forkservers(), early)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}/plugins:{PROJECT_ROOT}"})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -106,11 +106,19 @@ def start_dag(settings: Settings, database_url: str, dag_id: str, conf: dict | N
     return DagRun(dag_id=dag_id, process=process, log_path=log_path)
 
 
+#: DAGs whose tasks extract pages in sitrep.workers: the child starts the workers' forkserver first.
+_EXTRACTING_DAGS = frozenset({"sitrep_ingest"})
+
+
 def _child(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sitrep.runner", description="Run one DAG with dag.test().")
     parser.add_argument("dag_id")
     parser.add_argument("--conf", default="{}", help="run conf as JSON")
     args = parser.parse_args(argv)
+    if args.dag_id in _EXTRACTING_DAGS:
+        from sitrep.workers import start_forkserver
+
+        start_forkserver()  # its warm-up runs on the core that Airflow's start-up leaves idle
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])

@@ -34,6 +34,7 @@ import ctypes
 import functools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
 import signal
@@ -50,7 +51,7 @@ from sitrep.errors import ExtractionError
 from sitrep.records import PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings
 
-__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "PageStream", "WorkerLimits", "run_pages"]
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "PageStream", "WorkerLimits", "run_pages", "start_forkserver"]
 
 log = logging.getLogger(__name__)
 
@@ -191,12 +192,24 @@ class _Slot:
         return self.started + limits.timeout
 
 
+#: What the forkserver imports before it forks a worker: the pipeline, warmed up on a page of our own.
+_PRELOAD = ["sitrep.pipeline", "sitrep._prewarm"]
+
+
+def start_forkserver() -> None:
+    """Start the workers' forkserver now, without waiting for it: its warm-up (3-4 s of CPU) then runs
+    while this process does something else, such as Airflow's start-up on one core. Workers started
+    later fork from it warm. (A forkserver lives as long as the process that started it.)"""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+
+
 class _Pool:
     """Worker processes, each with its own pipe; a dead or stuck one is killed and replaced."""
 
     def __init__(self, size: int, build: Build, limits: WorkerLimits, warm: bool) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["sitrep.pipeline", "sitrep._prewarm"])
+        self._ctx.set_forkserver_preload(_PRELOAD)
         self._build, self._limits, self._warm = build, limits, warm
         self.start_failures = 0
         self.slots = [self._spawn() for _ in range(size)]
