@@ -139,8 +139,8 @@ def _child(argv: list[str] | None = None) -> int:
 def _exit_now(code: int) -> NoReturn:
     """Exit as the interpreter would, less its teardown of the heap that Airflow leaves behind.
 
-    That teardown takes about 3 s after every run (a run with no feeds: 17.5 s of wall time, 14.5 s
-    with this), and does nothing we need: what an exit must do still happens here, in the same order
+    That teardown takes about 3 s after every run (a run with no feeds: 17.8-20.3 s of wall time,
+    15.6-16.0 s with this), and does nothing we need: what an exit must do still happens here, in the same order
     (other threads joined, atexit handlers: logging's flush, multiprocessing's clean-up, Airflow's).
     """
     for thread in threading.enumerate():
