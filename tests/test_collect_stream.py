@@ -112,3 +112,30 @@ def test_the_database_connection_lost_mid_batch_loses_nothing_and_the_retry_does
     assert _statuses(conn) == {"loaded": 24}
     assert conn.execute("SELECT count(*), count(DISTINCT entry_id) FROM reports").fetchone() == (24, 24)
     assert conn.execute("SELECT count(*), count(DISTINCT entry_id) FROM pages").fetchone() == (24, 24)
+
+
+def test_poll_records_each_feed_while_the_later_ones_are_still_being_fetched(site, conn, settings, db_url):
+    """A feed that answers late must not hold back the ones before it: their entries are parsed and
+    committed while it is still on the wire (the second feed answers only once the first one's entries
+    are in the database, as another connection sees them)."""
+    first = _publish(site, 5)
+    recorded = threading.Event()
+
+    def late_feed(handler: BaseHTTPRequestHandler) -> None:
+        with psycopg.connect(db_url) as watcher:
+            for _ in range(300):  # up to 30 s: the old code, which parsed nothing before every feed arrived
+                if watcher.execute("SELECT count(*) FROM entries").fetchone()[0] == 5:
+                    recorded.set()
+                    break
+                watcher.rollback()
+                threading.Event().wait(0.1)
+        items = [Item(title="Late report", link=site.url("/news/late.html"), guid="late")]
+        respond(handler, rss(items).encode(), content_type="application/rss+xml")
+
+    late = site.add("/late.xml", handler=late_feed)
+    ids = [_add(conn, first), _add(conn, late)]
+
+    counts = pipeline.poll_batch(settings, ids)
+
+    assert recorded.is_set(), "the first feed's entries were not committed before the second feed answered"
+    assert (counts["feeds"], counts["new"], counts["failed"]) == (2, 6, 0), counts

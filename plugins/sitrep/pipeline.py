@@ -73,44 +73,51 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
         batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None)
         conn.commit()
         workers = max(1, min(settings.fetch.global_concurrency, len(batch)))
+        # Each feed is parsed and recorded as soon as it (and the ones before it) arrived, while the rest
+        # are still being fetched: the parsing hides behind the slowest feeds' network time.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-poll") as threads:
-            polled = list(threads.map(lambda s: _poll_one(fetcher, s, settings), batch))
-        for source, (result, response) in zip(batch, polled, strict=True):
-            with conn.transaction():
-                if response is not None:  # new bytes: parse them and record the entries not seen before
-                    try:
-                        parsed = feeds.parse_feed(response.body, feed_url=response.final_url,
-                                                  content_type=response.headers.get("content-type"))
-                    except FeedError as exc:
-                        result.error = str(exc)
-                        result.body_sha256 = None  # parse it again next time, the error stays visible
-                    else:
-                        result.parsed = True
-                        result.seen, result.skipped, result.problems = (len(parsed.entries), parsed.skipped,
-                                                                        parsed.problems)
-                        result.new = sources.record_entries(conn, source.source_id, parsed.entries)
-                        if parsed.bozo:
-                            log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
-                                     source.name, source.feed_url, result.seen, parsed.bozo)
-                sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
-            if result.error:
-                log.warning("feed=%s url=%s poll failed: %s", source.name, source.feed_url, result.error)
-            else:
-                log.info("feed=%s url=%s status=%s entries=%d new=%d%s", source.name, source.feed_url,
-                         result.status, result.seen, result.new,
-                         " (not modified)" if result.not_modified else " (unchanged)" if result.unchanged else "")
-            for key, flag in (("not_modified", result.not_modified), ("unchanged", result.unchanged),
-                              ("parsed", result.parsed), ("failed", not result.ok), ("blocked", result.blocked),
-                              ("revalidated", result.revalidation), ("distrusted", result.distrust_validators)):
-                counts[key] += bool(flag)
-            counts["feeds"] += 1
-            counts["entries"] += result.seen
-            counts["new"] += result.new
+            polled = threads.map(lambda s: _poll_one(fetcher, s, settings), batch)
+            for source, (result, response) in zip(batch, polled, strict=True):
+                _record_poll(conn, source, result, response, settings, run_id)
+                for key, flag in (("not_modified", result.not_modified), ("unchanged", result.unchanged),
+                                  ("parsed", result.parsed), ("failed", not result.ok), ("blocked", result.blocked),
+                                  ("revalidated", result.revalidation), ("distrusted", result.distrust_validators)):
+                    counts[key] += bool(flag)
+                counts["feeds"] += 1
+                counts["entries"] += result.seen
+                counts["new"] += result.new
         counts["requests"] = fetcher.stats.get("requests", 0)
         stages.seconds["poll"] = time.perf_counter() - started
         stages.items["poll"] = counts["feeds"]
         stages.record(conn, run_id=run_id, task="poll", source_ids=source_ids)
     return counts
+
+
+def _record_poll(conn: psycopg.Connection, source: sources.PolledSource, result: sources.PollResult,
+                 response: Response | None, settings: Settings, run_id: str | None) -> None:
+    """Parse a feed's new bytes and record its new entries with its poll_log row, in one transaction."""
+    with conn.transaction():
+        if response is not None:  # new bytes: parse them and record the entries not seen before
+            try:
+                parsed = feeds.parse_feed(response.body, feed_url=response.final_url,
+                                          content_type=response.headers.get("content-type"))
+            except FeedError as exc:
+                result.error = str(exc)
+                result.body_sha256 = None  # parse it again next time, the error stays visible
+            else:
+                result.parsed = True
+                result.seen, result.skipped, result.problems = len(parsed.entries), parsed.skipped, parsed.problems
+                result.new = sources.record_entries(conn, source.source_id, parsed.entries)
+                if parsed.bozo:
+                    log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
+                             source.name, source.feed_url, result.seen, parsed.bozo)
+        sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
+    if result.error:
+        log.warning("feed=%s url=%s poll failed: %s", source.name, source.feed_url, result.error)
+    else:
+        log.info("feed=%s url=%s status=%s entries=%d new=%d%s", source.name, source.feed_url,
+                 result.status, result.seen, result.new,
+                 " (not modified)" if result.not_modified else " (unchanged)" if result.unchanged else "")
 
 
 def _poll_one(fetcher: Fetcher, source: sources.PolledSource, settings: Settings) -> tuple[sources.PollResult, Response | None]:
