@@ -219,13 +219,15 @@ def _client_rounds(urls: list[str], rounds: int = 3) -> dict[str, tuple[float, f
             return sum(len(r.body) for r in fetcher.get_many(urls) if not isinstance(r, Exception))
 
     best: dict[str, tuple[float, float]] = {}
+    expected: int | None = None  # the bytes of every page, as the first round of bare httpx got them
     for _ in range(rounds):
         for name, fetch_all in (("bare", bare), ("sitrep", ours)):
             cpu, wall = time.process_time(), time.perf_counter()
             got = fetch_all()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            if got < len(urls) * 1024:
-                raise RuntimeError(f"{name}: only {got} bytes for {len(urls)} pages")
+            expected = got if expected is None else expected
+            if got != expected or got < len(urls) * 1024:
+                raise RuntimeError(f"{name}: {got} bytes for {len(urls)} pages, not the {expected} bare httpx got")
             if name not in best or cpu < best[name][0]:
                 best[name] = (cpu, wall)
     return best
