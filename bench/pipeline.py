@@ -160,15 +160,13 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
         loaded = conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0]
         failed = conn.execute("SELECT count(*) FROM entries WHERE status NOT IN ('loaded', 'duplicate')").fetchone()[0]
         stages = dict(conn.execute("SELECT stage, sum(seconds) FROM task_stage_log GROUP BY stage").fetchall())
-        span = conn.execute(
-            "SELECT extract(epoch FROM max(recorded_at) - min(recorded_at - seconds * interval '1 second'))"
-            " FROM task_stage_log WHERE stage = 'task'"
-        ).fetchone()[0]
         windows = conn.execute(
             "SELECT task, min(extract(epoch FROM recorded_at) - seconds)::float8, max(extract(epoch FROM recorded_at))::float8"
             " FROM task_stage_log WHERE stage = 'task' GROUP BY task ORDER BY 2"
         ).fetchall()
-    return {"wall": wall, "tasks": float(span or wall), "pages": loaded, "failed": failed, "peak_rss": meter.peak,
+    # The tasks' own time: from the first task's start to the last one's end (task_stage_log, per task kind).
+    span = max(end for _, _, end in windows) - min(start for _, start, _ in windows) if windows else wall
+    return {"wall": wall, "tasks": span, "pages": loaded, "failed": failed, "peak_rss": meter.peak,
             "stages": stages, "cpu": cpu, "phases": _phases(meter, began, ended, windows)}
 
 

@@ -37,33 +37,27 @@ def test_the_load_round_loads_every_row_once_and_times_both_sides(pg_server):
     assert grouped > 0 and stories < reports
 
 
-def test_the_fetch_cycles_show_etag_and_body_hash_skips(tmp_path):
+def test_the_fetch_cycles_show_etag_and_body_hash_skips(db_url, conn, tmp_path):
     state = bench_fetch._State(feeds=4, per_feed=2)
     server = bench_fetch._server(state)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    pg = db.EmbeddedPostgres(tmp_path / "pg")
     try:
-        url = pg.start("bench_fetch")
-        with db.connect(url) as conn:
-            db.migrate(conn)
-            sources.add_feeds(conn, [sources.FeedSpec(url=f"{base}/feed/{i}.xml", name=f"feed {i}") for i in range(4)])
-        settings = Settings(database_url=url, home=tmp_path, workers=1, batch_sources=50, fetch=FetchSettings(
+        sources.add_feeds(conn, [sources.FeedSpec(url=f"{base}/feed/{i}.xml", name=f"feed {i}") for i in range(4)])
+        conn.commit()
+        settings = Settings(database_url=db_url, home=tmp_path, workers=1, batch_sources=50, fetch=FetchSettings(
             allow_private_hosts=True, per_host_delay=0.0, per_host_concurrency=4, global_concurrency=8))
         # Columns: cycle, feeds, feed bodies (200), 304s, feeds parsed, new entries, pages fetched, seconds.
         first = bench_fetch._cycle(settings, state, "first")
         again = bench_fetch._cycle(settings, state, "etag")
         state.honour_etag = False
         hashed = bench_fetch._cycle(settings, state, "hash")
-        with db.connect(url) as conn:
-            loaded = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
     finally:
-        pg.stop()
         server.shutdown()
         server.server_close()
     assert first[1:7] == ["4", "4", "0", "4", "8", "8"]
     assert again[1:7] == ["4", "0", "4", "0", "0", "0"]
     assert hashed[1:7] == ["4", "4", "0", "0", "0", "0"]
-    assert loaded == 8
+    assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 8
 
 
 def test_the_client_rounds_fetch_every_page_through_both_clients(monkeypatch, tmp_path):

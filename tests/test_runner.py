@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 
+from sitrep import runner
 from sitrep.settings import PROJECT_ROOT
+from tests.conftest import make_settings
 
 
 def test_the_quick_exit_joins_threads_runs_exit_handlers_flushes_and_keeps_the_code(tmp_path):
@@ -61,5 +62,26 @@ def test_workers_fork_from_the_forkserver_started_early_and_extract_with_it():
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}/plugins:{PROJECT_ROOT}"})
+                          cwd=PROJECT_ROOT)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_runner_child_starts_the_forkserver_first_only_for_the_dag_that_extracts(settings, db_url, tmp_path):
+    """It starts before Airflow is even imported: the child for a DAG that is nowhere (an empty DAG folder,
+    an Airflow metadata database of this test's own) still started it, and only for the ingestion DAG."""
+    own = make_settings(settings, home=tmp_path / "home")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    env = {**runner.airflow_env(own, db_url), "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    runner.ensure_airflow_db(own, env)
+    for dag_id, forkservers in (("sitrep_ingest", 1), ("sitrep_export", 0)):
+        script = textwrap.dedent(f"""
+            import psutil
+            from sitrep import runner
+            code = runner._child([{dag_id!r}])
+            found = [p for p in psutil.Process().children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
+            print(code, len(found))
+        """)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=PROJECT_ROOT, env=env)
+        assert done.stdout.splitlines()[-1:] == [f"2 {forkservers}"], (dag_id, done.stdout[-2000:], done.stderr[-2000:])
