@@ -6,16 +6,19 @@ The pages here are written for the tests (tests/pages.py and below) or come from
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import replace
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
 import pytest
+import trafilatura
 import yaml
+from lxml import etree
 
 from sitrep.errors import ExtractionError
-from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, split_authors
+from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, parse_page, split_authors
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Rejected, Report
 from sitrep.settings import PROJECT_ROOT, ExtractSettings
@@ -45,6 +48,39 @@ FULL_PAGE = f"""<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">
 def _job(body: bytes | str, url: str = URL, **feed: object) -> PageJob:
     data = body.encode("utf-8") if isinstance(body, str) else body
     return PageJob(entry_id=1, source_id=1, url=url, final_url=url, body=data, fetched_at=FETCHED, **feed)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+_UK = "<p>Українські сили відбили атаку біля Часового Яру — «тиша» тривала недовго… 🚀 東京</p>"
+_PAGES = {
+    "UTF-8 with non-ASCII text": FULL_PAGE.replace("<nav>", _UK + "<nav>").encode("utf-8"),
+    "a meta charset that lies": FULL_PAGE.replace('charset="utf-8"', 'charset="iso-8859-1"').replace("<nav>", _UK + "<nav>").encode(),
+    "an XML declaration with an encoding": ('<?xml version="1.0" encoding="utf-8"?>\n' + FULL_PAGE.replace("<!DOCTYPE html>", "")
+                                            .replace("<nav>", _UK + "<nav>")).encode(),
+    "comments, entities and a script": FULL_PAGE.replace("<nav>", "<!-- a comment --><script>var s = 'é <p>';</script>"
+                                                         "<p>caf&eacute; &amp; &#8212; &nbsp;</p><nav>").encode(),
+    "an XHTML doctype (load_html removes it)": FULL_PAGE.replace(
+        "<!DOCTYPE html>", '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">').encode(),
+    "a self-closing html tag": FULL_PAGE.replace('<html lang="en-GB">', '<html lang="en-GB"/>\n').encode(),
+    "control characters": FULL_PAGE.replace("Odesa port", "Odesa\x0b port\x1f").encode(),
+    "a U+FFFF": FULL_PAGE.replace("<nav>", "<p>x\uffff y</p><nav>").encode(),
+    "a byte-order mark": b"\xef\xbb\xbf" + FULL_PAGE.encode(),
+    "leading whitespace": b"\n\n   " + FULL_PAGE.encode(),
+    "Windows-1251": FULL_PAGE.replace('charset="utf-8"', 'charset="windows-1251"').replace("<nav>", "<p>Київ під обстрілом</p><nav>")
+                   .encode("cp1251"),
+    "gzip": gzip.compress(FULL_PAGE.encode()),
+    "no html tag or doctype": b"<div><p>just a fragment</p></div>",
+    "plain text": b"not markup at all",
+}
+
+
+@pytest.mark.parametrize("body", _PAGES.values(), ids=_PAGES.keys())
+def test_a_page_parses_to_the_tree_trafilatura_load_html_gives(body):
+    ours, theirs = parse_page(body), trafilatura.load_html(body)
+    assert (ours is None) == (theirs is None)
+    if ours is not None:
+        assert etree.tostring(ours, encoding="unicode") == etree.tostring(theirs, encoding="unicode")
 
 
 # ------------------------------------------------------------------------------------------ metadata
