@@ -48,19 +48,19 @@ ExtractOptions = ExtractSettings
 #: Below this many words a page has nothing usable (a video page, a consent wall, a gallery): failed.
 MIN_USABLE_WORDS = 15
 
-_DATE_XPATHS = etree.XPath(
+_HEAD_DATES = etree.XPath(
     "/html/head/meta[@property='article:published_time' or @property='og:published_time' or @name='article:published_time'"
     " or @itemprop='datePublished' or @name='pubdate' or @name='publishdate' or @name='date' or @name='dc.date'"
     " or @name='DC.date.issued' or @name='sailthru.date' or @name='parsely-pub-date']/@content"
-    " | //*[@itemprop='datePublished']/@datetime | //article//time[@datetime][1]/@datetime"
 )
+_BODY_DATES = etree.XPath("//*[@itemprop='datePublished']/@datetime | //article//time[@datetime][1]/@datetime")
 _JSONLD = etree.XPath("//script[@type='application/ld+json']/text()")
 _LANG_XPATHS = etree.XPath(
     "/html/@lang | /html/@xml:lang | /html/head/meta[@http-equiv='content-language' or @http-equiv='Content-Language']/@content"
     " | /html/head/meta[@property='og:locale']/@content",
     namespaces={"xml": "http://www.w3.org/XML/1998/namespace"},
 )
-_SECTION = etree.XPath("//head/meta[@property='article:section' or contains(@name, 'subject')]/@content")
+_SECTION = etree.XPath("/html/head/meta[@property='article:section' or contains(@name, 'subject')]/@content")
 #: rel="tag" links (the microformat most CMSs emit): one cheap pass, where trafilatura's class-name
 #: heuristics cost a third of its metadata time on a heavy page.
 _TAG_LINKS = etree.XPath("//a[@href][@rel='tag' or @rel='category tag' or @rel='category']")
@@ -148,11 +148,14 @@ def _precise_date(tree: lxml_html.HtmlElement) -> str | None:
 
     htmldate returns the day only; a report needs the time too. Head meta tags first
     (article:published_time and kin), then schema.org markup and JSON-LD; only full timestamps count.
+    Each source is read only when those before it have none: the head's tags cost 0.02 ms on a 110 KB
+    page, the markup's and the JSON-LD's searches of the whole tree 0.4 and 0.1 ms.
     """
-    for value in [*(str(v) for v in _DATE_XPATHS(tree)), *_jsonld_dates(tree)]:
-        value = value.strip()
-        if _TIMESTAMP.match(value):
-            return value
+    for source in (_HEAD_DATES, _BODY_DATES, _jsonld_dates):
+        for found in source(tree):
+            value = str(found).strip()
+            if _TIMESTAMP.match(value):
+                return value
     return None
 
 
