@@ -116,6 +116,18 @@ def test_the_report_carries_the_metadata_normalized():
     assert report.word_count == len(report.text.split()) and report.extraction_method == "trafilatura"
 
 
+def test_tags_from_rel_tag_links_and_the_time_from_the_articles_markup_when_the_head_says_nothing():
+    body = "".join(f"<p>{p}</p>" for p in paragraphs("Pokrovsk", 4))
+    page = ("<html><head><title>Fighting near Pokrovsk</title></head><body><nav><a href='/'>Home</a>"
+            "<a href='/world' rel='nofollow'>World</a></nav><article><h1>Fighting near Pokrovsk</h1>"
+            "<time datetime='2024-06-12T07:15:00+03:00'>12 June, 07:15</time>"
+            f"{body}<p>Filed under <a href='/tag/donetsk' rel='tag'>Donetsk  region</a>, <a rel='tag'>no link</a>"
+            "<a href='/c/war' rel='category tag'>War</a></p></article></body></html>")
+    got = extract_page(page.encode(), URL)
+    assert got.tags == ["Donetsk region", "War"]
+    assert got.date == "2024-06-12T07:15:00+03:00"  # with its time, where htmldate would give the day
+
+
 def test_metadata_from_json_ld_when_the_page_has_no_meta_tags():
     body = "".join(f"<p>{p}</p>" for p in paragraphs("Kherson", 4))
     page = ('<html><head><title>Shelling in Kherson</title><script type="application/ld+json">'

@@ -62,8 +62,9 @@ _LANG_XPATHS = etree.XPath(
 )
 _SECTION = etree.XPath("/html/head/meta[@property='article:section' or contains(@name, 'subject')]/@content")
 #: rel="tag" links (the microformat most CMSs emit): one cheap pass, where trafilatura's class-name
-#: heuristics cost a third of its metadata time on a heavy page.
-_TAG_LINKS = etree.XPath("//a[@href][@rel='tag' or @rel='category tag' or @rel='category']")
+#: heuristics cost a third of its metadata time on a heavy page. Read with iter("a"), not an XPath:
+#: 0.25 against 0.4 ms on a 110 KB page (265 links).
+_TAG_RELS = frozenset({"tag", "category tag", "category"})
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _AUTHOR_SPLIT = re.compile(r"\s*(?:;|,|\band\b|&|\bи\b|\bі\b|\bта\b)\s*")
 _BY = re.compile(r"^(?:by|von|par|por|автор[:]?|від)\s+", re.IGNORECASE)
@@ -159,6 +160,10 @@ def _precise_date(tree: lxml_html.HtmlElement) -> str | None:
     return None
 
 
+def _tag_links(tree: lxml_html.HtmlElement) -> list[lxml_html.HtmlElement]:
+    return [a for a in tree.iter("a") if a.get("rel") in _TAG_RELS and a.get("href") is not None]
+
+
 def _metadata(tree: lxml_html.HtmlElement, url: str) -> Extracted:
     """Title, authors, date, sitename, canonical URL, description, categories and tags of the page.
 
@@ -183,7 +188,7 @@ def _metadata(tree: lxml_html.HtmlElement, url: str) -> Extracted:
     categories = meta.categories or [str(v) for v in _SECTION(tree)]
     tags = meta.tags or []
     if not categories and not tags:  # links to tag and category pages, when the meta tags say nothing
-        tags = [t for t in (" ".join(a.text_content().split()) for a in _TAG_LINKS(tree)) if t and len(t.split()) <= 5]
+        tags = [t for t in (" ".join(a.text_content().split()) for a in _tag_links(tree)) if t and len(t.split()) <= 5]
     meta.clean_and_trim()
     return Extracted(
         text="",
