@@ -150,20 +150,13 @@ def band_keys(text: str) -> list[int]:
     words = [word for found in paragraphs for word in found]
     if not words:
         return []
-    hashes: dict[str, int] = {}
-
-    def hashed(window: Sequence[str]) -> list[int]:
-        out = []
-        for shingle in shingles(window):
-            value = hashes.get(shingle)
-            if value is None:
-                value = hashes[shingle] = _sha1_32(shingle.encode("utf-8"))
-            out.append(value)
-        return out
-
-    keys = _keys(_signature(hashed(words), FULL_BANDS * FULL_ROWS), FULL_BANDS, FULL_ROWS, 0)
+    sha1, from_bytes = hashlib.sha1, int.from_bytes  # _sha1_32 inlined: this loop runs once per shingle
+    hashes = {shingle: from_bytes(sha1(shingle.encode("utf-8")).digest()[:4], "little") for shingle in shingles(words)}
+    keys = _keys(_signature(list(hashes.values()), FULL_BANDS * FULL_ROWS), FULL_BANDS, FULL_ROWS, 0)
     for window in _windows(paragraphs) or [words[:LEDE_WORDS]]:
-        keys += _keys(_signature(hashed(window), LEDE_BANDS * LEDE_ROWS), LEDE_BANDS, LEDE_ROWS, FULL_BANDS)
+        # A window is a run of the text's words: its shingles are the text's, already hashed.
+        hashed = [hashes.get(shingle) or _sha1_32(shingle.encode("utf-8")) for shingle in shingles(window)]
+        keys += _keys(_signature(hashed, LEDE_BANDS * LEDE_ROWS), LEDE_BANDS, LEDE_ROWS, FULL_BANDS)
     return keys
 
 
