@@ -176,6 +176,10 @@ class _PlaceTable:
                      self.admin1[i] or None, self.iso.get(i))
 
 
+#: The kinds as _PlaceTable.kind stores them, for loops that read the columns directly.
+_COUNTRY, _REGION, _CITY, _AREA = (_PlaceTable._KINDS.index(k) for k in (_KIND_COUNTRY, _KIND_REGION, _KIND_CITY, _KIND_AREA))
+
+
 class _KeyTable:
     """Automaton values: key length, flags and candidate places, in flat arrays (see _PlaceTable)."""
 
@@ -469,21 +473,20 @@ class Gazetteer:
     def _admin1_context(self, text: str, hits: Sequence[tuple[int, int, _Key]], context: dict[str, float]) -> frozenset[str]:
         """First-level regions the text is about: named regions, and towns resolved without doubt."""
         found: set[str] = set()
+        table = self.places
         for start, end, key in hits:
             index = self._resolve(key, context, text, start, end)
-            if index is None:
+            if index is None or not table.admin1[index]:
                 continue
-            place = self.places[index]
-            if place.kind == _KIND_REGION and place.admin1:
-                found.add(place.admin1)
-            elif place.kind == _KIND_CITY and place.admin1 and len({self.places[i].country_code for i in key.candidates}) == 1:
-                found.add(place.admin1)
+            if table.kind[index] == _REGION or (table.kind[index] == _CITY and len({table.cc[i] for i in key.candidates}) == 1):
+                found.add(table.admin1[index])
         return frozenset(found)
 
     def _landmark(self, key: _Key) -> bool:
         """A country or a city of a million: "Paris Fashion Week" is still about Paris."""
-        return any(self.places[i].kind == _KIND_COUNTRY or self.places[i].population >= 1_000_000
-                   for i in key.candidates if self.places[i].kind != _KIND_REGION)
+        table = self.places
+        return any(table.kind[i] == _COUNTRY or table.population[i] >= 1_000_000
+                   for i in key.candidates if table.kind[i] != _REGION)
 
     def _context(self, text: str, low: str, hits: Sequence[tuple[int, int, _Key]],
                  extra_countries: Iterable[str]) -> dict[str, float]:
@@ -501,16 +504,16 @@ class Gazetteer:
                 start = last - length + 1
                 if (start == 0 or not low[start - 1].isalnum()) and (last + 1 >= len(low) or not low[last + 1].isalnum()):
                     bump(cc, 0.5)  # "Russian sources said...": a hint, weaker than a named country
+        table = self.places  # columns, read directly: Place objects for every candidate cost a tenth of enrich
         for _, _, key in hits:
-            kinds = [self.places[i] for i in key.candidates]
-            for place in kinds:
-                if place.kind == _KIND_COUNTRY:
-                    bump(place.country_code, 2.0)
-                elif place.kind == _KIND_AREA or (place.kind == _KIND_REGION and key.multiword):
-                    bump(place.country_code, 1.5)
-            cities = sorted((p for p in kinds if p.kind == _KIND_CITY), key=lambda p: -p.population)
-            if cities and cities[0].population >= 100_000 and (len(cities) == 1 or cities[0].population >= 10 * cities[1].population):
-                bump(cities[0].country_code, 0.5)
+            for i in key.candidates:
+                if table.kind[i] == _COUNTRY:
+                    bump(table.cc[i], 2.0)
+                elif table.kind[i] == _AREA or (table.kind[i] == _REGION and key.multiword):
+                    bump(table.cc[i], 1.5)
+            sizes = sorted((table.population[i] for i in key.candidates if table.kind[i] == _CITY), reverse=True)
+            if sizes and sizes[0] >= 100_000 and (len(sizes) == 1 or sizes[0] >= 10 * sizes[1]):
+                bump(next(table.cc[i] for i in key.candidates if table.kind[i] == _CITY and table.population[i] == sizes[0]), 0.5)
         return context
 
     @staticmethod
@@ -527,16 +530,15 @@ class Gazetteer:
         best: tuple[float, int] | None = None
         regional = not key.multiword and self._region_follows(text, end)
         table = self.places  # columns, read directly: this loop runs for every candidate of every hit
-        region_kind, city_kind = _PlaceTable._KINDS.index(_KIND_REGION), _PlaceTable._KINDS.index(_KIND_CITY)
-        regions = tuple(i for i in key.candidates if table.kind[i] == region_kind)
-        others = tuple(i for i in key.candidates if table.kind[i] != region_kind)
+        regions = tuple(i for i in key.candidates if table.kind[i] == _REGION)
+        others = tuple(i for i in key.candidates if table.kind[i] != _REGION)
         if regional and regions:
             candidates = regions
         elif key.stem:
             candidates = others  # a region's adjective without область/обл. is not the region
         elif not key.multiword:
             # A bare name shared by a region and a town of the same country is the town (Tel Aviv, Kidal).
-            towns = {table.cc[i] for i in others if table.kind[i] == city_kind}
+            towns = {table.cc[i] for i in others if table.kind[i] == _CITY}
             candidates = others + tuple(i for i in regions if table.cc[i] not in towns)
         else:
             candidates = key.candidates
