@@ -32,7 +32,7 @@ import ahocorasick
 import yaml
 
 from sitrep.errors import ConfigError
-from sitrep.gazetteer import gazetteer, lower_same_length
+from sitrep.gazetteer import gazetteer, lower_same_length, resolved
 
 __all__ = ["Enrichment", "EVENT_TYPES", "enrich", "enrich_report", "lexicon_dir"]
 
@@ -224,7 +224,7 @@ def _where(hit: _Hit, offset: int) -> int | str:
 
 def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None) -> Enrichment:
     """Relevance, event types, places and actors of one report, with the evidence for each."""
-    lex = _lexicons((lexicons or lexicon_dir()).resolve())
+    lex = _lexicons(resolved(lexicons or lexicon_dir()))
     head = f"{title.strip()}\n\n" if title and title.strip() and title.strip()[:60] not in text[:400] else ""
     full = head + text
     offset = len(head)
