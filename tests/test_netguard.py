@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from dataclasses import replace
 
@@ -11,8 +12,9 @@ import pytest
 from sitrep import pipeline, sources
 from sitrep.errors import BlockedURLError, ConfigError
 from sitrep.fetch import Fetcher
-from sitrep.netguard import AddressPolicy, check_url, is_public_address, parse_ip_literal
+from sitrep.netguard import AddressPolicy, GuardedTransport, check_url, is_public_address, parse_ip_literal
 from sitrep.settings import FetchSettings
+from tests.conftest import Site
 
 
 class Listener:
@@ -187,3 +189,23 @@ def test_a_refused_feed_is_recorded_not_raised_through_the_batch(settings, conn,
     assert (counts["feeds"], counts["blocked"], counts["new"]) == (2, 1, 1)
     rows = dict(conn.execute("SELECT s.name, l.blocked FROM poll_log l JOIN sources s USING (source_id)").fetchall())
     assert rows == {"good": False, "metadata": True}
+
+
+def test_every_guarded_transport_shares_one_tls_context_that_verifies_certificates(guarded, site):
+    """Built once per process (loading the CA bundle costs 50 ms, and the Fetcher makes a transport per
+    origin), and still httpx's verifying default: hostnames checked, certifi's CAs loaded."""
+    other = Site()
+    try:
+        sites = (site, other)
+        settings = replace(guarded, allowed_hosts=tuple(s.base.removeprefix("http://") for s in sites))
+        with Fetcher(settings) as fetcher:
+            for s in sites:
+                assert fetcher.get(s.add("/ok", "<html>ok</html>")).status == 200
+            contexts = {id(pool.client._transport._pool._ssl_context) for pool in fetcher._pools.values()}
+            assert len(fetcher._pools) == 2
+    finally:
+        other.close()
+    context = GuardedTransport()._pool._ssl_context
+    assert contexts == {id(context)}
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 100

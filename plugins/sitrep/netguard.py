@@ -16,9 +16,11 @@ SITREP_ALLOW_PRIVATE_HOSTS turns the guard off (the demo). SITREP_ALLOWED_HOSTS 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -201,10 +203,19 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise last_error or httpcore.ConnectError(f"no address for {host!r}")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), built once per
+    process and shared by every transport: building one loads the CA bundle, 50 ms of CPU, and the
+    Fetcher makes a transport per origin (25 feeds of 25 sites: 1.25 s per task, before)."""
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """httpx transport whose connections go through the guarded backend."""
 
     def __init__(self, *, policy: AddressPolicy | None = None, allow_private: bool = False, **kwargs: object):
+        kwargs.setdefault("verify", tls_context())
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.policy = policy or AddressPolicy(allow_private=allow_private)
         self._pool._network_backend = _GuardedBackend(self.policy)
