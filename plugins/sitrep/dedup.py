@@ -201,11 +201,15 @@ class Similarity:
 
 
 def compare(a: set[Any], b: set[Any]) -> Similarity:
-    if not a or not b:
+    return similarity(len(a & b), len(a), len(b))
+
+
+def similarity(common: int, size_a: int, size_b: int) -> Similarity:
+    """The similarity of two shingle sets from their sizes and how many shingles they share."""
+    if not size_a or not size_b:
         return Similarity(0.0, 0.0, 0)
-    common = len(a & b)
-    smaller = min(len(a), len(b))
-    return Similarity(common / (len(a) + len(b) - common), common / smaller, smaller)
+    smaller = min(size_a, size_b)
+    return Similarity(common / (size_a + size_b - common), common / smaller, smaller)
 
 
 def is_near_duplicate(sim: Similarity, *, jaccard: float, containment: float, min_shingles: int) -> bool:

@@ -4,10 +4,12 @@ The near-duplicate check (sitrep.dedup) verifies each LSH candidate on the exact
 texts. Built one text at a time as Python sets of word 5-tuples (``dedup.shingle_set``), those sets were
 most of the load step's Python time: a tuple is built per shingle and hashed again at every lookup
 (tuples do not cache their hash). Here a batch's texts are tokenized once, their words numbered (a
-batch-local vocabulary) and every shingle numbered with numpy, so each set is a set of small ints and
-an intersection costs a fraction of the tuples'. The numbers are exact (never a hash that could
-collide: two windows get one number only when their five words are the same), so the similarities are
-those of ``dedup.compare`` on ``dedup.shingle_set``, to the last bit.
+batch-local vocabulary) and every shingle numbered with numpy. Each set is a sorted numpy array of
+distinct numbers and an intersection a binary search: a Python set of the same numbers took three
+times as long to build (0.14 ms per text of 360 words, each number allocated as a Python int) as
+np.unique, and longer than its comparisons. The numbers are exact (never a hash that could collide:
+two windows get one number only when their five words are the same), so the similarities are those of
+``dedup.compare`` on ``dedup.shingle_set``, to the last bit.
 
     sets = ShingleSets({1: "text one ...", 2: "text two ..."})
     sim = sets.compare(1, 2)     # a dedup.Similarity
@@ -41,7 +43,7 @@ class ShingleSets:
         self._length = 0
         self._spans: dict[int, tuple[int, int]] = {}  # key -> (start, end) of texts with at least _N words
         self._short: dict[tuple[str, ...], int] = {}
-        self._sets: dict[int, set[int]] = {}
+        self._sets: dict[int, np.ndarray] = {}  # key -> its distinct shingle numbers, sorted
         self._codes: np.ndarray | None = None
         self.add(texts or {})
 
@@ -53,7 +55,8 @@ class ShingleSets:
         for key, text in texts.items():
             found = dedup.tokens(text)
             if len(found) < _N:  # one shingle of all its words: a number of its own, never a window's
-                self._sets[key] = {-1 - self._short.setdefault(tuple(found), len(self._short))} if found else set()
+                number = [-1 - self._short.setdefault(tuple(found), len(self._short))] if found else []
+                self._sets[key] = np.array(number, dtype=np.int64)
                 continue
             start = self._length + len(words)
             self._spans[key] = (start, start + len(found))
@@ -62,24 +65,34 @@ class ShingleSets:
             self._chunks.append(_numbered(words, self._vocabulary))
             self._length += len(words)
 
-    def _set(self, key: int) -> set[int]:
+    def _set(self, key: int) -> np.ndarray:
         found = self._sets.get(key)
         if found is None:
             if self._codes is None:  # every text's windows at once (a window across two texts is never read)
                 self._codes = _window_codes(np.concatenate(self._chunks))
             start, end = self._spans[key]
-            found = self._sets[key] = set(self._codes[start : end - _N + 1].tolist())
+            found = self._sets[key] = np.unique(self._codes[start : end - _N + 1])
         return found
 
     def __contains__(self, key: object) -> bool:
         return key in self._sets or key in self._spans
 
     def size(self, key: int) -> int:
-        return len(self._set(key))
+        return int(self._set(key).size)
 
     def compare(self, a: int, b: int) -> dedup.Similarity:
         """``dedup.compare`` of the two texts' shingle sets."""
-        return dedup.compare(self._set(a), self._set(b))
+        small, large = sorted((self._set(a), self._set(b)), key=len)
+        return dedup.similarity(_common(small, large), small.size, large.size)
+
+
+def _common(small: np.ndarray, large: np.ndarray) -> int:
+    """How many numbers two sorted arrays of distinct numbers share: each of the smaller's looked up."""
+    if not small.size:
+        return 0
+    at = np.searchsorted(large, small)
+    np.minimum(at, large.size - 1, out=at)
+    return int(np.count_nonzero(large[at] == small))
 
 
 def _numbered(words: list[str], vocabulary: dict[str, int]) -> np.ndarray:
