@@ -5,6 +5,9 @@ The database side (aliases, revisions, stories, concurrency) is in tests/test_st
 
 from __future__ import annotations
 
+import random
+import re
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
@@ -87,6 +90,23 @@ def test_tokens_and_shingles_fold_noise_away():
     assert dedup.shingles(["a", "b", "c", "d", "e", "f"]) == {"a b c d e", "b c d e f"}
     assert dedup.shingles(["only", "three", "words"]) == {"only three words"}
     assert dedup.shingles([]) == set()
+
+
+def _regex_tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
+
+
+def test_tokens_are_the_regex_words_of_the_folded_text_on_every_kind_of_character():
+    """tokens() skips the regex on ASCII text (after typographic marks become spaces): the same words."""
+    for char in map(chr, range(0x3000)):  # ASCII, Latin, combining marks, punctuation, spaces, letterlike forms
+        for sample in (char, f"Ab{char}cd", f"{char}x{char}9_{char}"):
+            assert dedup.tokens(sample) == _regex_tokens(sample), repr(sample)
+    alphabet = [chr(i) for i in range(128)] + list(dedup._MARKS) + list("éßİＯ\u0301ﬁ½²\u2009\u3000。")
+    rnd = random.Random(9)
+    for _ in range(5000):
+        sample = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(40)))
+        assert dedup.tokens(sample) == _regex_tokens(sample), repr(sample)
+    assert dedup.tokens("Ｎａｔｏ’s «Kharkiv» — Kyiv…") == ["nato", "s", "kharkiv", "kyiv"]
 
 
 def test_band_keys_are_deterministic_and_have_the_documented_layout():

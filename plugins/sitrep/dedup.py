@@ -75,11 +75,22 @@ MAX_KEYS = FULL_BANDS + LEDE_WINDOWS * LEDE_BANDS
 _SEED = 20240603
 
 _WORD = re.compile(r"\w+")
+# tokens() without the regex: on ASCII, \w is [A-Za-z0-9_], NFKC changes nothing and case folding is
+# lower(), so one translate (other characters to spaces) and str.split() find the same words in a third
+# of the time. Typographic marks common in news, none of them part of a word, become spaces first.
+_ASCII_WORDS = str.maketrans({c: c.lower() if c.isalnum() or c == "_" else " " for c in map(chr, range(128))})
+_MARKS = "\u00a0\u00ab\u00bb\u2010\u2011\u2013\u2014\u2018\u2019\u201c\u201d\u2026"
 
 
 def tokens(text: str) -> list[str]:
     """Case-folded words of NFKC text: punctuation, spacing and quote styles do not count."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    plain = text
+    if not plain.isascii():
+        for mark in _MARKS:
+            plain = plain.replace(mark, " ")
+        if not plain.isascii():
+            return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    return plain.translate(_ASCII_WORDS).split()
 
 
 def shingles(words: Sequence[str], size: int = SHINGLE_WORDS) -> set[str]:
