@@ -13,6 +13,9 @@ For each corpus size (1k and 5k pages; 20k with --full):
   ``task_stage_log`` rows the tasks write): the difference is Airflow's fixed start-up (importing
   Airflow, parsing the DAG folder, the in-process execution API), 15-20 s of wall time and
   15-19 s of CPU per run whatever the size;
+- one process, the same pages (the first corpus's first 200): CPU per page of bare
+  ``trafilatura.extract`` against sitrep's whole worker path, and how many times one process's rate
+  the ceiling gets from all the cores: the budget the rest of the pipeline shares;
 - each stage's cost per page and share: CPU seconds for fetch (the fetch threads) and extract, enrich,
   dedup (the worker processes), wall seconds for poll, stage (the staging thread) and load. They run
   at the same time, so they do not add up to the wall time: the largest one is the bottleneck;
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -64,6 +68,46 @@ def ceiling(corpus: Corpus) -> float:
         started = time.perf_counter()
         list(pool.map(_bare, paths, chunksize=8))
         return len(paths) / (time.perf_counter() - started)
+
+
+def one_process(corpus: Corpus, sample: int = 200, rounds: int = 5) -> dict[str, float]:
+    """CPU ms per page in this one process, on the same pages: bare ``trafilatura.extract`` (the ceiling's
+    call) and sitrep's whole worker path (``pipeline.build_report``: extraction, metadata, normalization,
+    enrichment, LSH keys), in alternating rounds; the ratio is the median of the rounds' ratios.
+
+    Beside the ceiling it says two things the end-to-end ratio cannot: whether a page costs the workers
+    more than bare extraction does, and how much more than one core all the cores give (on a VM whose vCPUs
+    share physical cores, much less than their number): what is left for fetching, staging, Airflow,
+    PostgreSQL and the web server is the difference.
+    """
+    from datetime import UTC, datetime
+
+    from sitrep.pipeline import build_report
+    from sitrep.records import PageJob, Rejected
+
+    paths = corpus.pages[:sample]
+    fetched = datetime.now(UTC)
+    jobs = []
+    for path in paths:
+        url = f"http://127.0.0.1/{path.relative_to(corpus.root).as_posix()}"
+        jobs.append(PageJob(entry_id=len(jobs), source_id=1, url=url, final_url=url, body=path.read_bytes(),
+                            fetched_at=fetched))
+    for path, job in zip(paths[:20], jobs[:20], strict=True):  # imports, the gazetteer, lexicons: not per page
+        _bare(str(path))
+        build_report(job)
+    rejected = sum(isinstance(build_report(job), Rejected) for job in jobs)  # a failure path would be cheaper
+    bare, ours = [], []
+    for _ in range(rounds):
+        started = time.process_time()
+        for path in paths:
+            _bare(str(path))
+        bare.append((time.process_time() - started) * 1000 / len(paths))
+        started = time.process_time()
+        for job in jobs:
+            build_report(job)
+        ours.append((time.process_time() - started) * 1000 / len(jobs))
+    return {"pages": float(len(paths)), "rejected": float(rejected), "bare": statistics.median(bare), "sitrep": statistics.median(ours),
+            "ratio": statistics.median(o / b for o, b in zip(ours, bare, strict=True))}
 
 
 class ProcessMeter:
@@ -219,6 +263,11 @@ def run(args: argparse.Namespace) -> list[Table]:
     timeline.add_column("pages", justify="right")
     for name in [*phase_names, "between tasks", "the ceiling's time for these pages"]:
         timeline.add_column(name, justify="right")
+    single = Table(title="one process, the same pages: CPU ms per page of sitrep's worker path vs bare"
+                         " trafilatura.extract, and what all the cores give over one")
+    for col in ("pages", "bare trafilatura.extract ms/page", "sitrep worker path ms/page", "ratio",
+                "ceiling pages/s (all cores)", "one process pages/s (bare)", "all cores / one"):
+        single.add_column(col, justify="right")
     with tempfile.TemporaryDirectory(prefix="sitrep-bench-") as tmp:
         server = db.EmbeddedPostgres(Path(tmp) / "pg")
         try:
@@ -226,6 +275,11 @@ def run(args: argparse.Namespace) -> list[Table]:
             for size in sizes:
                 corpus = build_corpus(size)
                 before = ceiling(corpus)
+                if not single.row_count:  # per page: the first corpus is enough
+                    one = one_process(corpus)
+                    single.add_row(f"{one['pages']:.0f}", f"{one['bare']:.2f}", f"{one['sitrep']:.2f}",
+                                   f"{one['ratio']:.2f}", f"{before:.1f}", f"{1000 / one['bare']:.1f}",
+                                   f"{before * one['bare'] / 1000:.2f}")
                 dbname = f"bench_{size}"
                 db._create_database(base, dbname)
                 url = server.url(dbname)
@@ -258,7 +312,9 @@ def run(args: argparse.Namespace) -> list[Table]:
             server.stop()
     timeline.caption = ("dag.test() runs the mapped tasks one after another; a deployment's executor runs them side"
                         " by side. Busy: CPU time of every process on the machine over cores x the phase's wall time")
-    return [summary, shares, budget, timeline]
+    single.caption = ("sitrep's worker path: extraction (fast mode), metadata, normalization, enrichment and LSH"
+                      " keys, as build_report runs it in the workers; rounds alternate, medians of five")
+    return [summary, single, shares, budget, timeline]
 
 
 def _phase_cell(seconds: float, busy: float | None) -> str:

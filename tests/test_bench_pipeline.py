@@ -6,7 +6,7 @@ number the table is made of is there, counts every page once and is put in its p
 from __future__ import annotations
 
 import bench._pagegen
-from bench.pipeline import ceiling, run_pipeline
+from bench.pipeline import ceiling, one_process, run_pipeline
 
 
 def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every_part(
@@ -16,6 +16,10 @@ def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every
     assert len(corpus.pages) == 40 and all(p.stat().st_size >= 30_000 for p in corpus.pages)
 
     assert ceiling(corpus) > 0
+    # One process, the same pages: both paths timed, every page a report (not the cheaper failure path).
+    one = one_process(corpus, sample=12, rounds=2)
+    assert (one["pages"], one["rejected"]) == (12, 0), one
+    assert one["bare"] > 0 and one["sitrep"] > 0 and one["ratio"] > 0, one
     result = run_pipeline(corpus, test_home, db_url)
 
     # Every page ended as a report or a duplicate of one: nothing failed, nothing counted twice.
