@@ -113,7 +113,11 @@ def one_process(corpus: Corpus, sample: int = 200, rounds: int = 5) -> dict[str,
 class ProcessMeter:
     """Samples process trees until stopped: the peak summed RSS of the run's tree, and the CPU seconds each
     watched tree spent meanwhile (per process, its last sample less its first; a process that exits loses
-    at most one interval, one born since is found within RELIST intervals and counts from zero)."""
+    at most one interval, one born since is found within RELIST intervals and counts from zero).
+
+    PostgreSQL's backends come and go with each task's connections, some within a RELIST interval: the
+    server's CPU is the postmaster's own and its reaped children's (the kernel adds a child's CPU time
+    to its parent's when the parent waits for it), plus that of the children still there at the end."""
 
     #: The process trees are listed again every this many samples (listing them reads every process's
     #: /proc entry, 7 ms a sample on this VM; the meter's CPU is taken from the cores it measures).
@@ -125,6 +129,7 @@ class ProcessMeter:
         self._last: dict[int, tuple[str, float]] = {}
         self._procs: list[tuple[str, psutil.Process]] = []
         self._samples = 0
+        self._opening = True  # the first sample: what is there counts from it, not from zero
         #: (epoch seconds, busy CPU seconds, all CPU seconds) of the whole machine, at every sample
         self.machine: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
@@ -155,11 +160,14 @@ class ProcessMeter:
             with contextlib.suppress(psutil.Error), proc.oneshot():
                 times = proc.cpu_times()
                 spent = times.user + times.system
+                if proc.pid == self.postgres_pid:
+                    spent += times.children_user + times.children_system
                 if group != "postgres":
                     rss += proc.memory_info().rss
                 # A process already there at the start counts from then; one born since, from zero.
-                self._first.setdefault(proc.pid, 0.0 if self._thread.is_alive() else spent)
+                self._first.setdefault(proc.pid, spent if self._opening else 0.0)
                 self._last[proc.pid] = (group, spent)
+        self._opening = False
         self.peak = max(self.peak, rss)
 
     def _run(self) -> None:
@@ -177,7 +185,10 @@ class ProcessMeter:
     def cpu(self) -> dict[str, float]:
         """CPU seconds by group: run (the DAG process), workers (its children), postgres (the server)."""
         out: dict[str, float] = {}
+        listed = {proc.pid for _, proc in self._procs}
         for pid, (group, last) in self._last.items():
+            if group == "postgres" and pid != self.postgres_pid and pid not in listed:
+                continue  # gone: the postmaster reaped it, its CPU is in the postmaster's children's time
             out[group] = out.get(group, 0.0) + last - self._first.get(pid, 0.0)
         return out
 
@@ -189,6 +200,8 @@ class ProcessMeter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._samples = 0  # a last sample, listing the trees again: cpu() counts who is still there
+        self._sample()
 
 
 def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from bench.pipeline import ProcessMeter
 
@@ -78,3 +79,42 @@ def test_process_meter_counts_cpu_by_group_from_its_first_sample_and_keeps_the_p
     # The run's own process only started a child.
     assert cpu["run"] < 0.3, cpu
     assert meter.peak >= 150 * 2**20
+
+
+_BACKEND = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.6:\n    pass\n"
+
+# The server: on a line from stdin it starts a backend that burns 0.6 s and exits, waits for it (the kernel
+# adds the child's CPU time to the parent's children's time), burns 0.4 s itself, says so, then idles.
+_SERVER = textwrap.dedent("""
+    import subprocess, sys, time
+    sys.stdin.readline()
+    subprocess.run([sys.executable, "-c", sys.argv[1]], check=True)
+    start = time.process_time()
+    while time.process_time() - start < 0.4:
+        pass
+    print("burnt", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("relist", [1, 10_000])
+def test_process_meter_counts_a_backend_that_came_and_went_once(monkeypatch, relist):
+    """Listed at every sample (seen alive, then reaped) or never (born and gone between listings): the
+    backend's 0.6 s counts once either way, through the postmaster's children's time."""
+    monkeypatch.setattr(ProcessMeter, "RELIST", relist)
+    run, server = _start("import time; time.sleep(60)"), _start(_SERVER, _BACKEND)
+    try:
+        time.sleep(0.3)
+        with ProcessMeter(run.pid, server.pid, every=0.05) as meter:
+            assert server.stdin is not None and server.stdout is not None
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            assert server.stdout.readline().strip() == "burnt"
+        cpu = meter.cpu()
+    finally:
+        for proc in (run, server):
+            proc.kill()
+            proc.wait()
+
+    # 0.6 s in the backend (plus its interpreter's start-up) and 0.4 s in the server, each once.
+    assert 0.9 <= cpu["postgres"] < 1.45, cpu
