@@ -110,7 +110,8 @@ def one_process(corpus: Corpus, sample: int = 200, rounds: int = 5) -> dict[str,
             spent[1] += clock() - middle
         bare.append(spent[0] * 1000 / len(paths))
         ours.append(spent[1] * 1000 / len(jobs))
-    return {"pages": float(len(paths)), "rejected": float(rejected), "bare": statistics.median(bare), "sitrep": statistics.median(ours),
+    return {"pages": float(len(paths)), "rejected": float(rejected),
+            "bare": statistics.median(bare), "sitrep": statistics.median(ours),
             "ratio": statistics.median(o / b for o, b in zip(ours, bare, strict=True))}
 
 
@@ -330,7 +331,8 @@ def run(args: argparse.Namespace) -> list[Table]:
     timeline.caption = ("dag.test() runs the mapped tasks one after another; a deployment's executor runs them side"
                         " by side. Busy: CPU time of every process on the machine over cores x the phase's wall time")
     single.caption = ("sitrep's worker path: extraction (fast mode), metadata, normalization, enrichment and LSH"
-                      " keys, as build_report runs it in the workers; the two paths take turns page by page; medians of five rounds")
+                      " keys, as build_report runs it in the workers; the two paths take turns page by page;"
+                      " medians of five rounds")
     return [summary, single, shares, budget, timeline]
 
 
