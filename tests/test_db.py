@@ -80,3 +80,43 @@ def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):
 def test_dead_database_is_one_clear_error():
     with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x"):
         db.connect("postgresql://nobody@127.0.0.1:9/x", attempts=2)
+
+
+def test_a_restarted_server_keeps_its_port_though_its_last_connections_sit_in_time_wait(tmp_path):
+    """`sitrep db stop` then `start` must not move the server (a URL the user copied, a client that retries):
+    a connection the server closed first leaves a TIME_WAIT on the server's port, which PostgreSQL binds
+    through (SO_REUSEADDR) and so must sitrep's check whether the port is free."""
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    server.start("demo")
+    port = server.running_port()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"\x00\x00\x00\x04")  # too short for a startup packet: the server says so, hangs up
+            while client.recv(4096):
+                pass
+        assert _server_side_time_wait(port), "the test needs a TIME_WAIT on the server's port"
+        assert server.stop() is True
+        server.start("demo")
+        assert server.running_port() == port
+    finally:
+        server.stop()
+
+
+def _server_side_time_wait(port: int) -> bool:
+    """A TIME_WAIT socket whose local end is the server's port (from /proc/net/tcp: state 06)."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return any(int(row[1].split(":")[1], 16) == port and row[3] == "06" for row in rows)
+
+
+def test_a_port_is_free_to_a_server_unless_something_listens_on_it():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        assert db._port_is_free(taken) is False
+    port = db._free_port()
+    assert db._port_is_free(port) is True
+    low, _ = db._ephemeral_ports()
+    if low - db._LOWEST_PORT >= 1000:  # as on every Linux default (32768-60999)
+        assert db._LOWEST_PORT <= port < low  # never a port a client connection could hold as its source

