@@ -59,13 +59,12 @@ def _embedded_postgres():  # type: ignore[no-untyped-def]
 _LOWEST_PORT = 10_000
 
 
-def _ephemeral_ports() -> tuple[int, int]:
-    """The kernel's range of source ports for outgoing connections (Linux's default if unreadable)."""
+def _ephemeral_floor() -> int:
+    """The lowest source port the kernel gives outgoing connections (Linux's default if unreadable)."""
     try:
-        low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        return 32768, 60999
-    return low, high
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _free_port() -> int:
@@ -75,7 +74,7 @@ def _free_port() -> int:
     by a client socket (or its TIME_WAIT) by the time the server restarts, and the server would have to
     move. Below it, only another server can take it.
     """
-    low, _ = _ephemeral_ports()
+    low = _ephemeral_floor()
     if low - _LOWEST_PORT >= 1000:
         for _ in range(100):
             port = random.randrange(_LOWEST_PORT, low)
