@@ -143,6 +143,28 @@ def test_a_changed_text_under_the_same_url_is_a_revision_with_a_later_ingest_seq
     assert bands == set(dedup.band_keys(stored))
 
 
+def test_two_reports_changed_to_the_same_text_in_one_batch_load_and_one_is_revised(conn):
+    # Two pages of a site replaced by the same text (a notice, a syndicated copy) in one batch: a text is
+    # one report's, so the earliest of the two takes it and the other keeps its text; the batch loads.
+    src = _source(conn, "site")
+    first, second = "https://site.example/a.html", "https://site.example/b.html"
+    _load(conn, src, _report(conn, src, first, text(article(5))), _report(conn, src, second, text(article(6))))
+    before = _rows(conn)
+    same = text(article(7))
+
+    revised = _report(conn, src, second, same, published=DAY + timedelta(hours=1))
+    result = _load(conn, src, revised, _report(conn, src, first, same, published=DAY + timedelta(hours=2)))
+
+    after = _rows(conn)
+    assert (result.updated, result.inserted, result.aliased) == (1, 0, 1)
+    assert (after[second][0], after[second][3]) == (before[second][0], 2)  # published first: revised
+    assert after[first] == before[first]
+    holders = conn.execute("SELECT url FROM reports WHERE content_sha256 = %s", (revised.content_sha256,)).fetchall()
+    assert holders == [(second,)]
+    assert conn.execute("SELECT count(*) FROM entries WHERE status = 'duplicate'").fetchone()[0] == 2
+    _assert_story_invariants(conn)
+
+
 def test_the_same_text_again_changes_nothing(conn):
     src = _source(conn, "wire")
     url = "https://example.com/a.html"

@@ -238,15 +238,20 @@ UPDATE merge_rows m SET report_id = n.report_id, how = 'content'
   FROM new_reports n WHERE m.report_id IS NULL AND n.content_sha256 = m.content_sha256;
 """
 
+# Reports whose page changed: the latest fetch of each is a revision unless its text is already a report's
+# or a new one's (a text is one report's); of pages changed to the same text in one batch, the earliest
+# published is revised and the others keep theirs (else the batch failed on the unique content hash).
 _UPDATE_CHANGED = """
 WITH latest AS (
     SELECT DISTINCT ON (report_id) * FROM merge_rows
     WHERE how IN ('url', 'canonical') ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
 ), changed AS (
-    SELECT l.report_id, {changed_payload} FROM latest l JOIN staged_reports s USING (entry_id) JOIN reports r USING (report_id)
+    SELECT DISTINCT ON (l.content_sha256) l.report_id, {changed_payload}
+    FROM latest l JOIN staged_reports s USING (entry_id) JOIN reports r USING (report_id)
     WHERE r.content_sha256 <> l.content_sha256
       AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = l.content_sha256)
       AND NOT EXISTS (SELECT 1 FROM new_reports o WHERE o.content_sha256 = l.content_sha256)
+    ORDER BY l.content_sha256, l.ord
 )
 UPDATE reports r SET {assignments}, page_id = coalesce(c.page_id, r.page_id),
     revision = r.revision + 1, updated_at = now(), ingest_seq = nextval('ingest_seq')
