@@ -180,6 +180,49 @@ def _declaring(report: Report, canonical: str) -> Report:
     return replace(report, canonical_url=canonical)
 
 
+def _canonicals(conn: psycopg.Connection) -> dict[str, tuple[str, int]]:
+    rows = conn.execute("SELECT url, canonical_url, revision FROM reports").fetchall()
+    conn.commit()
+    return {u: (c, r) for u, c, r in rows}
+
+
+A, B, C = "https://site.example/a.html", "https://site.example/b.html", "https://site.example/c.html"
+
+
+def test_a_revised_page_declaring_a_stored_reports_canonical_keeps_its_own(conn):
+    # a.html now declares b.html as its canonical, with b's text updated (a site merging two pages): the
+    # revision is loaded under a.html's canonical (a canonical URL is one report's; the batch used to fail).
+    src = _source(conn, "site")
+    _load(conn, src, _report(conn, src, A, text(article(20))), _report(conn, src, B, text(article(21))))
+    result = _load(conn, src, _declaring(_report(conn, src, A, text(article(21) + ["Updated."])), B))
+    assert result.updated == 1
+    assert _canonicals(conn) == {A: (A, 2), B: (B, 1)}
+
+
+def test_two_revised_pages_declaring_the_same_new_canonical_in_one_batch(conn):
+    src = _source(conn, "site")
+    _load(conn, src, _report(conn, src, A, text(article(20))), _report(conn, src, B, text(article(21))))
+    result = _load(conn, src, _declaring(_report(conn, src, A, text(article(22) + ["One."])), C),
+                   _declaring(_report(conn, src, B, text(article(22) + ["Two."])), C))
+    assert result.updated == 2
+    assert _canonicals(conn) == {A: (C, 2), B: (B, 2)}  # the earlier page takes it
+    assert conn.execute("SELECT report_id FROM report_urls WHERE url = %s", (C,)).fetchone()[0] == \
+        _rows(conn)[A][0]
+
+
+def test_a_revised_page_declaring_a_new_pages_url_in_the_same_batch(conn):
+    # The article moved: its old URL now declares the new one, which the feed lists in the same batch.
+    src = _source(conn, "site")
+    _load(conn, src, _report(conn, src, A, text(article(20))))
+    result = _load(conn, src, _declaring(_report(conn, src, A, text(article(23) + ["One."])), C),
+                   _report(conn, src, C, text(article(23))))
+    assert (result.inserted, result.updated) == (1, 1)
+    assert _canonicals(conn) == {A: (A, 2), C: (C, 1)}
+    assert conn.execute("SELECT report_id FROM report_urls WHERE url = %s", (C,)).fetchone()[0] == \
+        _rows(conn)[C][0]
+    _assert_story_invariants(conn)
+
+
 def test_a_canonical_that_every_page_declares_is_not_trusted(conn):
     src = _source(conn, "one-url-site")
     shared = "https://site.example/news"

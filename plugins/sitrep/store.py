@@ -236,6 +236,15 @@ UPDATE merge_rows m SET report_id = n.report_id, how = 'canonical'
   FROM new_reports n WHERE m.report_id IS NULL AND n.canonical_url = m.canonical_url;
 UPDATE merge_rows m SET report_id = n.report_id, how = 'content'
   FROM new_reports n WHERE m.report_id IS NULL AND n.content_sha256 = m.content_sha256;
+
+-- A page seen before that now declares a canonical URL another report has (stored, new in this batch,
+-- or an earlier page's in it) keeps its report's: a canonical URL is one report's.
+UPDATE merge_rows m SET canonical_url = r.canonical_url
+  FROM reports r WHERE m.how = 'url' AND r.report_id = m.report_id AND m.canonical_url <> r.canonical_url
+  AND (EXISTS (SELECT 1 FROM reports o WHERE o.canonical_url = m.canonical_url)
+       OR EXISTS (SELECT 1 FROM new_reports n WHERE n.canonical_url = m.canonical_url)
+       OR EXISTS (SELECT 1 FROM merge_rows e WHERE e.how = 'url' AND e.canonical_url = m.canonical_url
+                  AND e.report_id <> m.report_id AND e.ord < m.ord));
 """
 
 # Reports whose page changed: the latest fetch of each is a revision unless its text is already a report's
