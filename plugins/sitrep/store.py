@@ -238,13 +238,18 @@ UPDATE merge_rows m SET report_id = n.report_id, how = 'content'
   FROM new_reports n WHERE m.report_id IS NULL AND n.content_sha256 = m.content_sha256;
 
 -- A page seen before that now declares a canonical URL another report has (stored, new in this batch,
--- or an earlier page's in it) keeps its report's: a canonical URL is one report's.
-UPDATE merge_rows m SET canonical_url = r.canonical_url
-  FROM reports r WHERE m.how = 'url' AND r.report_id = m.report_id AND m.canonical_url <> r.canonical_url
-  AND (EXISTS (SELECT 1 FROM reports o WHERE o.canonical_url = m.canonical_url)
-       OR EXISTS (SELECT 1 FROM new_reports n WHERE n.canonical_url = m.canonical_url)
-       OR EXISTS (SELECT 1 FROM merge_rows e WHERE e.how = 'url' AND e.canonical_url = m.canonical_url
-                  AND e.report_id <> m.report_id AND e.ord < m.ord));
+-- or an earlier page's in it) keeps its report's: a canonical URL is one report's. (The pages whose
+-- canonical moved first, a few: the planner has no statistics on merge_rows to see that.)
+WITH moved AS MATERIALIZED (
+    SELECT m.entry_id, m.canonical_url, r.canonical_url AS stored,
+           first_value(m.report_id) OVER (PARTITION BY m.canonical_url ORDER BY m.ord) <> m.report_id AS later
+    FROM merge_rows m JOIN reports r USING (report_id)
+    WHERE m.how = 'url' AND m.canonical_url <> r.canonical_url
+)
+UPDATE merge_rows m SET canonical_url = v.stored FROM moved v
+WHERE m.entry_id = v.entry_id
+  AND (v.later OR EXISTS (SELECT 1 FROM reports o WHERE o.canonical_url = v.canonical_url)
+       OR EXISTS (SELECT 1 FROM new_reports n WHERE n.canonical_url = v.canonical_url));
 """
 
 # Reports whose page changed: the latest fetch of each is a revision unless its text is already a report's
