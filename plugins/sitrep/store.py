@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -81,6 +82,15 @@ def _merged(columns: Sequence[str], merge_alias: str) -> list[str]:
     """Staged columns as the merge sees them: the canonical URL from the merge's row (which may have
     distrusted the declared one, see _distrust_shared_canonicals), the rest from staged_reports ``s``."""
     return [f"{merge_alias}.canonical_url" if c == "canonical_url" else f"s.{c}" for c in columns]
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A report this batch revised: the entry whose text it took, and its text before."""
+
+    report_id: int
+    entry_id: int
+    old_text: str
 
 
 @dataclass(frozen=True)
@@ -260,7 +270,7 @@ WITH latest AS (
     SELECT DISTINCT ON (report_id) * FROM merge_rows
     WHERE how IN ('url', 'canonical') ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
 ), changed AS (
-    SELECT DISTINCT ON (l.content_sha256) l.report_id, {changed_payload}
+    SELECT DISTINCT ON (l.content_sha256) l.report_id, l.entry_id, r.text AS old_text, {changed_payload}
     FROM latest l JOIN staged_reports s USING (entry_id) JOIN reports r USING (report_id)
     WHERE r.content_sha256 <> l.content_sha256
       AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = l.content_sha256)
@@ -270,7 +280,7 @@ WITH latest AS (
 UPDATE reports r SET {assignments}, page_id = coalesce(c.page_id, r.page_id),
     revision = r.revision + 1, updated_at = now(), ingest_seq = nextval('ingest_seq')
 FROM changed c WHERE r.report_id = c.report_id
-RETURNING r.report_id
+RETURNING r.report_id, c.entry_id, c.old_text
 """
 
 # The new reports, written once: story and duplicate_of already known (the story's representative,
@@ -319,30 +329,33 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
                 return LoadResult()
             cur.execute(_UPDATE_CHANGED.format(assignments=assignments,  # type: ignore[arg-type]
                                                changed_payload=changed_payload))
-            revised = [int(r[0]) for r in cur.fetchall()]
+            revisions = [Revision(int(rid), int(entry), str(text)) for rid, entry, text in cur.fetchall()]
             started = time.perf_counter()
-            grouped, candidates = _assign_stories(cur, revised, rules)
+            grouped, candidates = _assign_stories(cur, revisions, rules)
             dedup_seconds = time.perf_counter() - started
             cur.execute(_FINISH)  # type: ignore[arg-type]
-    result = LoadResult(inserted=inserted, updated=len(revised), aliased=total - inserted - len(revised),
+    result = LoadResult(inserted=inserted, updated=len(revisions), aliased=total - inserted - len(revisions),
                         grouped=grouped, candidates=candidates, dedup_seconds=dedup_seconds)
     log.info("loaded sources=%s inserted=%d updated=%d aliases=%d grouped=%d candidates=%d dedup=%.3fs",
-             list(source_ids), inserted, len(revised), result.aliased, grouped, candidates, dedup_seconds)
+             list(source_ids), inserted, len(revisions), result.aliased, grouped, candidates, dedup_seconds)
     return result
 
 
 # ------------------------------------------------------------------------------------------ stories
 
-# The batch's LSH keys, from the keys the workers staged (dedup.split_keys in SQL: position i < FULL_BANDS
-# is band i; the lede windows' keys share the bands after it). Reports staged without keys get theirs
-# in Python (_missing_bands).
-_BATCH_BANDS = f"""
-CREATE TEMP TABLE batch_bands ON COMMIT DROP AS
+# LSH keys of reports (``n``: report_id, entry_id) from the keys the workers staged (dedup.split_keys in
+# SQL: position i < FULL_BANDS is band i; the lede windows' keys share the bands after it). Reports staged
+# without keys get theirs in Python (_missing_bands).
+_STAGED_BANDS = f"""
 SELECT DISTINCT CASE WHEN k.i <= {dedup.FULL_BANDS} THEN k.i - 1
-                     ELSE {dedup.FULL_BANDS} + (k.i - 1 - {dedup.FULL_BANDS}) % {dedup.LEDE_BANDS} END::smallint AS band,
+                     ELSE {dedup.FULL_BANDS} + mod(k.i - 1 - {dedup.FULL_BANDS}, {dedup.LEDE_BANDS}) END::smallint AS band,
        k.hash, n.report_id
-FROM new_reports n JOIN staged_reports s USING (entry_id), unnest(s.minhash) WITH ORDINALITY AS k(hash, i)
+FROM {{reports}} AS n(report_id, entry_id) JOIN staged_reports s USING (entry_id), unnest(s.minhash) WITH ORDINALITY AS k(hash, i)
 """
+_BATCH_BANDS = "CREATE TEMP TABLE batch_bands ON COMMIT DROP AS" + _STAGED_BANDS.format(
+    reports="(SELECT report_id, entry_id FROM new_reports)")
+_STAGED_BANDS_INTO = "INSERT INTO batch_bands" + _STAGED_BANDS
+_REVISED = "unnest(%(reports)s::bigint[], %(entries)s::bigint[])"  # revised reports and the entries they took
 
 _CANDIDATES = """
 SELECT DISTINCT b.report_id, s.report_id FROM batch_bands b JOIN story_bands s USING (band, hash)
@@ -378,12 +391,15 @@ FROM s WHERE r.story_id = s.story_id AND r.duplicate_of IS DISTINCT FROM nullif(
 """
 
 
-def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSettings) -> tuple[int, int]:
+def _assign_stories(cur: psycopg.Cursor, revisions: list[Revision], rules: DedupSettings) -> tuple[int, int]:
     """The near-duplicate layer: bands in, candidates out, verified, stories assigned, new reports written.
+
+    ``revisions``: the reports this batch revised (their old keys leave the index, their new ones go in).
 
     Returns how many new reports joined a story that already had a member, and how many candidate
     pairs were verified.
     """
+    revised = [r.report_id for r in revisions]
     # The batch's texts first: a thread splits them into words while the server builds batch_bands and
     # finds the candidates, then verifies the candidates while the server inserts the batch's keys into
     # story_bands (psycopg waits for the server without holding the GIL), so the server's work and the
@@ -393,16 +409,18 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
     rows = cur.fetchall()
     new = [(int(rid), str(url)) for rid, url, _ in rows]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitrep-verify") as pool:
+        old_keys = pool.submit(_old_keys, revisions)
         batch_sets = pool.submit(ShingleSets, {int(rid): str(text) for rid, _, text in rows})
         del rows
         candidates = _candidates(cur)
         stored, story_of = _stored_to_verify(cur, {rid for rid, _ in new}, candidates)
 
         # The index: revised reports' bands replaced, then the batch's keys inserted.
-        if revised:
-            cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s)", (revised,))
-            cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (revised,))
-            _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
+        if revisions:
+            _drop_bands(cur, old_keys.result())
+            staged = {"reports": revised, "entries": [r.entry_id for r in revisions]}
+            cur.execute(_STAGED_BANDS_INTO.format(reports=_REVISED), staged)
+            _missing_bands(cur, _REVISED, staged)
 
         def verify() -> tuple[dict[int, int], dict[int, int], int]:
             shingled = batch_sets.result()
@@ -443,7 +461,7 @@ def _assign_stories(cur: psycopg.Cursor, revised: list[int], rules: DedupSetting
 def _candidates(cur: psycopg.Cursor) -> dict[int, set[int]]:
     """The batch's LSH keys into batch_bands, and each new report's candidates (earlier or in the batch)."""
     cur.execute(_BATCH_BANDS)
-    _missing_bands(cur)
+    _missing_bands(cur, "(SELECT report_id, entry_id FROM new_reports)", {})
     cur.execute("ANALYZE batch_bands")
     cur.execute(_CANDIDATES)
     candidates: dict[int, set[int]] = {}
@@ -468,11 +486,40 @@ def _stored_to_verify(cur: psycopg.Cursor, new_ids: set[int], candidates: dict[i
     return texts, story_of
 
 
-def _missing_bands(cur: psycopg.Cursor) -> None:
-    """Keys for new reports staged without them (by a worker older than the near-duplicate layer)."""
-    cur.execute("SELECT n.report_id, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
-                " WHERE cardinality(s.minhash) = 0")
+def _missing_bands(cur: psycopg.Cursor, reports: str, params: dict[str, list[int]]) -> None:
+    """Keys for reports (a relation of report_id, entry_id) staged without them (by a worker older than
+    the near-duplicate layer)."""
+    cur.execute(f"SELECT n.report_id, s.text FROM {reports} AS n(report_id, entry_id) JOIN staged_reports s USING (entry_id)"
+                " WHERE cardinality(s.minhash) = 0", params)
     _copy_bands(cur, "batch_bands", [(int(rid), dedup.band_keys(str(text))) for rid, text in cur.fetchall()])
+
+
+def _old_keys(revisions: list[Revision]) -> dict[int, list[tuple[int, int]]]:
+    """The (band, key) rows each revised report was indexed with, from its text before the batch."""
+    return {r.report_id: dedup.split_keys(dedup.band_keys(r.old_text)) for r in revisions}
+
+
+def _drop_bands(cur: psycopg.Cursor, pairs: dict[int, list[tuple[int, int]]]) -> None:
+    """Take revised reports' keys (``_old_keys``) out of story_bands by primary key.
+
+    (By report_id, the only other way in, the server scans the table or its BRIN: 0.1-3.7 s for 630
+    reports at a million keys, and growing with the table; by key, 0.12-0.19 s whatever its size.)
+    A report of which fewer keys were found (indexed under other band settings) has its keys removed
+    by report_id.
+    """
+    rows = [(band, key, rid) for rid, report_pairs in pairs.items() for band, key in report_pairs]
+    bands, hashes, ids = ([row[i] for row in rows] for i in range(3))
+    # One primary-key probe per key (6 us each), not a hash of the whole table, which the planner prefers
+    # until the table is many times the keys (its random_page_cost is for disks, not cached pages).
+    cur.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+    cur.execute("DELETE FROM story_bands s USING unnest(%s::smallint[], %s::bigint[], %s::bigint[]) AS k(band, hash, report_id)"
+                " WHERE (s.band, s.hash, s.report_id) = (k.band, k.hash, k.report_id) RETURNING s.report_id",
+                (bands, hashes, ids))
+    found = Counter(int(r[0]) for r in cur.fetchall())
+    cur.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
+    others = [rid for rid, report_pairs in pairs.items() if found[rid] < len(report_pairs)]
+    if others:
+        cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s::bigint[])", (others,))
 
 
 def _copy_bands(cur: psycopg.Cursor, table: str, keys: Sequence[tuple[int, Sequence[int]]]) -> None:
