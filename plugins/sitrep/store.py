@@ -462,6 +462,11 @@ def _candidates(cur: psycopg.Cursor) -> dict[int, set[int]]:
     """The batch's LSH keys into batch_bands, and each new report's candidates (earlier or in the batch)."""
     cur.execute(_BATCH_BANDS)
     _missing_bands(cur, "(SELECT report_id, entry_id FROM new_reports)", {})
+    # Statistics from a sample of 3,000 keys, not the default 30,000: the plan (hash joins) is the same
+    # or better (at a million stored keys the larger sample led to a merge join over story_bands' index,
+    # 1.5-2.1 s against 0.9-1.4 s), and ANALYZE costs less (up to 0.6 s for 330k keys).
+    cur.execute("ALTER TABLE batch_bands ALTER band SET STATISTICS 10, ALTER hash SET STATISTICS 10,"
+                " ALTER report_id SET STATISTICS 10")
     cur.execute("ANALYZE batch_bands")
     cur.execute(_CANDIDATES)
     candidates: dict[int, set[int]] = {}
