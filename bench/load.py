@@ -142,7 +142,7 @@ def _round(server, name: str, reports_for) -> tuple[float, float, float, float]:
     return raw, raw_binary, staged, total
 
 
-def run(args: argparse.Namespace) -> Table:
+def run(args: argparse.Namespace) -> list[Table]:
     from dataclasses import replace
 
     from sitrep import db
@@ -171,6 +171,64 @@ def run(args: argparse.Namespace) -> Table:
                 table.add_row(str(size), f"{kb:.1f}", f"{size / raw:.0f}", f"{size / total:.0f}", f"{raw / total:.2f}",
                               f"{staged:.1f}", f"{total - staged:.1f}", f"{size / raw_binary:.0f}",
                               f"{raw_binary / total:.2f}")
+            growing = _growing(server, *((10000, 10) if args.full else (5000, 6)))
         finally:
             server.stop()
+    return [table, growing]
+
+
+def _revised(report, entry_id: int):  # type: ignore[no-untyped-def]
+    """The report's page fetched again with an update appended (a new entry, the same URL)."""
+    from dataclasses import replace
+
+    from sitrep import dedup
+    from sitrep.normalize import content_hash
+
+    text = report.text + f" Update: officials revised the figures later on (entry {entry_id})."
+    return replace(report, entry_id=entry_id, text=text, word_count=len(text.split()),
+                   content_sha256=content_hash(text), minhash=dedup.band_keys(text))
+
+
+def _growing(server, batch: int, batches: int, revised_share: float = 0.05,  # type: ignore[no-untyped-def]
+             name: str = "load_growing") -> Table:
+    """The loader as the table grows: ``batches`` batches into one database, each after the first with
+    revisions (pages of the batch before fetched again with a changed text). Per-report cost must stay
+    flat: the last batch's rows/s against the first's."""
+    from dataclasses import replace
+
+    from sitrep import db, store
+
+    table = Table(title=f"loader as the table grows ({batches} batches of {batch} news-like reports into one database, "
+                        f"{revised_share:.0%} of the batch before revised in each)")
+    for col in ("batch", "reports before", "rows", "revised", "LSH keys before", "rows/s", "stage s", "merge s",
+                "vs first batch"):
+        table.add_column(col, justify="right")
+    db._create_database(server.url("postgres"), name)
+    with db.connect(server.url(name), statement_timeout_ms=0) as conn:
+        db.migrate(conn)
+        source_id, _ = _prepare(conn, 0)
+        previous: list = []
+        first_rate = 0.0
+        for b in range(batches):
+            first = conn.execute("SELECT coalesce(max(entry_id), 0) + 1 FROM entries").fetchone()[0]
+            # Each batch's pages under their own URLs (the generator's URLs repeat across seeds).
+            fresh = [replace(r, source_id=source_id, entry_id=first + i, url=f"https://bench.example/b{b}/{i}.html",
+                             canonical_url=f"https://bench.example/b{b}/{i}.html")
+                     for i, r in enumerate(_news_reports(batch, source_id, 0, seed=100 + b))]
+            again = [_revised(r, first + len(fresh) + i) for i, r in enumerate(previous[:int(batch * revised_share)])]
+            reports = fresh + again
+            _prepare_entries(conn, source_id, first, len(reports))
+            before, keys = conn.execute("SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM story_bands)").fetchone()
+            conn.commit()
+            started = time.perf_counter()
+            with conn.transaction():
+                store.stage_reports(conn, reports)
+            staged = time.perf_counter() - started
+            result = store.load_staged(conn, [source_id])
+            total = time.perf_counter() - started
+            rate = len(reports) / total
+            first_rate = first_rate or rate
+            table.add_row(str(b + 1), str(before), str(len(reports)), str(result.updated), str(keys), f"{rate:.0f}",
+                          f"{staged:.1f}", f"{total - staged:.1f}", f"{rate / first_rate:.2f}")
+            previous = fresh
     return table

@@ -37,6 +37,23 @@ def test_the_load_round_loads_every_row_once_and_times_both_sides(pg_server):
     assert grouped > 0 and stories < reports
 
 
+def test_the_growing_table_loads_each_batch_and_its_revisions(pg_server):
+    name = f"bench_growing_{uuid.uuid4().hex[:8]}"
+    table = bench_load._growing(pg_server, 60, 3, revised_share=0.05, name=name)
+    # Columns: batch, reports before, rows, revised, LSH keys before, rows/s, stage s, merge s, vs first.
+    cells = [[str(c) for c in column.cells] for column in table.columns]
+    assert cells[0] == ["1", "2", "3"] and cells[2] == ["60", "63", "63"] and cells[3] == ["0", "3", "3"]
+    with db.connect(pg_server.url(name)) as conn:
+        reports, revised = conn.execute("SELECT count(*), count(*) FILTER (WHERE revision = 2) FROM reports").fetchone()
+        closed = conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0]
+        keys = conn.execute("SELECT count(*) FROM story_bands").fetchone()[0]
+    before = [int(c) for c in cells[1]]
+    assert before[0] == 0 and 0 < before[1] <= 60 and before[1] < before[2] <= before[1] + 60  # revisions add none
+    assert before[2] < reports <= before[2] + 60
+    assert closed == 60 + 63 + 63 and revised == 6  # every entry closed; each batch's 3 revisions loaded
+    assert int(cells[4][0]) == 0 and keys > int(cells[4][2]) > int(cells[4][1]) > 0  # the index grew
+
+
 def test_the_fetch_cycles_show_etag_and_body_hash_skips(db_url, conn, tmp_path):
     state = bench_fetch._State(feeds=4, per_feed=2)
     server = bench_fetch._server(state)
