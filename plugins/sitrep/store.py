@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -517,12 +516,12 @@ def _drop_bands(cur: psycopg.Cursor, pairs: dict[int, list[tuple[int, int]]]) ->
     # One primary-key probe per key (6 us each), not a hash of the whole table, which the planner prefers
     # until the table is many times the keys (its random_page_cost is for disks, not cached pages).
     cur.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-    cur.execute("DELETE FROM story_bands s USING unnest(%s::smallint[], %s::bigint[], %s::bigint[]) AS k(band, hash, report_id)"
-                " WHERE (s.band, s.hash, s.report_id) = (k.band, k.hash, k.report_id) RETURNING s.report_id",
-                (bands, hashes, ids))
-    found = Counter(int(r[0]) for r in cur.fetchall())
+    cur.execute("WITH gone AS (DELETE FROM story_bands s USING unnest(%s::smallint[], %s::bigint[], %s::bigint[])"
+                " AS k(band, hash, report_id) WHERE (s.band, s.hash, s.report_id) = (k.band, k.hash, k.report_id)"
+                " RETURNING s.report_id) SELECT report_id, count(*) FROM gone GROUP BY report_id", (bands, hashes, ids))
+    found = {int(rid): int(n) for rid, n in cur.fetchall()}
     cur.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
-    others = [rid for rid, report_pairs in pairs.items() if found[rid] < len(report_pairs)]
+    others = [rid for rid, report_pairs in pairs.items() if found.get(rid, 0) < len(report_pairs)]
     if others:
         cur.execute("DELETE FROM story_bands WHERE report_id = ANY(%s::bigint[])", (others,))
 
