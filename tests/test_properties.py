@@ -7,7 +7,11 @@
   not depend on the order of the items; an item's key survives tracking parameters on its link;
 - dedup invariants (sitrep.store / sitrep.dedup), over random sequences of batches of reports with
   near-duplicates: every report is in a story, a story never loses a member, duplicate_of never
-  points at a duplicate and always at the representative of the report's own story.
+  points at a duplicate and always at the representative of the report's own story;
+- pages seen again (a few URLs, declared canonicals, texts shared between pages): every batch loads and
+  closes its entries on reports, each report's hash and LSH keys are those of its current text, every
+  URL maps to a report. (It finds both unique violations fixed in 0025f23 and f2051d5 on the code
+  before them.)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sitrep import sources, store
-from sitrep.dedup import band_keys
+from sitrep.dedup import band_keys, split_keys
 from sitrep.demo import DEMO_ROOT
 from sitrep.feeds import parse_feed
 from sitrep.normalize import canonical_url, content_hash
@@ -226,3 +230,52 @@ def test_dedup_stories_never_lose_a_member_and_duplicate_of_never_points_at_a_du
             else:
                 assert reps[story_of[rid]] == rid  # the one without duplicate_of is the representative
         assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
+
+
+# Pages seen again: a few URLs, canonicals declared or not, a few texts, so that batches revise reports,
+# alias pages, move canonicals and change pages to texts other pages have.
+_PAGES = st.lists(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([None, 0, 1, 2, 3]), st.integers(0, 2),
+                                     st.integers(0, 2), st.integers(0, 48)),
+                           min_size=1, max_size=5), min_size=1, max_size=4)
+
+
+def _page_report(conn, source_id: int, page: int, declared: int | None, topic: int, variant: int, day: int) -> Report:
+    n = next(_counter)
+    url = f"http://127.0.0.1:8001/news/page-{page}.html"
+    sources.record_entries(conn, source_id, [FeedEntry(entry_key=f"p{n}", link=url, title=f"t{n}")])
+    entry_id = conn.execute("SELECT entry_id FROM entries WHERE entry_key = %s", (f"p{n}",)).fetchone()[0]
+    text = _story_text(topic, variant)
+    canonical = canonical_url(url if declared is None else f"http://127.0.0.1:8001/news/page-{declared}.html")
+    when = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=day)
+    return Report(entry_id=entry_id, source_id=source_id, page_id=None, url=url, canonical_url=canonical,
+                  title=f"Page {page}", authors=[], published_at=when, published_at_source="feed", fetched_at=when,
+                  language="en", text=text, summary=None, word_count=len(text.split()), content_sha256=content_hash(text),
+                  extraction_method="test", minhash=band_keys(text))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                    HealthCheck.too_slow])
+@given(batches=_PAGES)
+def test_pages_seen_again_always_load_and_the_index_follows_each_reports_text(conn, feed_source, batches):
+    # Each batch loads (a failed batch would fail every later load of the source), closes every entry on
+    # a report, and leaves each report's LSH keys exactly those of its current text.
+    for batch in batches:
+        reports = [_page_report(conn, feed_source, *item) for item in batch]
+        conn.commit()
+        with conn.transaction():
+            store.stage_reports(conn, reports)
+        store.load_staged(conn, [feed_source])
+        conn.commit()
+        closed = conn.execute("SELECT count(*) FROM entries e JOIN reports r USING (report_id)"
+                              " WHERE e.entry_id = ANY(%s) AND e.status IN ('loaded', 'duplicate')",
+                              ([r.entry_id for r in reports],)).fetchone()[0]
+        assert closed == len(reports)
+        assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
+        for report_id, text, sha in conn.execute("SELECT report_id, text, content_sha256 FROM reports").fetchall():
+            assert sha == content_hash(text)
+            keys = conn.execute("SELECT band, hash FROM story_bands WHERE report_id = %s ORDER BY 1, 2",
+                                (report_id,)).fetchall()
+            assert keys == split_keys(band_keys(text))
+        unmapped = conn.execute("SELECT count(*) FROM unnest(%s::text[]) AS u(url) LEFT JOIN report_urls USING (url)"
+                                " WHERE report_urls.report_id IS NULL", ([r.url for r in reports],)).fetchone()[0]
+        assert unmapped == 0
