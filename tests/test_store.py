@@ -182,6 +182,51 @@ def test_two_reports_changed_to_the_same_text_in_one_batch_load_and_one_is_revis
     _assert_story_invariants(conn)
 
 
+def _fetch_again(conn: psycopg.Connection, report: Report, text_: str, *, later: timedelta) -> Report:
+    """Another entry for the same page (a feed that changed the item's guid), fetched ``later``."""
+    row = conn.execute("INSERT INTO entries (source_id, entry_key, link) VALUES (%s, %s, %s) RETURNING entry_id",
+                       (report.source_id, f"{report.url}#again-{later}", report.url)).fetchone()
+    conn.commit()
+    again = _report(conn, report.source_id, report.url, text_, published=report.published_at or DAY)
+    return replace(again, entry_id=int(row[0]), fetched_at=(report.fetched_at or DAY) + later)
+
+
+def test_a_page_fetched_more_than_once_before_a_load_loads_its_latest_fetch(conn):
+    # Staged twice before a load (a load failed in between, and the feed gave the item a new guid): the
+    # later fetch is the page's current text, as it would be for a report's page seen again.
+    src = _source(conn, "site")
+    url = "https://site.example/live.html"
+    first = _report(conn, src, url, text(article(5)))
+    updated = _fetch_again(conn, first, text(article(5) + ["Update: the convoy reached the city."]),
+                           later=timedelta(minutes=10))
+    result = _load(conn, src, updated, first)
+    assert (result.inserted, result.aliased) == (1, 1)
+    assert conn.execute("SELECT content_sha256 FROM reports").fetchall() == [(updated.content_sha256,)]
+    assert conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
+
+
+def test_a_copy_declaring_another_pages_canonical_never_fails_the_batch(conn):
+    # A wire story, a copy of it that declares a third page's URL as its canonical, and that third page
+    # with a text of its own, in one batch. The copy's canonical leads for that URL, then gives way to
+    # the original (same text): the third page must still get a report (it used to get none, and the
+    # batch failed on report_urls.report_id, and with it every later load of the source).
+    src = _source(conn, "site")
+    original = _report(conn, src, "https://wire.example/a.html", text(article(3)))
+    copy = _declaring(_report(conn, src, "https://site.example/b.html", text(article(3)),
+                              published=DAY + timedelta(hours=1)), "https://site.example/c.html")
+    third = _report(conn, src, "https://site.example/c.html", text(article(4)), published=DAY + timedelta(hours=2))
+    copy = replace(copy, fetched_at=(third.fetched_at or DAY) + timedelta(minutes=1))  # the latest of c's fetches
+    result = _load(conn, src, original, copy, third)
+    assert (result.inserted, result.aliased) == (2, 1)
+    rows = _rows(conn)
+    assert set(rows) == {original.url, third.url}
+    mapped = dict(conn.execute("SELECT url, report_id FROM report_urls").fetchall())
+    assert mapped[copy.url] == rows[original.url][0] and mapped[third.url] == rows[third.url][0]
+    assert conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0] == 3
+    _assert_story_invariants(conn)
+
+
 def test_the_same_text_again_changes_nothing(conn):
     src = _source(conn, "wire")
     url = "https://example.com/a.html"

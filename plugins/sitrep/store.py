@@ -7,8 +7,9 @@ serialises only the merge, which is short beside fetching and extraction.
 
 Exact dedup, in order: a URL seen before (report_urls), the canonical URL, the content hash. A staged
 row that matches an existing report adds its URL as an alias; one whose text changed updates the
-report (revision + 1, a new ingest_seq). Nothing is ever loaded twice: the UNIQUE constraints on
-canonical_url and content_sha256 would refuse it.
+report (revision + 1, a new ingest_seq). Inside a batch the same rule holds: a page (or an article
+under several URLs) fetched more than once counts by its latest fetch. Nothing is ever loaded twice:
+the UNIQUE constraints on canonical_url and content_sha256 would refuse it.
 
 A declared canonical (rel=canonical, og:url) that other, unrelated texts also declare is not trusted:
 sites that point every page at one URL would otherwise turn each new article into a "revision" of
@@ -212,39 +213,59 @@ def _copy_types(cur: psycopg.Cursor, table: str, columns: Sequence[str]) -> list
 _SELECT = """
 CREATE TEMP TABLE merge_rows ON COMMIT DROP AS
 SELECT s.entry_id, s.url, s.canonical_url, s.content_sha256, s.fetched_at, NULL::bigint AS report_id,
-       NULL::text AS how, row_number() OVER (ORDER BY s.published_at NULLS LAST, s.entry_id) AS ord
+       NULL::text AS how, NULL::bigint AS lead, row_number() OVER (ORDER BY s.published_at NULLS LAST, s.entry_id) AS ord,
+       row_number() OVER (PARTITION BY s.url ORDER BY s.fetched_at DESC NULLS LAST, s.entry_id DESC) = 1 AS latest
 FROM staged_reports s
 WHERE s.source_id = ANY(%(sources)s)
 """
 
-_MERGE = """
+_MATCH_STORED = """
 -- 1. a URL seen before, 2. the canonical URL, 3. the same text: an existing report.
 UPDATE merge_rows m SET report_id = u.report_id, how = 'url' FROM report_urls u WHERE u.url = m.url;
 UPDATE merge_rows m SET report_id = r.report_id, how = 'canonical'
   FROM reports r WHERE m.report_id IS NULL AND r.canonical_url = m.canonical_url;
 UPDATE merge_rows m SET report_id = r.report_id, how = 'content'
   FROM reports r WHERE m.report_id IS NULL AND r.content_sha256 = m.content_sha256;
+-- Another fetch of a page that one of the above matched is that report's (a revision, if the latest).
+UPDATE merge_rows m SET report_id = p.report_id, how = 'url'
+  FROM merge_rows p WHERE m.report_id IS NULL AND p.report_id IS NOT NULL AND p.url = m.url;
+"""
 
--- New reports: one leader per canonical URL and per text inside the batch (earliest published first).
--- Their report ids and ingest_seq are drawn here, in load order; the rows are written once, after the
--- near-duplicate layer has given each its story and representative (see _INSERT).
-CREATE TEMP TABLE new_reports ON COMMIT DROP AS
+# New reports, in rounds until every row has one. A page fetched more than once in the batch counts
+# by its latest fetch (its current state, as for a report's page seen again: _UPDATE_CHANGED), and its
+# earlier fetches follow it. Among latest fetches: one leader per canonical URL (the latest fetch of
+# the article, whatever its URL), then one per text (the earliest published: a syndicated copy follows
+# the original), and the rows that share a leader's canonical URL or text follow it. A row whose
+# canonical URL's leader gave way to another's text (a syndicated copy declaring a third page's
+# canonical) matches no leader: it leads in the next round.
+_LEAD = """
 WITH by_url AS (
-    SELECT DISTINCT ON (canonical_url) * FROM merge_rows WHERE report_id IS NULL ORDER BY canonical_url, ord
+    SELECT DISTINCT ON (canonical_url) * FROM merge_rows WHERE report_id IS NULL AND lead IS NULL AND latest
+    ORDER BY canonical_url, fetched_at DESC NULLS LAST, entry_id DESC
 ), leaders AS (
     SELECT DISTINCT ON (content_sha256) * FROM by_url ORDER BY content_sha256, ord
-), ordered AS (
-    SELECT entry_id, url, canonical_url, content_sha256, ord FROM leaders ORDER BY ord
 )
+UPDATE merge_rows m SET lead = m.entry_id, how = 'new' FROM leaders l WHERE m.entry_id = l.entry_id;
+UPDATE merge_rows m SET lead = l.entry_id, how = 'canonical'
+  FROM merge_rows l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.lead = l.entry_id
+  AND l.canonical_url = m.canonical_url;
+UPDATE merge_rows m SET lead = l.entry_id, how = 'content'
+  FROM merge_rows l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.lead = l.entry_id
+  AND l.content_sha256 = m.content_sha256;
+UPDATE merge_rows m SET lead = p.lead, how = 'url'
+  FROM merge_rows p WHERE m.lead IS NULL AND m.report_id IS NULL AND NOT m.latest AND p.latest AND p.url = m.url
+  AND p.lead IS NOT NULL;
+"""
+
+_NEW_REPORTS = """
+-- The leaders' report ids and ingest_seq are drawn here, in load order; the rows are written once,
+-- after the near-duplicate layer has given each its story and representative (see _INSERT).
+CREATE TEMP TABLE new_reports ON COMMIT DROP AS
 SELECT nextval(pg_get_serial_sequence('reports', 'report_id')) AS report_id, nextval('ingest_seq') AS ingest_seq,
        o.*, NULL::bigint AS story_id
-FROM ordered o;
+FROM (SELECT entry_id, url, canonical_url, content_sha256, ord FROM merge_rows WHERE lead = entry_id ORDER BY ord) o;
 
-UPDATE merge_rows m SET report_id = n.report_id, how = 'new' FROM new_reports n WHERE n.entry_id = m.entry_id;
-UPDATE merge_rows m SET report_id = n.report_id, how = 'canonical'
-  FROM new_reports n WHERE m.report_id IS NULL AND n.canonical_url = m.canonical_url;
-UPDATE merge_rows m SET report_id = n.report_id, how = 'content'
-  FROM new_reports n WHERE m.report_id IS NULL AND n.content_sha256 = m.content_sha256;
+UPDATE merge_rows m SET report_id = n.report_id FROM new_reports n WHERE n.entry_id = m.lead;
 
 -- A page seen before that now declares a canonical URL another report has (stored, new in this batch,
 -- or an earlier page's in it) keeps its report's: a canonical URL is one report's. (The pages whose
@@ -283,7 +304,7 @@ RETURNING r.report_id, c.entry_id, c.old_text
 """
 
 # The new reports, written once: story and duplicate_of already known (the story's representative,
-# from batch_representatives), ids and ingest_seq drawn in load order by _MERGE.
+# from batch_representatives), ids and ingest_seq drawn in load order by _NEW_REPORTS.
 _INSERT = """
 INSERT INTO reports (report_id, ingest_seq, story_id, duplicate_of, source_id, entry_id, page_id, url, {payload})
 SELECT n.report_id, n.ingest_seq, n.story_id, nullif(b.representative_id, n.report_id),
@@ -293,9 +314,14 @@ ORDER BY n.report_id
 """
 
 _FINISH = """
+-- Pages' own URLs first, then the canonical URLs they declare: a page's URL maps to its own report, not
+-- to another's whose copy declared it as canonical (rows are inserted in this order; a URL already
+-- mapped, by an earlier batch or an earlier row, keeps its report).
 INSERT INTO report_urls (url, report_id)
-SELECT url, report_id FROM merge_rows
-UNION SELECT canonical_url, report_id FROM merge_rows
+SELECT url, report_id FROM (
+    SELECT url, report_id, 0 AS declared, ord FROM merge_rows
+    UNION ALL SELECT canonical_url, report_id, 1, ord FROM merge_rows
+) u ORDER BY declared, ord
 ON CONFLICT (url) DO NOTHING;
 
 -- An entry another loader already closed keeps that outcome (two runs that collected it at once).
@@ -320,7 +346,13 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
         with conn.cursor() as cur:
             cur.execute(_SELECT, {"sources": list(source_ids)})
             _distrust_shared_canonicals(cur, rules)
-            cur.execute(_MERGE)
+            cur.execute(_MATCH_STORED)
+            while True:  # one round, unless a canonical URL's leader gave way to another's text
+                cur.execute(_LEAD)
+                cur.execute("SELECT EXISTS (SELECT 1 FROM merge_rows WHERE report_id IS NULL AND lead IS NULL AND latest)")
+                if not cur.fetchone()[0]:  # type: ignore[index]
+                    break
+            cur.execute(_NEW_REPORTS)
             cur.execute("SELECT count(*) FILTER (WHERE how = 'new'), count(*) FROM merge_rows")
             row = cur.fetchone()
             inserted, total = (int(row[0]), int(row[1])) if row else (0, 0)
