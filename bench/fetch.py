@@ -260,7 +260,7 @@ def _client_cpu(args: argparse.Namespace) -> Table:
         table.add_row(str(size), f"{kb:.0f}", f"{1000 * bare_cpu / size:.2f}", f"{1000 * our_cpu / size:.2f}",
                       f"{our_cpu / bare_cpu:.2f}", f"{size / bare_wall:.0f}", f"{size / our_wall:.0f}")
     table.caption = ("sitrep's client also guards every connection (SSRF), caps and decodes bodies, keeps per-host"
-                     " limits and hands pages on as UTF-8; it keeps a connection pool per origin. The baseline keeps"
+                     " limits and hands pages on as UTF-8; it keeps a connection pool per origin and per-host lane. The baseline keeps"
                      " 32 connections alive: with httpx's default of 20 it fails here (encode/httpcore#1110)")
     return table
 

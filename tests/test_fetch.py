@@ -318,6 +318,22 @@ def test_each_origin_keeps_its_connections_alive_and_an_unused_one_is_closed(sit
         other.close()
 
 
+def test_a_host_gets_one_pool_per_lane_and_never_more_connections_than_its_limit(site, fetch_settings):
+    """Requests to a host run in the host gate's K lanes, each lane with a pool of its own (one
+    connection, reused): K pools and at most K connections, whatever the number of threads; a lane
+    is handed back when its request fails inside it."""
+    pages = [site.add(f"/p/{i}", f"<html><body>p {i}</body></html>") for i in range(40)]
+    broken = site.add("/moved", status=302, headers={"Content-Length": "0"})  # a redirect without Location
+    with Fetcher(replace(fetch_settings, per_host_concurrency=3, global_concurrency=12)) as fetcher:
+        for _ in range(4):  # more failures than lanes: each hands its lane back
+            with pytest.raises(FetchError, match="redirect without Location"):
+                fetcher.get(broken)
+        results = fetcher.get_many(pages)
+        assert [r.body for r in results] == [f"<html><body>p {i}</body></html>".encode() for i in range(40)]
+        assert sorted(lane for _, lane in fetcher._pools) == [0, 1, 2]
+        assert 1 <= _connections_to(site) <= 3
+
+
 def test_the_user_agent_is_ours_and_configurable(site, fetch_settings):
     url = site.add("/ua", "<html></html>")
     with Fetcher(replace(fetch_settings, user_agent="sitrep-test/1.0 (+https://example.org/contact)")) as fetcher:
