@@ -206,6 +206,22 @@ def test_a_page_fetched_more_than_once_before_a_load_loads_its_latest_fetch(conn
     assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
 
 
+def test_a_fetch_with_another_reports_text_does_not_hide_an_earlier_change(conn):
+    # Two fetches of a report's page in one batch: a changed text, then another report's text (a text is
+    # one report's, so that fetch cannot revise). The change is loaded, as it would be had the two
+    # fetches come in batches of their own.
+    src = _source(conn, "site")
+    page = _report(conn, src, "https://site.example/a.html", text(article(5)))
+    other = _report(conn, src, "https://site.example/b.html", text(article(6)))
+    _load(conn, src, page, other)
+    changed = _fetch_again(conn, page, text(article(5) + ["Update: the bridge was reopened."]), later=timedelta(hours=1))
+    notice = _fetch_again(conn, page, text(article(6)), later=timedelta(hours=2))
+    result = _load(conn, src, changed, notice)
+    assert result.updated == 1
+    stored = conn.execute("SELECT content_sha256, revision FROM reports WHERE url = %s", (page.url,)).fetchone()
+    assert stored == (changed.content_sha256, 2)
+
+
 def test_a_copy_declaring_another_pages_canonical_never_fails_the_batch(conn):
     # A wire story, a copy of it that declares a third page's URL as its canonical, and that third page
     # with a text of its own, in one batch. The copy's canonical leads for that URL, then gives way to

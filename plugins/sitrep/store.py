@@ -226,9 +226,22 @@ UPDATE merge_rows m SET report_id = r.report_id, how = 'canonical'
   FROM reports r WHERE m.report_id IS NULL AND r.canonical_url = m.canonical_url;
 UPDATE merge_rows m SET report_id = r.report_id, how = 'content'
   FROM reports r WHERE m.report_id IS NULL AND r.content_sha256 = m.content_sha256;
--- Another fetch of a page that one of the above matched is that report's (a revision, if the latest).
+-- A page fetched more than once in the batch is one report's: its latest fetch's, else (the latest
+-- matched nothing) its most recent earlier fetch's. Only such pages take part (a few, or none: a
+-- self-join of the batch is planned blind, merge_rows has no statistics).
+WITH again AS MATERIALIZED (
+    SELECT entry_id, url, report_id, latest, fetched_at FROM merge_rows
+    WHERE url IN (SELECT url FROM merge_rows WHERE NOT latest)
+), taken AS (
+    SELECT DISTINCT ON (url) url, report_id FROM again WHERE NOT latest AND report_id IS NOT NULL
+    ORDER BY url, fetched_at DESC NULLS LAST, entry_id DESC
+)
+UPDATE merge_rows m SET report_id = t.report_id, how = 'url'
+  FROM again a JOIN taken t USING (url) WHERE m.entry_id = a.entry_id AND a.latest AND m.report_id IS NULL;
+WITH older AS MATERIALIZED (SELECT entry_id, url FROM merge_rows WHERE NOT latest)
 UPDATE merge_rows m SET report_id = p.report_id, how = 'url'
-  FROM merge_rows p WHERE m.report_id IS NULL AND p.report_id IS NOT NULL AND p.url = m.url;
+  FROM older o JOIN merge_rows p ON p.url = o.url AND p.latest AND p.report_id IS NOT NULL
+  WHERE m.entry_id = o.entry_id;
 """
 
 # New reports, in rounds until every row has one. A page fetched more than once in the batch counts
@@ -242,19 +255,22 @@ _LEAD = """
 WITH by_url AS (
     SELECT DISTINCT ON (canonical_url) * FROM merge_rows WHERE report_id IS NULL AND lead IS NULL AND latest
     ORDER BY canonical_url, fetched_at DESC NULLS LAST, entry_id DESC
-), leaders AS (
-    SELECT DISTINCT ON (content_sha256) * FROM by_url ORDER BY content_sha256, ord
 )
-UPDATE merge_rows m SET lead = m.entry_id, how = 'new' FROM leaders l WHERE m.entry_id = l.entry_id;
+INSERT INTO merge_leads SELECT DISTINCT ON (content_sha256) entry_id, canonical_url, content_sha256 FROM by_url
+ORDER BY content_sha256, ord;
+UPDATE merge_rows m SET lead = m.entry_id, how = 'new' FROM merge_leads l WHERE m.entry_id = l.entry_id AND m.lead IS NULL;
 UPDATE merge_rows m SET lead = l.entry_id, how = 'canonical'
-  FROM merge_rows l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.lead = l.entry_id
-  AND l.canonical_url = m.canonical_url;
+  FROM merge_leads l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.canonical_url = m.canonical_url;
 UPDATE merge_rows m SET lead = l.entry_id, how = 'content'
-  FROM merge_rows l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.lead = l.entry_id
-  AND l.content_sha256 = m.content_sha256;
+  FROM merge_leads l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.content_sha256 = m.content_sha256;
+"""
+
+# After the rounds: a page's earlier fetches follow its latest.
+_FOLLOW_LATEST = """
+WITH older AS MATERIALIZED (SELECT entry_id, url FROM merge_rows WHERE report_id IS NULL AND NOT latest)
 UPDATE merge_rows m SET lead = p.lead, how = 'url'
-  FROM merge_rows p WHERE m.lead IS NULL AND m.report_id IS NULL AND NOT m.latest AND p.latest AND p.url = m.url
-  AND p.lead IS NOT NULL;
+  FROM older o JOIN merge_rows p ON p.url = o.url AND p.latest
+  WHERE m.entry_id = o.entry_id
 """
 
 _NEW_REPORTS = """
@@ -282,19 +298,22 @@ WHERE m.entry_id = v.entry_id
        OR EXISTS (SELECT 1 FROM new_reports n WHERE n.canonical_url = v.canonical_url));
 """
 
-# Reports whose page changed: the latest fetch of each is a revision unless its text is already a report's
-# or a new one's (a text is one report's); of pages changed to the same text in one batch, the earliest
-# published is revised and the others keep theirs (else the batch failed on the unique content hash).
+# Reports whose page changed: the latest fetch of each whose text is not another report's or a new one's
+# (a text is one report's; a fetch with such a text is skipped, as it would be if the fetches came in
+# batches of their own) is a revision, unless it is the report's own text; of pages changed to the same
+# text in one batch, the earliest published is revised and the others keep theirs (else the batch
+# failed on the unique content hash).
 _UPDATE_CHANGED = """
 WITH latest AS (
-    SELECT DISTINCT ON (report_id) * FROM merge_rows
-    WHERE how IN ('url', 'canonical') ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
+    SELECT DISTINCT ON (report_id) * FROM merge_rows m
+    WHERE how IN ('url', 'canonical')
+      AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = m.content_sha256 AND o.report_id <> m.report_id)
+      AND NOT EXISTS (SELECT 1 FROM new_reports o WHERE o.content_sha256 = m.content_sha256)
+    ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
 ), changed AS (
     SELECT DISTINCT ON (l.content_sha256) l.report_id, l.entry_id, r.text AS old_text, {changed_payload}
     FROM latest l JOIN staged_reports s USING (entry_id) JOIN reports r USING (report_id)
     WHERE r.content_sha256 <> l.content_sha256
-      AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = l.content_sha256)
-      AND NOT EXISTS (SELECT 1 FROM new_reports o WHERE o.content_sha256 = l.content_sha256)
     ORDER BY l.content_sha256, l.ord
 )
 UPDATE reports r SET {assignments}, page_id = coalesce(c.page_id, r.page_id),
@@ -347,11 +366,14 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
             cur.execute(_SELECT, {"sources": list(source_ids)})
             _distrust_shared_canonicals(cur, rules)
             cur.execute(_MATCH_STORED)
+            cur.execute("CREATE TEMP TABLE merge_leads (entry_id bigint, canonical_url text, content_sha256 text)"
+                        " ON COMMIT DROP")
             while True:  # one round, unless a canonical URL's leader gave way to another's text
                 cur.execute(_LEAD)
                 cur.execute("SELECT EXISTS (SELECT 1 FROM merge_rows WHERE report_id IS NULL AND lead IS NULL AND latest)")
                 if not cur.fetchone()[0]:  # type: ignore[index]
                     break
+            cur.execute(_FOLLOW_LATEST)
             cur.execute(_NEW_REPORTS)
             cur.execute("SELECT count(*) FILTER (WHERE how = 'new'), count(*) FROM merge_rows")
             row = cur.fetchone()
