@@ -191,14 +191,17 @@ def feed_source(conn, site) -> int:
     return int(conn.execute("SELECT source_id FROM sources").fetchone()[0])
 
 
-def _entry_report(conn, source_id: int, url: str, text: str, title: str, day: int, canonical: str | None = None) -> Report:
-    """A report of a new feed entry for ``url`` (canonical: the URL's own unless one is declared)."""
+def _entry_report(conn, source_id: int, url: str, text: str, title: str, day: int, canonical: str | None = None,
+                  batch: int = 0) -> Report:
+    """A report of a new feed entry for ``url`` (canonical: the URL's own unless one is declared),
+    published ``day`` hours in and fetched then, in the ``batch``-th month (batches fetch in order)."""
     n = next(_counter)
     sources.record_entries(conn, source_id, [FeedEntry(entry_key=f"e{n}", link=url, title=f"t{n}")])
     entry_id = conn.execute("SELECT entry_id FROM entries WHERE entry_key = %s", (f"e{n}",)).fetchone()[0]
     when = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=day)
     return Report(entry_id=entry_id, source_id=source_id, page_id=None, url=url, canonical_url=canonical_url(canonical or url),
-                  title=title, authors=[], published_at=when, published_at_source="feed", fetched_at=when,
+                  title=title, authors=[], published_at=when, published_at_source="feed",
+                  fetched_at=when + timedelta(days=30 * batch),
                   language="en", text=text, summary=None, word_count=len(text.split()), content_sha256=content_hash(text),
                   extraction_method="test", minhash=band_keys(text))
 
@@ -264,10 +267,11 @@ _PAGES = st.lists(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([None, 0
                            min_size=1, max_size=5), min_size=1, max_size=4)
 
 
-def _page_report(conn, source_id: int, page: int, declared: int | None, topic: int, variant: int, day: int) -> Report:
+def _page_report(conn, source_id: int, page: int, declared: int | None, topic: int, variant: int, day: int,
+                 batch: int = 0) -> Report:
     page_url = "http://127.0.0.1:8001/news/page-{}.html".format
     return _entry_report(conn, source_id, page_url(page), _story_text(topic, variant), f"Page {page}", day,
-                         canonical=None if declared is None else page_url(declared))
+                         canonical=None if declared is None else page_url(declared), batch=batch)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -277,8 +281,8 @@ def test_pages_seen_again_always_load_and_the_index_follows_each_reports_text(co
     # Each batch loads (a failed batch would fail every later load of the source), closes every entry on
     # a report, and leaves each report's LSH keys exactly those of its current text.
     _fresh(conn)
-    for batch in batches:
-        reports = [_page_report(conn, feed_source, *item) for item in batch]
+    for number, batch in enumerate(batches):
+        reports = [_page_report(conn, feed_source, *item, batch=number) for item in batch]
         before = {sha for (sha,) in conn.execute("SELECT content_sha256 FROM reports")}
         conn.commit()
         with conn.transaction():

@@ -222,6 +222,25 @@ def test_a_fetch_with_another_reports_text_does_not_hide_an_earlier_change(conn)
     assert stored == (changed.content_sha256, 2)
 
 
+def test_an_older_fetch_loaded_after_a_newer_one_does_not_revise_the_report_back(conn):
+    # Two feeds carry the same page; their batches fetch it at different times and load in the other
+    # order (a load retried later, an executor running batches side by side). The report keeps the
+    # newer text: a revision never goes back in time.
+    wire, site = _source(conn, "wire"), _source(conn, "site")
+    url = "https://site.example/live.html"
+    older = _report(conn, wire, url, text(article(5)))
+    newer = _report(conn, site, url, text(article(5) + ["Update: the corridor opened at noon."]))
+    newer = replace(newer, fetched_at=(older.fetched_at or DAY) + timedelta(hours=1))
+    with conn.transaction():
+        store.stage_reports(conn, [older])
+    _load(conn, site, newer)
+    result = store.load_staged(conn, [wire])
+    assert (result.updated, result.aliased) == (0, 1)
+    stored = conn.execute("SELECT content_sha256, revision FROM reports").fetchall()
+    assert stored == [(newer.content_sha256, 1)]
+    assert conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0] == 2
+
+
 def test_a_copy_declaring_another_pages_canonical_never_fails_the_batch(conn):
     # A wire story, a copy of it that declares a third page's URL as its canonical, and that third page
     # with a text of its own, in one batch. The copy's canonical leads for that URL, then gives way to

@@ -7,9 +7,10 @@ serialises only the merge, which is short beside fetching and extraction.
 
 Exact dedup, in order: a URL seen before (report_urls), the canonical URL, the content hash. A staged
 row that matches an existing report adds its URL as an alias; one whose text changed updates the
-report (revision + 1, a new ingest_seq). Inside a batch the same rule holds: a page (or an article
-under several URLs) fetched more than once counts by its latest fetch. Nothing is ever loaded twice:
-the UNIQUE constraints on canonical_url and content_sha256 would refuse it.
+report (revision + 1, a new ingest_seq), unless the fetch is older than the report's text (batches
+can load out of the order they fetched in). Inside a batch the same rule holds: a page (or an
+article under several URLs) fetched more than once counts by its latest fetch. Nothing is ever
+loaded twice: the UNIQUE constraints on canonical_url and content_sha256 would refuse it.
 
 A declared canonical (rel=canonical, og:url) that other, unrelated texts also declare is not trusted:
 sites that point every page at one URL would otherwise turn each new article into a "revision" of
@@ -300,15 +301,18 @@ WHERE m.entry_id = v.entry_id
 
 # Reports whose page changed: the latest fetch of each whose text is not another report's or a new one's
 # (a text is one report's; a fetch with such a text is skipped, as it would be if the fetches came in
-# batches of their own) is a revision, unless it is the report's own text; of pages changed to the same
-# text in one batch, the earliest published is revised and the others keep theirs (else the batch
-# failed on the unique content hash).
+# batches of their own) and that is not older than the report's text (a batch fetched earlier and
+# loaded later, after a retry or beside another batch, never takes a report back in time) is a
+# revision, unless it is the report's own text; of pages changed to the same text in one batch, the
+# earliest published is revised and the others keep theirs (else the batch failed on the unique
+# content hash).
 _UPDATE_CHANGED = """
 WITH latest AS (
     SELECT DISTINCT ON (report_id) * FROM merge_rows m
     WHERE how IN ('url', 'canonical')
       AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = m.content_sha256 AND o.report_id <> m.report_id)
       AND NOT EXISTS (SELECT 1 FROM new_reports o WHERE o.content_sha256 = m.content_sha256)
+      AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.report_id = m.report_id AND o.fetched_at > m.fetched_at)
     ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
 ), changed AS (
     SELECT DISTINCT ON (l.content_sha256) l.report_id, l.entry_id, r.text AS old_text, {changed_payload}
