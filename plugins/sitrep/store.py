@@ -248,14 +248,15 @@ UPDATE merge_rows m SET report_id = p.report_id, how = 'url'
 # New reports, in rounds until every row has one. A page fetched more than once in the batch counts
 # by its latest fetch (its current state, as for a report's page seen again: _UPDATE_CHANGED), and its
 # earlier fetches follow it. Among latest fetches: one leader per canonical URL (the latest fetch of
-# the article, whatever its URL), then one per text (the earliest published: a syndicated copy follows
-# the original), and the rows that share a leader's canonical URL or text follow it. A row whose
+# the article, whatever its URL; of one fetch under several URLs, tracking parameters and the like,
+# the earliest published entry's), then one per text (the earliest published: a syndicated copy
+# follows the original), and the rows that share a leader's canonical URL or text follow it. A row whose
 # canonical URL's leader gave way to another's text (a syndicated copy declaring a third page's
 # canonical) matches no leader: it leads in the next round.
 _LEAD = """
 WITH by_url AS (
     SELECT DISTINCT ON (canonical_url) * FROM merge_rows WHERE report_id IS NULL AND lead IS NULL AND latest
-    ORDER BY canonical_url, fetched_at DESC NULLS LAST, entry_id DESC
+    ORDER BY canonical_url, fetched_at DESC NULLS LAST, ord
 )
 INSERT INTO merge_leads SELECT DISTINCT ON (content_sha256) entry_id, canonical_url, content_sha256 FROM by_url
 ORDER BY content_sha256, ord;
