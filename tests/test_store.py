@@ -53,9 +53,12 @@ def _entry(conn: psycopg.Connection, source_id: int, url: str) -> int:
     return int(row[0])
 
 
-def _report(conn: psycopg.Connection, source_id: int, url: str, text: str, *, published: datetime = DAY) -> Report:
-    """A report built by the real worker function from a plain-text page."""
-    job = PageJob(entry_id=_entry(conn, source_id, url), source_id=source_id, url=url, final_url=url, body=b"",
+def _report(conn: psycopg.Connection, source_id: int, url: str, text: str, *, published: datetime = DAY,
+            entry_id: int | None = None) -> Report:
+    """A report built by the real worker function from a plain-text page (of the entry keyed by its URL,
+    unless ``entry_id`` is given)."""
+    entry_id = entry_id if entry_id is not None else _entry(conn, source_id, url)
+    job = PageJob(entry_id=entry_id, source_id=source_id, url=url, final_url=url, body=b"",
                   fetched_at=datetime.now(UTC), plain_text=text, plain_date=published)
     report = build_report(job)
     assert isinstance(report, Report)
@@ -187,8 +190,9 @@ def _fetch_again(conn: psycopg.Connection, report: Report, text_: str, *, later:
     row = conn.execute("INSERT INTO entries (source_id, entry_key, link) VALUES (%s, %s, %s) RETURNING entry_id",
                        (report.source_id, f"{report.url}#again-{later}", report.url)).fetchone()
     conn.commit()
-    again = _report(conn, report.source_id, report.url, text_, published=report.published_at or DAY)
-    return replace(again, entry_id=int(row[0]), fetched_at=(report.fetched_at or DAY) + later)
+    again = _report(conn, report.source_id, report.url, text_, published=report.published_at or DAY,
+                    entry_id=int(row[0]))
+    return replace(again, fetched_at=(report.fetched_at or DAY) + later)
 
 
 def test_a_page_fetched_more_than_once_before_a_load_loads_its_latest_fetch(conn):

@@ -231,7 +231,7 @@ class Fetcher:
         )
 
     @contextmanager
-    def _client_for(self, url: str, lane: int = 0) -> Iterator[httpx.Client]:
+    def _client_for(self, url: str, lane: int) -> Iterator[httpx.Client]:
         """The connection pool of url's origin and the host gate's ``lane``, held for one request.
 
         One pool per origin and lane, not one for all: httpcore 1.0.x walks every connection of a pool,

@@ -228,8 +228,9 @@ UPDATE merge_rows m SET report_id = r.report_id, how = 'canonical'
 UPDATE merge_rows m SET report_id = r.report_id, how = 'content'
   FROM reports r WHERE m.report_id IS NULL AND r.content_sha256 = m.content_sha256;
 -- A page fetched more than once in the batch is one report's: its latest fetch's, else (the latest
--- matched nothing) its most recent earlier fetch's. Only such pages take part (a few, or none: a
--- self-join of the batch is planned blind, merge_rows has no statistics).
+-- matched nothing) its most recent earlier fetch's (the earlier fetches follow the latest after the
+-- rounds, _FOLLOW_LATEST). Only such pages take part (a few, or none: a self-join of the batch is
+-- planned blind, merge_rows has no statistics).
 WITH again AS MATERIALIZED (
     SELECT entry_id, url, report_id, latest, fetched_at FROM merge_rows
     WHERE url IN (SELECT url FROM merge_rows WHERE NOT latest)
@@ -239,10 +240,6 @@ WITH again AS MATERIALIZED (
 )
 UPDATE merge_rows m SET report_id = t.report_id, how = 'url'
   FROM again a JOIN taken t USING (url) WHERE m.entry_id = a.entry_id AND a.latest AND m.report_id IS NULL;
-WITH older AS MATERIALIZED (SELECT entry_id, url FROM merge_rows WHERE NOT latest)
-UPDATE merge_rows m SET report_id = p.report_id, how = 'url'
-  FROM older o JOIN merge_rows p ON p.url = o.url AND p.latest AND p.report_id IS NOT NULL
-  WHERE m.entry_id = o.entry_id;
 """
 
 # New reports, in rounds until every row has one. A page fetched more than once in the batch counts
@@ -267,10 +264,11 @@ UPDATE merge_rows m SET lead = l.entry_id, how = 'content'
   FROM merge_leads l WHERE m.lead IS NULL AND m.report_id IS NULL AND m.latest AND l.content_sha256 = m.content_sha256;
 """
 
-# After the rounds: a page's earlier fetches follow its latest.
+# After the rounds: a page's earlier fetches follow its latest, to the report it matched or leads to
+# (whatever report their own canonical URL or text matched).
 _FOLLOW_LATEST = """
-WITH older AS MATERIALIZED (SELECT entry_id, url FROM merge_rows WHERE report_id IS NULL AND NOT latest)
-UPDATE merge_rows m SET lead = p.lead, how = 'url'
+WITH older AS MATERIALIZED (SELECT entry_id, url FROM merge_rows WHERE NOT latest)
+UPDATE merge_rows m SET report_id = p.report_id, lead = p.lead, how = 'url'
   FROM older o JOIN merge_rows p ON p.url = o.url AND p.latest
   WHERE m.entry_id = o.entry_id
 """
