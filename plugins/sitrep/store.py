@@ -298,13 +298,14 @@ WHERE m.entry_id = v.entry_id
        OR EXISTS (SELECT 1 FROM new_reports n WHERE n.canonical_url = v.canonical_url));
 """
 
-# Reports whose page changed: the latest fetch of each whose text is not another report's or a new one's
-# (a text is one report's; a fetch with such a text is skipped, as it would be if the fetches came in
-# batches of their own) and that is not older than the report's text (a batch fetched earlier and
-# loaded later, after a retry or beside another batch, never takes a report back in time) is a
-# revision, unless it is the report's own text; of pages changed to the same text in one batch, the
-# earliest published is revised and the others keep theirs (else the batch failed on the unique
-# content hash).
+# Reports whose page changed. Of each report's fetches in the batch, the latest that can revise it is
+# its revision, unless it is the report's own text. A fetch cannot revise when:
+# - its text is another report's or a new one's (a text is one report's): it is skipped, as it would be
+#   if the fetches came in batches of their own;
+# - it is older than the report's text (a batch fetched earlier and loaded later, after a retry or
+#   beside another batch): a report never goes back in time.
+# Of pages changed to the same text in one batch, the earliest published is revised and the others
+# keep theirs (else the batch failed on the unique content hash).
 _UPDATE_CHANGED = """
 WITH latest AS (
     SELECT DISTINCT ON (report_id) * FROM merge_rows m
