@@ -191,7 +191,8 @@ def test_thresholds_are_settings(monkeypatch):
     monkeypatch.setenv("SITREP_DEDUP_JACCARD", "0.6")
     monkeypatch.setenv("SITREP_DEDUP_CONTAINMENT", "0.9")
     monkeypatch.setenv("SITREP_DEDUP_MIN_SHINGLES", "40")
-    assert DedupSettings.from_env() == DedupSettings(jaccard=0.6, containment=0.9, min_shingles=40)
+    monkeypatch.setenv("SITREP_DEDUP_WINDOW_DAYS", "2.5")
+    assert DedupSettings.from_env() == DedupSettings(jaccard=0.6, containment=0.9, min_shingles=40, window_days=2.5)
 
 
 def test_the_loader_and_the_dag_process_do_not_import_scipy():

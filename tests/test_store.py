@@ -22,7 +22,7 @@ import yaml
 from sitrep import db, dedup, store
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Report
-from sitrep.settings import PROJECT_ROOT
+from sitrep.settings import PROJECT_ROOT, DedupSettings
 from tests.texts import article, text
 
 DEMO = PROJECT_ROOT / "seeds" / "demo"
@@ -389,6 +389,43 @@ def test_near_duplicates_inside_one_batch_share_a_story(conn):
     assert (result.inserted, result.grouped) == (4, 2)
     assert stories[0] == stories[1] == stories[2] != stories[3]
     assert conn.execute("SELECT count(*) FROM stories").fetchone()[0] == 2
+    _assert_story_invariants(conn)
+
+
+@pytest.mark.parametrize(
+    ("apart", "window_days", "same_story"),
+    [
+        pytest.param(timedelta(days=6, hours=23), 7.0, True, id="inside-the-window"),
+        pytest.param(timedelta(days=7, hours=1), 7.0, False, id="outside-the-window"),
+        pytest.param(timedelta(days=400), 0.0, True, id="no-window"),
+    ],
+)
+@pytest.mark.parametrize("batches", [1, 2], ids=["one-batch", "two-batches"])
+def test_copies_are_grouped_only_within_the_window(conn, apart, window_days, same_story, batches):
+    """A copy is verified against reports published within DedupSettings.window_days of it, whether the
+    original is stored or in the same batch; a copy published later than that starts a story of its own."""
+    wire, copier = _source(conn, "wire"), _source(conn, "copier")
+    original = article(30)
+    first = _report(conn, wire, "https://wire.example/strike.html", text(original))
+    copy = _report(conn, copier, "https://copier.example/strike.html", text(original[:-1]), published=DAY + apart)
+    rules = DedupSettings(window_days=window_days)
+    if batches == 1:
+        with conn.transaction():
+            store.stage_reports(conn, [first, copy])
+        results = [store.load_staged(conn, [wire, copier], rules=rules)]
+    else:
+        results = []
+        for source_id, report in ((wire, first), (copier, copy)):
+            with conn.transaction():
+                store.stage_reports(conn, [report])
+            results.append(store.load_staged(conn, [source_id], rules=rules))
+
+    rows = _rows(conn)
+    wired, copied = rows["https://wire.example/strike.html"], rows["https://copier.example/strike.html"]
+    assert (wired[1] == copied[1]) is same_story
+    assert copied[2] == (wired[0] if same_story else None)
+    assert sum(r.grouped for r in results) == int(same_story)
+    assert sum(r.candidates for r in results) == int(same_story)  # outside the window: not even verified
     _assert_story_invariants(conn)
 
 

@@ -190,6 +190,10 @@ class DedupSettings:
     #: share of the shorter text's shingles is shared; else the site points many pages at one URL, and
     #: the page keeps its own URL as its canonical.
     revision_overlap: float = 0.2
+    #: Near-duplicate candidates are verified only when published (or, without a date, fetched) within
+    #: this many days of each other: a story's copies appear within days, and the work of a load stays
+    #: bounded as the index grows. 0: no window (every candidate the LSH index returns is verified).
+    window_days: float = 7.0
 
     @classmethod
     def from_env(cls) -> DedupSettings:
@@ -198,6 +202,7 @@ class DedupSettings:
             containment=_number("DEDUP_CONTAINMENT", cls.containment),
             min_shingles=int(_number("DEDUP_MIN_SHINGLES", cls.min_shingles, int)),
             revision_overlap=_number("DEDUP_REVISION_OVERLAP", cls.revision_overlap),
+            window_days=_number("DEDUP_WINDOW_DAYS", cls.window_days),
         )
 
 

@@ -17,9 +17,10 @@ sites that point every page at one URL would otherwise turn each new article int
 the last. Such a page keeps its own URL as its canonical (``_distrust_shared_canonicals``).
 
 Near-duplicates (sitrep.dedup): each new report's LSH band keys are probed against story_bands; the
-candidates are verified on their exact shingles, and the report joins the story of its best verified
-match (highest Jaccard, then containment), else starts a story of its own. Stories never merge (so one
-loose match cannot chain two events together) and never lose a member.
+candidates published within ``DedupSettings.window_days`` of it are verified on their exact shingles,
+and the report joins the story of its best verified match (highest Jaccard, then containment), else
+starts a story of its own. Stories never merge (so one loose match cannot chain two events together)
+and never lose a member.
 
 The story's representative is its earliest published member, then the longest (word_count), then the
 first loaded (report_id). Every other member has duplicate_of = the representative, so duplicate_of
@@ -46,9 +47,10 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 
 import psycopg
 import zstandard
@@ -461,16 +463,16 @@ def _assign_stories(cur: psycopg.Cursor, revisions: list[Revision], rules: Dedup
     # finds the candidates, then verifies the candidates while the server inserts the batch's keys into
     # story_bands (psycopg waits for the server without holding the GIL), so the server's work and the
     # shingle comparisons overlap instead of adding up.
-    cur.execute("SELECT n.report_id, n.url, s.text FROM new_reports n JOIN staged_reports s USING (entry_id)"
-                " ORDER BY n.ord")
+    cur.execute("SELECT n.report_id, n.url, s.text, coalesce(s.published_at, s.fetched_at)"
+                " FROM new_reports n JOIN staged_reports s USING (entry_id) ORDER BY n.ord")
     rows = cur.fetchall()
-    new = [(int(rid), str(url)) for rid, url, _ in rows]
+    new = [(int(rid), str(url)) for rid, url, _, _ in rows]
+    times = {int(rid): when for rid, _, _, when in rows}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitrep-verify") as pool:
         old_keys = pool.submit(_old_keys, revisions)
-        batch_sets = pool.submit(ShingleSets, {int(rid): str(text) for rid, _, text in rows})
+        batch_sets = pool.submit(ShingleSets, {int(rid): str(text) for rid, _, text, _ in rows})
         del rows
-        candidates = _candidates(cur)
-        stored, story_of = _stored_to_verify(cur, {rid for rid, _ in new}, candidates)
+        candidates, stored, story_of = _stored_to_verify(cur, times, _candidates(cur), rules.window_days)
 
         # The index: revised reports' bands replaced, then the batch's keys inserted.
         if revisions:
@@ -532,20 +534,50 @@ def _candidates(cur: psycopg.Cursor) -> dict[int, set[int]]:
     return candidates
 
 
-def _stored_to_verify(cur: psycopg.Cursor, new_ids: set[int], candidates: dict[int, set[int]]
-                      ) -> tuple[dict[int, str], dict[int, int]]:
-    """The texts of earlier reports that a new report may join: candidates that have a story (one
-    without is never verified: stories never merge). Returns (report -> text, report -> its story)."""
+def _stored_to_verify(cur: psycopg.Cursor, times: dict[int, datetime | None], candidates: dict[int, set[int]],
+                      window_days: float) -> tuple[dict[int, set[int]], dict[int, str], dict[int, int]]:
+    """The candidates worth verifying, and the texts and stories of the earlier reports among them.
+
+    ``times``: the batch's new reports' publication (or fetch) times. Earlier reports without a story are
+    never verified (stories never merge); those published more than ``window_days`` from the new report
+    are not either (``_within_window``): their times are read first, and only the texts still wanted.
+    Returns (report -> its candidates, earlier report -> text, earlier report -> its story).
+    """
     story_of: dict[int, int] = {}
-    texts: dict[int, str] = {}
-    outside = sorted({c for cs in candidates.values() for c in cs} - new_ids)
+    known = dict(times)
+    outside = sorted({c for cs in candidates.values() for c in cs} - times.keys())
     if outside:
-        cur.execute("SELECT report_id, text, story_id FROM reports WHERE report_id = ANY(%s) AND story_id IS NOT NULL",
-                    (outside,))
-        for rid, text, story in cur.fetchall():
-            texts[int(rid)] = str(text)
+        cur.execute("SELECT report_id, story_id, coalesce(published_at, fetched_at) FROM reports"
+                    " WHERE report_id = ANY(%s) AND story_id IS NOT NULL", (outside,))
+        for rid, story, when in cur.fetchall():
             story_of[int(rid)] = int(story)
-    return texts, story_of
+            known[int(rid)] = when
+    candidates = _within_window(candidates, known, window_days)
+    wanted = sorted({c for cs in candidates.values() for c in cs} & story_of.keys())
+    texts: dict[int, str] = {}
+    if wanted:
+        cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (wanted,))
+        texts = {int(rid): str(text) for rid, text in cur.fetchall()}
+    return candidates, texts, story_of
+
+
+def _within_window(candidates: dict[int, set[int]], times: Mapping[int, datetime | None], window_days: float
+                   ) -> dict[int, set[int]]:
+    """Each report's candidates published within ``window_days`` of it (0: all of them).
+
+    A story's copies appear within days, and a text that comes back weeks later (a templated
+    bulletin, a republished piece) is another event. Without a window, a report on a common topic
+    has more candidates the larger the index (every earlier report on it that shares a band), each
+    one a verification. A pair whose time is unknown on either side is kept.
+    """
+    if not window_days:
+        return candidates
+    limit = timedelta(days=window_days)
+
+    def near(a: datetime | None, b: datetime | None) -> bool:
+        return a is None or b is None or abs(a - b) <= limit
+
+    return {rid: {o for o in others if near(times.get(rid), times.get(o))} for rid, others in candidates.items()}
 
 
 def _missing_bands(cur: psycopg.Cursor, reports: str, params: dict[str, list[int]]) -> None:
