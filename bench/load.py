@@ -200,8 +200,8 @@ def _growing(server, batch: int, batches: int, revised_share: float = 0.05,  # t
 
     table = Table(title=f"loader as the table grows ({batches} batches of {batch} news-like reports into one database, "
                         f"{revised_share:.0%} of the batch before revised in each)")
-    for col in ("batch", "reports before", "rows", "revised", "LSH keys before", "rows/s", "stage s", "merge s",
-                "vs first batch"):
+    for col in ("batch", "reports before", "rows", "revised", "LSH keys before", "pairs verified", "rows/s", "stage s",
+                "merge s", "vs first batch"):
         table.add_column(col, justify="right")
     db._create_database(server.url("postgres"), name)
     with db.connect(server.url(name), statement_timeout_ms=0) as conn:
@@ -228,7 +228,8 @@ def _growing(server, batch: int, batches: int, revised_share: float = 0.05,  # t
             total = time.perf_counter() - started
             rate = len(reports) / total
             first_rate = first_rate or rate
-            table.add_row(str(b + 1), str(before), str(len(reports)), str(result.updated), str(keys), f"{rate:.0f}",
+            table.add_row(str(b + 1), str(before), str(len(reports)), str(result.updated), str(keys),
+                          str(result.candidates), f"{rate:.0f}",
                           f"{staged:.1f}", f"{total - staged:.1f}", f"{rate / first_rate:.2f}")
             previous = fresh
     return table

@@ -40,7 +40,8 @@ def test_the_load_round_loads_every_row_once_and_times_both_sides(pg_server):
 def test_the_growing_table_loads_each_batch_and_its_revisions(pg_server):
     name = f"bench_growing_{uuid.uuid4().hex[:8]}"
     table = bench_load._growing(pg_server, 60, 3, revised_share=0.05, name=name)
-    # Columns: batch, reports before, rows, revised, LSH keys before, rows/s, stage s, merge s, vs first.
+    # Columns: batch, reports before, rows, revised, LSH keys before, pairs verified, rows/s, stage s, merge s,
+    # vs first.
     cells = [[str(c) for c in column.cells] for column in table.columns]
     assert cells[0] == ["1", "2", "3"] and cells[2] == ["60", "63", "63"] and cells[3] == ["0", "3", "3"]
     with db.connect(pg_server.url(name)) as conn:
@@ -52,6 +53,7 @@ def test_the_growing_table_loads_each_batch_and_its_revisions(pg_server):
     assert before[2] < reports <= before[2] + 60
     assert closed == 60 + 63 + 63 and revised == 6  # every entry closed; each batch's 3 revisions loaded
     assert int(cells[4][0]) == 0 and keys > int(cells[4][2]) > int(cells[4][1]) > 0  # the index grew
+    assert sum(int(c) for c in cells[5]) > 0  # the generated news has copies: candidates were verified
 
 
 def test_the_fetch_cycles_show_etag_and_body_hash_skips(db_url, conn, tmp_path):
