@@ -34,6 +34,7 @@ from sitrep.demo import DEMO_ROOT
 from sitrep.feeds import parse_feed
 from sitrep.normalize import canonical_url, content_hash
 from sitrep.records import FeedEntry, Report
+from sitrep.settings import DedupSettings
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -218,20 +219,24 @@ _BATCHES = st.lists(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.
                              min_size=1, max_size=4), min_size=1, max_size=3)
 
 
+@pytest.mark.parametrize("window_hours", [None, 1.5], ids=["default-window", "window-inside-the-hours"])
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(batches=_BATCHES)
-def test_dedup_stories_never_lose_a_member_and_duplicate_of_never_points_at_a_duplicate(conn, feed_source, batches):
+def test_dedup_stories_never_lose_a_member_and_duplicate_of_never_points_at_a_duplicate(conn, feed_source, window_hours,
+                                                                                        batches):
     _fresh(conn)
+    rules = DedupSettings() if window_hours is None else DedupSettings(window_days=window_hours / 24)
     members_before: dict[int, set[int]] = {}
     for batch in batches:
         reports = [_report(conn, feed_source, topic, variant, day) for topic, variant, day in batch]
         conn.commit()  # each step its own transaction, as in load_batch (a fresh connection per task)
         with conn.transaction():
             store.stage_reports(conn, reports)
-        store.load_staged(conn, [feed_source])
+        store.load_staged(conn, [feed_source], rules=rules)
         conn.commit()
         members = _check_stories(conn)
+        _check_joined_within_the_window(conn, timedelta(days=rules.window_days))
         for story, before in members_before.items():  # a story never loses a member
             assert before <= members.get(story, set()), story
         members_before = members
@@ -258,6 +263,16 @@ def _check_stories(conn) -> dict[int, set[int]]:
         assert reps[story] == best[story], story
         assert dup == (None if rid == best[story] else best[story]), rid
     return members
+
+
+def _check_joined_within_the_window(conn, window: timedelta) -> None:
+    """Every member of a story but its first loaded joined through an earlier member published within
+    the window of it (report ids are drawn in load order)."""
+    published: dict[int, list[tuple[int, datetime]]] = {}
+    for rid, story, when in conn.execute("SELECT report_id, story_id, published_at FROM reports ORDER BY report_id"):
+        earlier = published.setdefault(story, [])
+        assert not earlier or any(abs(when - other) <= window for _, other in earlier), (rid, story, earlier)
+        earlier.append((rid, when))
 
 
 # Pages seen again: a few URLs, canonicals declared or not, a few texts, so that batches revise reports,
