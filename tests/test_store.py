@@ -429,6 +429,14 @@ def test_copies_are_grouped_only_within_the_window(conn, apart, window_days, sam
     _assert_story_invariants(conn)
 
 
+def test_the_window_keeps_a_pair_whose_time_is_unknown():
+    """Undated on both sides (no publication date, no fetch time) or not read (an earlier report without a
+    story, which verification skips anyway): kept, as before the window."""
+    times = {1: DAY, 2: DAY + timedelta(days=8), 3: None, 4: DAY - timedelta(days=1)}
+    assert store._within_window({1: {2, 3, 4, 5}, 3: {2}}, times, 7.0) == {1: {3, 4, 5}, 3: {2}}
+    assert store._within_window({1: {2, 3, 4, 5}}, times, 0.0) == {1: {2, 3, 4, 5}}
+
+
 @pytest.mark.parametrize(
     ("first", "second", "representative"),
     [
