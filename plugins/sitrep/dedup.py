@@ -16,7 +16,9 @@ How, in two steps:
 2. Verification (exact, in the load step): a candidate is a near-duplicate when the exact shingle
    Jaccard of the two texts reaches ``DedupSettings.jaccard``, or when the shorter text (at least
    ``DedupSettings.min_shingles`` shingles) is contained in the longer one to
-   ``DedupSettings.containment``. Only candidates are verified, so verification never scans.
+   ``DedupSettings.containment``. Only candidates are verified, so verification never scans, and only
+   those published within ``DedupSettings.window_days`` of the report (a story's copies appear within
+   days), so its work stays bounded as the index grows.
 
 The band layout (shingle size, bands, rows, lede length, seed) is a storage format: changing it makes
 the stored keys useless, so it is a constant here, not a setting. The thresholds are settings.
