@@ -20,7 +20,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-__all__ = ["Article", "generate"]
+__all__ = ["GENERATOR_VERSION", "Article", "generate"]
+
+#: Bumped whenever the same seed gives other texts (bench/_pagegen.py keeps its corpora under it).
+#: 2: a new word pool when the last one runs out, instead of replaying the old one from near its start.
+GENERATOR_VERSION = 2
 
 _FUNCTION = ("the of and to in a on said that for was with by at as from were is an after it had has their "
              "its have been two which more than about also who this they but over not one three local near "
@@ -72,13 +76,19 @@ class _Words:
         ranks = np.arange(1, len(self.vocab) + 1)
         weights = 1.0 / ranks**1.05
         self.rnd = rnd
-        # One large draw up front: numpy's weighted choice is slow per call, fast per million.
-        self.pool = rnd.choice(self.vocab, size=1 << 20, p=weights / weights.sum()).tolist()
+        self.weights = weights / weights.sum()
+        self.pool = self._pool()
         self.cursor = 0
 
+    def _pool(self) -> list[str]:
+        """A million words at once: numpy's weighted choice is slow per call, fast per million."""
+        return self.rnd.choice(self.vocab, size=1 << 20, p=self.weights).tolist()
+
     def draw(self, n: int) -> list[str]:
+        # A new pool when this one runs out (about 2,500 events): replaying it would make every later
+        # text a near-copy of an earlier event's, which no news feed does.
         if self.cursor + n > len(self.pool):
-            self.cursor = int(self.rnd.integers(0, 1000))
+            self.pool, self.cursor = self._pool(), 0
         out = self.pool[self.cursor : self.cursor + n]
         self.cursor += n
         return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from bench._newsgen import generate
+from bench._newsgen import GENERATOR_VERSION, generate
 
 __all__ = ["Corpus", "build_corpus"]
 
@@ -89,7 +89,7 @@ def _rss(site: str, items: list[tuple[str, str, str]]) -> str:
 
 def build_corpus(pages: int, *, seed: int = 11) -> Corpus:
     """Write (once) ``pages`` article pages over SITES sites with feeds of 20-200 entries."""
-    root = OUT / f"corpus-{pages}-{seed}"
+    root = OUT / f"corpus-{pages}-{seed}-g{GENERATOR_VERSION}"
     done = root / ".complete"
     rnd = random.Random(seed)
     articles = []

@@ -93,3 +93,19 @@ def test_the_client_rounds_fetch_every_page_through_both_clients(monkeypatch, tm
         best = bench_fetch._client_rounds(urls, rounds=1)  # raises if a client came back short
     assert set(best) == {"bare", "sitrep"}
     assert all(cpu > 0 and wall > 0 for cpu, wall in best.values())
+
+
+def test_the_news_generator_never_replays_an_earlier_events_text():
+    """Past its first word pool (about a million words) the generator draws a new one: two events' originals
+    never share a run of 50 words (a replayed pool made later texts near-copies of earlier events')."""
+    from bench import _newsgen
+    from sitrep.dedup import tokens
+
+    articles = list(_newsgen.generate(1500, seed=3))
+    assert sum(len(a.text.split()) for a in articles) > 2 * (1 << 20)  # past the first pool, and the second
+    seen: dict[tuple[str, ...], int] = {}
+    for article in (a for a in articles if not a.edits):
+        words = tokens(article.text)
+        for i in range(0, len(words) - 50, 5):
+            owner = seen.setdefault(tuple(words[i:i + 50]), article.event)
+            assert owner == article.event, (owner, article.event, " ".join(words[i:i + 50]))
