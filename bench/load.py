@@ -18,7 +18,7 @@ import argparse
 import random
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.table import Table
@@ -193,13 +193,17 @@ def _growing(server, batch: int, batches: int, revised_share: float = 0.05,  # t
              name: str = "load_growing") -> Table:
     """The loader as the table grows: ``batches`` batches into one database, each after the first with
     revisions (pages of the batch before fetched again with a changed text). Per-report cost must stay
-    flat: the last batch's rows/s against the first's."""
+    flat: the last batch's rows/s against the first's.
+
+    Each batch is the next month's news (the generator spreads a batch over 30 days), as a database
+    grows in time: near-duplicate candidates come from reports published within the window
+    (DedupSettings.window_days) of the new one, not from the whole index."""
     from dataclasses import replace
 
     from sitrep import db, store
 
     table = Table(title=f"loader as the table grows ({batches} batches of {batch} news-like reports into one database, "
-                        f"{revised_share:.0%} of the batch before revised in each)")
+                        f"each the next month's, {revised_share:.0%} of the batch before revised in each)")
     for col in ("batch", "reports before", "rows", "revised", "LSH keys before", "pairs verified", "rows/s", "stage s",
                 "merge s", "vs first batch"):
         table.add_column(col, justify="right")
@@ -213,7 +217,8 @@ def _growing(server, batch: int, batches: int, revised_share: float = 0.05,  # t
             first = conn.execute("SELECT coalesce(max(entry_id), 0) + 1 FROM entries").fetchone()[0]
             # Each batch's pages under their own URLs (the generator's URLs repeat across seeds).
             fresh = [replace(r, source_id=source_id, entry_id=first + i, url=f"https://bench.example/b{b}/{i}.html",
-                             canonical_url=f"https://bench.example/b{b}/{i}.html")
+                             canonical_url=f"https://bench.example/b{b}/{i}.html",
+                             published_at=r.published_at + timedelta(days=30 * b))
                      for i, r in enumerate(_news_reports(batch, source_id, 0, seed=100 + b))]
             again = [_revised(r, first + len(fresh) + i) for i, r in enumerate(previous[:int(batch * revised_share)])]
             reports = fresh + again
