@@ -85,8 +85,9 @@ class _Words:
         return self.rnd.choice(self.vocab, size=1 << 20, p=self.weights).tolist()
 
     def draw(self, n: int) -> list[str]:
-        # A new pool when this one runs out (about 2,500 events): replaying it would make every later
-        # text a near-copy of an earlier event's, which no news feed does.
+        # A new pool when this one runs out (after about 650 events, some 1,600 words each with their
+        # copies and same-topic articles): replaying it would make every later text a near-copy of an
+        # earlier event's, which no news feed does.
         if self.cursor + n > len(self.pool):
             self.pool, self.cursor = self._pool(), 0
         out = self.pool[self.cursor : self.cursor + n]
