@@ -65,10 +65,12 @@ def _report(conn: psycopg.Connection, source_id: int, url: str, text: str, *, pu
     return report
 
 
-def _load(conn: psycopg.Connection, source_id: int, *reports: Report) -> store.LoadResult:
+def _load(conn: psycopg.Connection, source_id: int | list[int], *reports: Report,
+          rules: DedupSettings | None = None) -> store.LoadResult:
+    """Stage the reports and load the staged rows of the source (or sources) in one batch."""
     with conn.transaction():
         store.stage_reports(conn, reports)
-    return store.load_staged(conn, [source_id])
+    return store.load_staged(conn, source_id if isinstance(source_id, list) else [source_id], rules=rules)
 
 
 def _rows(conn: psycopg.Connection) -> dict[str, tuple]:
@@ -410,15 +412,9 @@ def test_copies_are_grouped_only_within_the_window(conn, apart, window_days, sam
     copy = _report(conn, copier, "https://copier.example/strike.html", text(original[:-1]), published=DAY + apart)
     rules = DedupSettings(window_days=window_days)
     if batches == 1:
-        with conn.transaction():
-            store.stage_reports(conn, [first, copy])
-        results = [store.load_staged(conn, [wire, copier], rules=rules)]
+        results = [_load(conn, [wire, copier], first, copy, rules=rules)]
     else:
-        results = []
-        for source_id, report in ((wire, first), (copier, copy)):
-            with conn.transaction():
-                store.stage_reports(conn, [report])
-            results.append(store.load_staged(conn, [source_id], rules=rules))
+        results = [_load(conn, wire, first, rules=rules), _load(conn, copier, copy, rules=rules)]
 
     rows = _rows(conn)
     wired, copied = rows["https://wire.example/strike.html"], rows["https://copier.example/strike.html"]
