@@ -8,6 +8,7 @@ import sys
 from sitrep import sources
 from sitrep.runner import airflow_env
 from tests.pages import Item, article_html, paragraphs, rss
+from tests.texts import article
 
 
 def test_every_dag_file_imports_without_errors(settings):
@@ -79,3 +80,29 @@ def test_a_broken_feed_does_not_stop_the_others(site, conn, settings, run_dag):
     assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 2
     health = dict(conn.execute("SELECT name, last_error IS NOT NULL FROM sources").fetchall())
     assert health == {"good": False, "broken": True, "missing": True}
+
+
+def test_copies_join_the_original_s_story_only_within_the_dedup_window(site, conn, settings, run_dag):
+    """SITREP_DEDUP_WINDOW_DAYS reaches the DAG's loader: a copy published 12 hours after the wire's
+    original joins its story, one published 4 days after it (outside a 2-day window) starts its own."""
+    original = article(40)
+    pages = {  # path: (paragraphs, published)
+        "/wire/2024/03/10/strike.html": (original, "2024-03-10T08:00:00+00:00"),
+        "/copier/2024/03/10/strike.html": (original[:-1], "2024-03-10T20:00:00+00:00"),
+        "/copier/2024/03/14/strike-again.html": (original[1:], "2024-03-14T08:00:00+00:00"),
+    }
+    for path, (body, published) in pages.items():
+        site.add(path, article_html("Strike on the port of Odesa", body, date=published))
+    for feed in ("wire", "copier"):
+        items = [Item(title="Strike on the port of Odesa", link=site.url(path), guid=path, date=None)
+                 for path in pages if path.startswith(f"/{feed}/")]
+        site.add(f"/{feed}.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
+    sources.add_feeds(conn, [sources.FeedSpec(url=site.url(f"/{feed}.xml"), name=feed) for feed in ("wire", "copier")])
+
+    assert run_dag("sitrep_ingest", {"mode": "all"}, extra_env={"SITREP_DEDUP_WINDOW_DAYS": "2"})
+
+    rows = {url.removeprefix(site.base): (report_id, story_id, duplicate_of) for url, report_id, story_id, duplicate_of
+            in conn.execute("SELECT url, report_id, story_id, duplicate_of FROM reports").fetchall()}
+    wire, copy, late = (rows[path] for path in pages)
+    assert copy[1] == wire[1] and copy[2] == wire[0]
+    assert late[1] != wire[1] and late[2] is None
