@@ -1,7 +1,8 @@
 """Reports with chosen fields, loaded through the real staging and merge (for downstream tests).
 
 The enrichment fields (relevance, event_types, places, actors) are set explicitly, so tests of the
-consumers never depend on what the enrichment stage would find.
+consumers never depend on what the enrichment stage would find. And the stories' invariants that every
+load keeps, checked by the store's tests and its properties.
 """
 
 from __future__ import annotations
@@ -56,3 +57,23 @@ def paragraph(topic: str, n: int = 60) -> str:
     words = hashlib.sha256(topic.encode()).hexdigest()
     filler = " ".join(f"{topic}-{words[i % 60:i % 60 + 4]}{i}" for i in range(n))
     return f"{topic}. {filler}."
+
+
+def assert_story_invariants(conn: psycopg.Connection) -> None:
+    """Every report has a story; the representative has no duplicate_of; the others point at it."""
+    bad = conn.execute(
+        """
+        SELECT r.report_id, r.story_id, r.duplicate_of, s.representative_id FROM reports r
+        LEFT JOIN stories s USING (story_id)
+        WHERE s.story_id IS NULL
+           OR s.representative_id IS NULL
+           OR (r.report_id = s.representative_id AND r.duplicate_of IS NOT NULL)
+           OR (r.report_id <> s.representative_id AND r.duplicate_of IS DISTINCT FROM s.representative_id)
+           OR EXISTS (SELECT 1 FROM reports d WHERE d.report_id = r.duplicate_of AND d.duplicate_of IS NOT NULL)
+        """
+    ).fetchall()
+    empty = conn.execute(
+        "SELECT story_id FROM stories s WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.story_id = s.story_id)"
+    ).fetchall()
+    conn.commit()
+    assert bad == [] and empty == []

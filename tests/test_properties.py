@@ -35,6 +35,7 @@ from sitrep.feeds import parse_feed
 from sitrep.normalize import canonical_url, content_hash
 from sitrep.records import FeedEntry, Report
 from sitrep.settings import DedupSettings
+from tests.reports import assert_story_invariants
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -192,14 +193,14 @@ def feed_source(conn, site) -> int:
     return int(conn.execute("SELECT source_id FROM sources").fetchone()[0])
 
 
-def _entry_report(conn, source_id: int, url: str, text: str, title: str, day: int, canonical: str | None = None,
+def _entry_report(conn, source_id: int, url: str, text: str, title: str, hour: int, canonical: str | None = None,
                   batch: int = 0) -> Report:
     """A report of a new feed entry for ``url`` (canonical: the URL's own unless one is declared),
-    published ``day`` hours in and fetched then, in the ``batch``-th month (batches fetch in order)."""
+    published ``hour`` hours in and fetched then, in the ``batch``-th month (batches fetch in order)."""
     n = next(_counter)
     sources.record_entries(conn, source_id, [FeedEntry(entry_key=f"e{n}", link=url, title=f"t{n}")])
     entry_id = conn.execute("SELECT entry_id FROM entries WHERE entry_key = %s", (f"e{n}",)).fetchone()[0]
-    when = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=day)
+    when = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=hour)
     return Report(entry_id=entry_id, source_id=source_id, page_id=None, url=url, canonical_url=canonical_url(canonical or url),
                   title=title, authors=[], published_at=when, published_at_source="feed",
                   fetched_at=when + timedelta(days=30 * batch),
@@ -207,11 +208,11 @@ def _entry_report(conn, source_id: int, url: str, text: str, title: str, day: in
                   extraction_method="test", minhash=band_keys(text))
 
 
-def _report(conn, source_id: int, topic: int, variant: int, day: int) -> Report:
+def _report(conn, source_id: int, topic: int, variant: int, hour: int) -> Report:
     n = next(_counter)
     url = f"http://127.0.0.1:8001/2024/05/{n}/topic-{topic}-v{variant}.html"
     text = _story_text(topic, variant) + f" Copy {n}." * (variant > 0)
-    return _entry_report(conn, source_id, url, text, f"Topic {topic}", day)
+    return _entry_report(conn, source_id, url, text, f"Topic {topic}", hour)
 
 
 # Publication hours from a short range: ties in time, so the word-count and load-order tie-breaks count.
@@ -229,7 +230,7 @@ def test_dedup_stories_never_lose_a_member_and_duplicate_of_never_points_at_a_du
     rules = DedupSettings() if window_hours is None else DedupSettings(window_days=window_hours / 24)
     members_before: dict[int, set[int]] = {}
     for batch in batches:
-        reports = [_report(conn, feed_source, topic, variant, day) for topic, variant, day in batch]
+        reports = [_report(conn, feed_source, topic, variant, hour) for topic, variant, hour in batch]
         conn.commit()  # each step its own transaction, as in load_batch (a fresh connection per task)
         with conn.transaction():
             store.stage_reports(conn, reports)
@@ -244,24 +245,17 @@ def test_dedup_stories_never_lose_a_member_and_duplicate_of_never_points_at_a_du
 
 
 def _check_stories(conn) -> dict[int, set[int]]:
-    """The stories' invariants; returns each story's members.
-
-    Every report is in a story; its representative is the earliest published member, then the longest,
-    then the first loaded; every other member's duplicate_of is the representative (so never a
-    duplicate), and the representative has none.
-    """
-    rows = conn.execute("SELECT report_id, story_id, duplicate_of, published_at, word_count FROM reports").fetchall()
-    assert all(story is not None for _, story, _, _, _ in rows)
+    """The stories' invariants (tests/reports.py), and the representative is the earliest published
+    member, then the longest, then the first loaded; returns each story's members."""
+    assert_story_invariants(conn)
+    rows = conn.execute("SELECT report_id, story_id, published_at, word_count FROM reports").fetchall()
     members: dict[int, set[int]] = {}
-    for rid, story, _, _, _ in rows:
+    for rid, story, _, _ in rows:
         members.setdefault(story, set()).add(rid)
     reps = dict(conn.execute("SELECT story_id, representative_id FROM stories").fetchall())
     far = datetime.max.replace(tzinfo=UTC)
-    best = {story: min((r for r in rows if r[1] == story), key=lambda r: (r[3] or far, -r[4], r[0]))[0]
-            for story in members}
-    for rid, story, dup, _, _ in rows:
-        assert reps[story] == best[story], story
-        assert dup == (None if rid == best[story] else best[story]), rid
+    for story in members:
+        assert reps[story] == min((r for r in rows if r[1] == story), key=lambda r: (r[2] or far, -r[3], r[0]))[0], story
     return members
 
 
@@ -282,10 +276,10 @@ _PAGES = st.lists(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([None, 0
                            min_size=1, max_size=5), min_size=1, max_size=4)
 
 
-def _page_report(conn, source_id: int, page: int, declared: int | None, topic: int, variant: int, day: int,
+def _page_report(conn, source_id: int, page: int, declared: int | None, topic: int, variant: int, hour: int,
                  batch: int = 0) -> Report:
     page_url = "http://127.0.0.1:8001/news/page-{}.html".format
-    return _entry_report(conn, source_id, page_url(page), _story_text(topic, variant), f"Page {page}", day,
+    return _entry_report(conn, source_id, page_url(page), _story_text(topic, variant), f"Page {page}", hour,
                          canonical=None if declared is None else page_url(declared), batch=batch)
 
 

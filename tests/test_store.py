@@ -23,6 +23,7 @@ from sitrep import db, dedup, store
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Report
 from sitrep.settings import PROJECT_ROOT, DedupSettings
+from tests.reports import assert_story_invariants
 from tests.texts import article, text
 
 DEMO = PROJECT_ROOT / "seeds" / "demo"
@@ -80,26 +81,6 @@ def _rows(conn: psycopg.Connection) -> dict[str, tuple]:
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-def _assert_story_invariants(conn: psycopg.Connection) -> None:
-    """Every report has a story; the representative has no duplicate_of; the others point at it."""
-    bad = conn.execute(
-        """
-        SELECT r.report_id, r.story_id, r.duplicate_of, s.representative_id FROM reports r
-        LEFT JOIN stories s USING (story_id)
-        WHERE s.story_id IS NULL
-           OR s.representative_id IS NULL
-           OR (r.report_id = s.representative_id AND r.duplicate_of IS NOT NULL)
-           OR (r.report_id <> s.representative_id AND r.duplicate_of IS DISTINCT FROM s.representative_id)
-           OR EXISTS (SELECT 1 FROM reports d WHERE d.report_id = r.duplicate_of AND d.duplicate_of IS NOT NULL)
-        """
-    ).fetchall()
-    empty = conn.execute(
-        "SELECT story_id FROM stories s WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.story_id = s.story_id)"
-    ).fetchall()
-    conn.commit()
-    assert bad == [] and empty == []
-
-
 # -------------------------------------------------------------------------------------- exact layer
 
 
@@ -118,7 +99,7 @@ def test_the_same_article_under_another_url_is_an_alias(conn):
     statuses = [r[0] for r in conn.execute("SELECT status FROM entries ORDER BY entry_id").fetchall()]
     assert statuses == ["loaded", "duplicate", "duplicate"]
     assert conn.execute("SELECT count(*) FROM stories").fetchone()[0] == 1
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 @pytest.mark.parametrize("keys_staged", [True, False], ids=["keys-staged", "staged-without-keys"])
@@ -184,7 +165,7 @@ def test_two_reports_changed_to_the_same_text_in_one_batch_load_and_one_is_revis
     holders = conn.execute("SELECT url FROM reports WHERE content_sha256 = %s", (revised.content_sha256,)).fetchall()
     assert holders == [(second,)]
     assert conn.execute("SELECT count(*) FROM entries WHERE status = 'duplicate'").fetchone()[0] == 2
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def _fetch_again(conn: psycopg.Connection, report: Report, text_: str, *, later: timedelta) -> Report:
@@ -265,7 +246,7 @@ def test_a_copy_declaring_another_pages_canonical_never_fails_the_batch(conn):
     mapped = dict(conn.execute("SELECT url, report_id FROM report_urls").fetchall())
     assert mapped[copy.url] == rows[original.url][0] and mapped[third.url] == rows[third.url][0]
     assert conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0] == 3
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_the_same_text_again_changes_nothing(conn):
@@ -323,7 +304,7 @@ def test_a_revised_page_declaring_a_new_pages_url_in_the_same_batch(conn):
     assert _canonicals(conn) == {A: (A, 2), C: (C, 1)}
     assert conn.execute("SELECT report_id FROM report_urls WHERE url = %s", (C,)).fetchone()[0] == \
         _rows(conn)[C][0]
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_a_canonical_that_every_page_declares_is_not_trusted(conn):
@@ -378,7 +359,7 @@ def test_syndicated_copies_share_a_story_and_distinct_same_topic_articles_do_not
     assert rows["https://copier.example/news/1.html"][2] == strike[0]
     others = {rows["https://wire.example/kharkiv-rally.html"][1], rows["https://copier.example/news/3.html"][1]}
     assert strike[1] not in others and len(others) == 2
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_near_duplicates_inside_one_batch_share_a_story(conn):
@@ -391,7 +372,7 @@ def test_near_duplicates_inside_one_batch_share_a_story(conn):
     assert (result.inserted, result.grouped) == (4, 2)
     assert stories[0] == stories[1] == stories[2] != stories[3]
     assert conn.execute("SELECT count(*) FROM stories").fetchone()[0] == 2
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 @pytest.mark.parametrize(
@@ -422,7 +403,7 @@ def test_copies_are_grouped_only_within_the_window(conn, apart, window_days, sam
     assert copied[2] == (wired[0] if same_story else None)
     assert sum(r.grouped for r in results) == int(same_story)
     assert sum(r.candidates for r in results) == int(same_story)  # outside the window: not even verified
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_the_window_keeps_a_pair_whose_time_is_unknown():
@@ -462,7 +443,7 @@ def test_the_representative_is_the_earliest_published_then_the_longest(conn, fir
         assert rows["https://a.example/1.html"][4] > before[4]
     else:
         assert rows["https://a.example/1.html"][4] == before[4]
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_a_story_never_chains_two_events_and_never_loses_a_member(conn):
@@ -477,7 +458,7 @@ def test_a_story_never_chains_two_events_and_never_loses_a_member(conn):
     assert rows["https://x.example/a.html"][1] != rows["https://x.example/b.html"][1]
     assert rows["https://x.example/bridge.html"][1] in {rows["https://x.example/a.html"][1],
                                                         rows["https://x.example/b.html"][1]}
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_a_report_staged_without_lsh_keys_gets_them_at_load(conn):
@@ -557,7 +538,7 @@ def test_two_loaders_with_near_duplicates_at_the_same_moment_end_in_one_story(co
     assert sorted(r.inserted for r in results) == [1, 1]  # type: ignore[union-attr]
     assert sorted(r.grouped for r in results) == [0, 1]  # type: ignore[union-attr]
     assert conn.execute("SELECT count(*), count(DISTINCT story_id) FROM reports").fetchone() == (2, 1)
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 def test_a_retried_batch_creates_no_second_report_or_story(conn):
@@ -635,7 +616,7 @@ def test_the_demo_corpus_groups_syndicated_copies_and_keeps_same_topic_articles_
     assert len(set(story.values())) == len(reports) - sum(len(g["copies"]) for g in groups.values())
     # A syndicated copy's cross-site rel=canonical does not make it an alias of the original.
     assert reports["fp15"].canonical_url.startswith("https://127.0.0.1:18001/")
-    _assert_story_invariants(conn)
+    assert_story_invariants(conn)
 
 
 # ------------------------------------------------------------------------------ raw pages, staging
