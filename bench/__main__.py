@@ -1,8 +1,9 @@
 """`make bench`: run every benchmark section and print its table.
 
 A section is a module ``bench/<name>.py`` with ``TITLE`` and ``run(args) -> rich.table.Table | list[Table]``;
-``ORDER`` (an int, default 50) sorts them. Sections measure ratios against a baseline measured in the
-same run on the same machine; nothing here asserts on time.
+``ORDER`` (an int, default 50) sorts them; ``bench.step(text)`` says what it is doing (it runs for
+minutes before its table prints). Sections measure ratios against a baseline measured in the same run
+on the same machine; nothing here asserts on time.
 
     python -m bench                 # every section, default sizes
     python -m bench --only fetch    # sections whose name contains "fetch"
@@ -18,9 +19,12 @@ import pkgutil
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import bench
 
@@ -42,16 +46,36 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "run"):
             modules.append(module)
     modules.sort(key=lambda m: (getattr(m, "ORDER", 50), m.__name__))
+    progress = Console(stderr=True, log_path=False)
     for module in modules:
         started = time.monotonic()
         console.rule(getattr(module, "TITLE", module.__name__))
-        tables = module.run(args)
+        with _steps(progress, module.__name__.removeprefix("bench.")):
+            tables = module.run(args)
         for table in tables if isinstance(tables, list) else [tables]:
             console.print(table)
         console.print(f"[dim]{module.__name__}: {time.monotonic() - started:.0f}s[/]")
     if args.out:
         args.out.write_text(console.export_text())
     return 0
+
+
+@contextmanager
+def _steps(console: Console, section: str) -> Iterator[None]:
+    """Show the section's steps (bench.step) on stderr: a spinner with the section's elapsed time on a
+    terminal, gone when its table prints; a timestamped line per step otherwise (a CI log, a file)."""
+    with ExitStack() as stack:
+        if console.is_terminal:
+            progress = stack.enter_context(Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                                    TimeElapsedColumn(), console=console, transient=True))
+            task = progress.add_task(section)
+            bench._say = lambda text: progress.update(task, description=f"{section}: {text}")
+        else:
+            bench._say = lambda text: console.log(f"{section}: {text}")
+        try:
+            yield
+        finally:
+            bench._say = None
 
 
 if __name__ == "__main__":

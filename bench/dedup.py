@@ -31,6 +31,7 @@ from pathlib import Path
 import psycopg
 from rich.table import Table
 
+from bench import step
 from bench._newsgen import Article, generate
 from sitrep import db, dedup, store
 from sitrep.normalize import clean_text, content_hash
@@ -148,6 +149,7 @@ def _quality(articles: list[Article], story_of: dict[str, int]) -> tuple[float, 
 
 def run(args: argparse.Namespace) -> list[Table]:
     rules = DedupSettings()
+    step("generating the reports and their LSH keys")
     articles = list(generate(_EVENTS))
     began = time.process_time()
     keys = {a.key: dedup.band_keys(clean_text(a.text)) for a in articles}
@@ -168,6 +170,7 @@ def run(args: argparse.Namespace) -> list[Table]:
             unbounded = _Target(server.url("bench_no_window"), 0, articles)
             # Batch by batch, each database in turn: a change in the machine's load hits every size alike.
             for start in range(0, len(articles), _BATCH):
+                step(f"loading batch {start // _BATCH + 1} of {-(-len(articles) // _BATCH)} into each index")
                 for target in targets:
                     target.load(articles[start : start + _BATCH], keys, rules)
                 unbounded.load(articles[start : start + _BATCH], keys, replace(rules, window_days=0))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bench import step
 from bench.load import _prepare, _reports
 
 TITLE = "Downstream: export rows/s vs one bare Parquet write; alert evaluation and delivery vs bare SQL/HTTP"
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> Table:
         try:
             server.start("postgres")
             for size in sizes:
+                step(f"{size} reports: export, alerts and deliveries")
                 name = f"downstream_{size}"
                 db._create_database(server.url("postgres"), name)
                 with db.connect(server.url(name)) as conn:

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from rich.table import Table
 
+from bench import step
 from sitrep.enrich import enrich
 from sitrep.extract import extract_page
 from sitrep.settings import DEFAULT_RELEVANCE_THRESHOLD
@@ -115,7 +116,8 @@ def run(args: Any) -> list[Table]:
     pages = _demo_pages()
     extract_s = enrich_s = 0.0
     texts = []
-    for _ in range(rounds):
+    for i in range(rounds):
+        step(f"extracting and enriching {len(pages)} demo pages, round {i + 1} of {rounds}")
         texts = []
         for article, body, url in pages:
             t0 = time.perf_counter()

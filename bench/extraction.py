@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import trafilatura
 from rich.table import Table
 
+from bench import step
 from bench._labelled import LabelledPage, load_set, mean, score
 from sitrep.extract import extract_page
 from sitrep.normalize import to_report
@@ -55,7 +56,8 @@ def _measure(runners: dict[str, Callable[[LabelledPage], str | None]], pages: li
     """
     outputs = {name: [run(p) for p in pages] for name, run in runners.items()}  # warm-up (langid model, caches)
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
+    for i in range(rounds):
+        step(f"{len(runners)} extractions of {len(pages)} labelled pages, round {i + 1} of {rounds}")
         for name, run in runners.items():
             started = time.process_time()
             for page in pages:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bench import step
+
 TITLE = "fetch: incremental polls (ETag) and bounded memory"
 ORDER = 20
 
@@ -241,6 +243,7 @@ def _client_cpu(args: argparse.Namespace) -> Table:
                 "sitrep pages/s"):
         table.add_column(col, justify="right")
     for size in [2000] + ([5000] if args.full else []):
+        step(f"client CPU: {size} pages, sitrep's Fetcher and bare httpx")
         corpus = build_corpus(size)
         parent, child = get_context("spawn").Pipe()
         server = get_context("spawn").Process(target=_serve_corpus, args=(corpus.root, child), daemon=True)
@@ -287,6 +290,7 @@ def run(args: argparse.Namespace) -> list[Table]:
                                              for i in range(n_feeds)])
                 settings = Settings(database_url=url, home=Path(tmp), workers=2, batch_sources=50, fetch=FetchSettings(
                     allow_private_hosts=True, per_host_delay=0.0, per_host_concurrency=16, global_concurrency=32))
+                step("poll cycles: the first, then the same feeds unchanged (ETag, then the body hash)")
                 rows = [_cycle(settings, state, "1 first")]
                 rows.append(_cycle(settings, state, "2 unchanged (ETag)"))
                 state.honour_etag = False
@@ -304,6 +308,7 @@ def run(args: argparse.Namespace) -> list[Table]:
             memory.add_column(col, justify="right")
         ctx = get_context("spawn")
         for path, label in (("/huge", "60 MB page"), ("/bomb", f"gzip bomb ({len(state.bomb) // 1024} KB -> 200 MB)")):
+            step(f"peak RSS: a {label}")
             results = {}
             for naive in (True, False):
                 with ctx.Pool(1) as pool:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bench import step
+
 TITLE = "Load: reports/s through the loader vs raw COPY"
 ORDER = 60
 
@@ -158,12 +160,16 @@ def run(args: argparse.Namespace) -> list[Table]:
         try:
             server.start("postgres")
             for size in sizes:
+                step(f"{size} rows: generating the reports")
                 generated = _news_reports(size, 0, 0)  # once per size (the LSH keys cost more than a load)
 
                 def reports_for(source_id: int, first: int, generated: list = generated) -> list:
                     return [replace(r, source_id=source_id, entry_id=first + i) for i, r in enumerate(generated)]
 
-                runs = [_round(server, f"load_{size}_{i}", reports_for) for i in range(rounds)]
+                runs = []
+                for i in range(rounds):
+                    step(f"{size} rows: raw COPY and the loader, round {i + 1} of {rounds}")
+                    runs.append(_round(server, f"load_{size}_{i}", reports_for))
                 raw = min(r[0] for r in runs)
                 raw_binary = min(r[1] for r in runs)
                 _, _, staged, total = min(runs, key=lambda r: r[3])  # the loader's best round
@@ -214,6 +220,7 @@ def _growing(server, batch: int, batches: int, revised_share: float = 0.05,  # t
         previous: list = []
         first_rate = 0.0
         for b in range(batches):
+            step(f"the growing table: batch {b + 1} of {batches}")
             first = conn.execute("SELECT coalesce(max(entry_id), 0) + 1 FROM entries").fetchone()[0]
             # Each batch's pages under their own URLs (the generator's URLs repeat across seeds).
             fresh = [replace(r, source_id=source_id, entry_id=first + i, url=f"https://bench.example/b{b}/{i}.html",

@@ -43,6 +43,7 @@ from pathlib import Path
 import psutil
 from rich.table import Table
 
+from bench import step
 from bench._pagegen import Corpus, build_corpus
 
 TITLE = "End to end: the ingestion DAG vs bare trafilatura.extract"
@@ -290,9 +291,12 @@ def run(args: argparse.Namespace) -> list[Table]:
         try:
             base = server.start("postgres")
             for size in sizes:
+                step(f"{size} pages: the corpus (generated once, kept under bench/out)")
                 corpus = build_corpus(size)
+                step(f"{size} pages: the ceiling (bare trafilatura.extract, all cores)")
                 before = ceiling(corpus)
                 if not single.row_count:  # per page: the first corpus is enough
+                    step("one process: sitrep's worker path vs bare trafilatura.extract")
                     one = one_process(corpus)
                     single.add_row(f"{one['pages']:.0f}", f"{one['bare']:.2f}", f"{one['sitrep']:.2f}",
                                    f"{one['ratio']:.2f}", f"{before:.1f}", f"{1000 / one['bare']:.1f}",
@@ -302,7 +306,9 @@ def run(args: argparse.Namespace) -> list[Table]:
                 url = server.url(dbname)
                 with db.connect(url) as conn:
                     db.migrate(conn)
+                step(f"{size} pages: the ingestion DAG through dag.test()")
                 result = run_pipeline(corpus, Path(tmp) / f"home-{size}", url)
+                step(f"{size} pages: the ceiling again")
                 # Measured on both sides of the run, so that the VM's drift (15-20% here) shows, and the
                 # ratio is against the mean of the two.
                 after = ceiling(corpus)

@@ -1,12 +1,17 @@
 """`make bench`'s load and fetch sections on small inputs, for real (the test's PostgreSQL, loopback
-servers): what each table is made of is there and counts what it claims. No assertion on speed: the
-figures are the bench's to report."""
+servers): what each table is made of is there and counts what it claims, and a section says its steps
+while it runs. No assertion on speed: the figures are the bench's to report."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import replace
 
+from rich.console import Console
+
+import bench
+from bench import __main__ as bench_main
 from bench import fetch as bench_fetch
 from bench import load as bench_load
 from bench._pagegen import build_corpus
@@ -54,6 +59,26 @@ def test_the_growing_table_loads_each_batch_and_its_revisions(pg_server):
     assert closed == 60 + 63 + 63 and revised == 6  # every entry closed; each batch's 3 revisions loaded
     assert int(cells[4][0]) == 0 and keys > int(cells[4][2]) > int(cells[4][1]) > 0  # the index grew
     assert sum(int(c) for c in cells[5]) > 0  # the generated news has copies: candidates were verified
+
+
+def test_a_section_says_each_step_on_stderr_while_it_runs(pg_server, capsys):
+    """Not a terminal (a CI log, a file): a timestamped line per step, on stderr, the tables alone on stdout."""
+    with bench_main._steps(Console(stderr=True, log_path=False), "load"):
+        bench_load._growing(pg_server, 30, 2, name=f"bench_steps_{uuid.uuid4().hex[:8]}")
+    bench.step("said after the section")  # no section runs: nowhere
+    out, err = capsys.readouterr()
+    assert "load: the growing table: batch 1 of 2" in err and "load: the growing table: batch 2 of 2" in err
+    assert "said after the section" not in err and out == ""
+
+
+def test_on_a_terminal_the_steps_show_on_a_spinner_line_that_goes_with_the_section():
+    screen = io.StringIO()
+    with bench_main._steps(Console(file=screen, force_terminal=True, width=100), "pipeline"):
+        bench.step("5000 pages: the ingestion DAG through dag.test()")
+    shown = screen.getvalue()
+    assert "pipeline: 5000 pages: the ingestion DAG through dag.test()" in shown
+    assert shown.endswith("\x1b[1A\x1b[2K")  # transient: the line is erased when the section ends
+    assert bench._say is None
 
 
 def test_the_fetch_cycles_show_etag_and_body_hash_skips(db_url, conn, tmp_path):
