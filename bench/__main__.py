@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "run"):
             modules.append(module)
     modules.sort(key=lambda m: (getattr(m, "ORDER", 50), m.__name__))
-    progress = Console(stderr=True, log_path=False)
+    progress = Console(stderr=True)
     for module in modules:
         started = time.monotonic()
         console.rule(getattr(module, "TITLE", module.__name__))
@@ -63,15 +63,19 @@ def main(argv: list[str] | None = None) -> int:
 @contextmanager
 def _steps(console: Console, section: str) -> Iterator[None]:
     """Show the section's steps (bench.step) on stderr: a spinner with the section's elapsed time on a
-    terminal, gone when its table prints; a timestamped line per step otherwise (a CI log, a file)."""
+    terminal, gone when its table prints; a timestamped line per step otherwise (a CI log, a file). Twice
+    a second, not rich's ten: this process also serves the pipeline's corpus, and its CPU is the web
+    server's in that table."""
     with ExitStack() as stack:
         if console.is_terminal:
             progress = stack.enter_context(Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                                    TimeElapsedColumn(), console=console, transient=True))
+                                                    TimeElapsedColumn(), console=console, transient=True,
+                                                    refresh_per_second=2))
             task = progress.add_task(section)
             bench._say = lambda text: progress.update(task, description=f"{section}: {text}")
         else:
-            bench._say = lambda text: console.log(f"{section}: {text}")
+            bench._say = lambda text: console.print(f"[{time.strftime('%H:%M:%S')}] {section}: {text}", soft_wrap=True,
+                                                    markup=False, highlight=False)  # a line each, unwrapped
         try:
             yield
         finally:

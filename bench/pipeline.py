@@ -34,17 +34,23 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+import psycopg
 from rich.table import Table
 
 from bench import step
 from bench._pagegen import Corpus, build_corpus
+
+if TYPE_CHECKING:
+    from sitrep.runner import DagRun
 
 TITLE = "End to end: the ingestion DAG vs bare trafilatura.extract"
 ORDER = 10
@@ -209,6 +215,28 @@ class ProcessMeter:
         self._sample(relist=True)  # cpu() counts the PostgreSQL children still there at the end
 
 
+#: Seconds between two counts of the DAG run's progress (bench.step) while it runs.
+SAY_EVERY = 10.0
+
+
+def _wait_saying(run: DagRun, conn: psycopg.Connection, pages: int, timeout: float = 3600) -> bool:
+    """Wait for the DAG run, saying how far it got every SAY_EVERY seconds (three counts: a few ms of the
+    server's CPU)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return run.wait(SAY_EVERY)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                raise
+        polled, staged, loaded = conn.execute(
+            "SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM staged_reports),"
+            " (SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate'))").fetchone()
+        conn.commit()
+        step(f"{pages} pages: the ingestion DAG through dag.test(): {polled} entries polled, {staged} pages staged,"
+             f" {loaded} loaded")
+
+
 def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
     """Serve the corpus on loopback, register its feeds, run the DAG once; return timings and counts."""
     from sitrep import db, demo, runner, sources
@@ -227,7 +255,7 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
         started, web_started, began = time.perf_counter(), time.process_time(), time.time()
         run = runner.start_dag(settings, url, "sitrep_ingest", {"mode": "all"}, env)
         with ProcessMeter(run.process.pid, postmaster) as meter:
-            ok = run.wait(3600)
+            ok = _wait_saying(run, conn, len(corpus.pages))
         wall, ended = time.perf_counter() - started, time.time()
         # This process only serves the corpus (threads of demo.serve_corpus) and samples the others.
         cpu = {**meter.cpu(), "web": time.process_time() - web_started}

@@ -5,12 +5,16 @@ number the table is made of is there, counts every page once and is put in its p
 
 from __future__ import annotations
 
+from rich.console import Console
+
 import bench._pagegen
+import bench.pipeline
+from bench.__main__ import _steps
 from bench.pipeline import ceiling, one_process, run_pipeline
 
 
 def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every_part(
-        monkeypatch, tmp_path, test_home, db_url):
+        monkeypatch, tmp_path, test_home, db_url, capsys):
     monkeypatch.setattr(bench._pagegen, "OUT", tmp_path)  # the corpus in the test's folder, not bench/out
     corpus = bench._pagegen.build_corpus(40)
     assert len(corpus.pages) == 40 and all(p.stat().st_size >= 30_000 for p in corpus.pages)
@@ -20,7 +24,11 @@ def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every
     one = one_process(corpus, sample=12, rounds=2)
     assert (one["pages"], one["rejected"]) == (12, 0), one
     assert one["bare"] > 0 and one["sitrep"] > 0 and one["ratio"] > 0, one
-    result = run_pipeline(corpus, test_home, db_url)
+    monkeypatch.setattr(bench.pipeline, "SAY_EVERY", 0.5)
+    with _steps(Console(stderr=True), "pipeline"):  # not a terminal: a line per step
+        result = run_pipeline(corpus, test_home, db_url)
+    said = [line for line in capsys.readouterr().err.splitlines() if "the ingestion DAG through dag.test(): " in line]
+    assert said and "entries polled" in said[-1] and "pages staged" in said[-1], said  # how far the run got
 
     # Every page ended as a report or a duplicate of one: nothing failed, nothing counted twice.
     assert (result["pages"], result["failed"]) == (40, 0), result

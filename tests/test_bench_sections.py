@@ -63,7 +63,7 @@ def test_the_growing_table_loads_each_batch_and_its_revisions(pg_server):
 
 def test_a_section_says_each_step_on_stderr_while_it_runs(pg_server, capsys):
     """Not a terminal (a CI log, a file): a timestamped line per step, on stderr, the tables alone on stdout."""
-    with bench_main._steps(Console(stderr=True, log_path=False), "load"):
+    with bench_main._steps(Console(stderr=True), "load"):
         bench_load._growing(pg_server, 30, 2, name=f"bench_steps_{uuid.uuid4().hex[:8]}")
     bench.step("said after the section")  # no section runs: nowhere
     out, err = capsys.readouterr()
