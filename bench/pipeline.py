@@ -314,6 +314,7 @@ def run(args: argparse.Namespace) -> list[Table]:
     for col in ("pages", "bare trafilatura.extract ms/page", "sitrep worker path ms/page", "ratio",
                 "ceiling pages/s (all cores)", "one process pages/s (bare)", "all cores / one"):
         single.add_column(col, justify="right")
+    costs: list[tuple[int, float, float]] = []  # (pages, tasks ms per page, ceiling pages/s)
     with tempfile.TemporaryDirectory(prefix="sitrep-bench-") as tmp:
         server = db.EmbeddedPostgres(Path(tmp) / "pg")
         try:
@@ -343,6 +344,7 @@ def run(args: argparse.Namespace) -> list[Table]:
                 top = (before + after) / 2
                 pages = float(result["pages"])  # type: ignore[arg-type]
                 rate, task_rate = pages / float(result["wall"]), pages / float(result["tasks"])  # type: ignore[arg-type]
+                costs.append((size, 1000 / task_rate, top))
                 summary.add_row(str(size), f"{top:.1f}", f"{after / before:.2f}", f"{rate:.1f}", f"{rate / top:.2f}",
                                 f"{task_rate:.1f}", f"{task_rate / top:.2f}", f"{1000 / task_rate:.1f}", str(result["failed"]),
                                 f"{int(result['peak_rss']) / 2**20:.0f}")  # type: ignore[call-overload]
@@ -361,12 +363,25 @@ def run(args: argparse.Namespace) -> list[Table]:
                                  f"{between:.1f} s", f"{pages / top:.1f} s")
         finally:
             server.stop()
+    summary.caption = scaling_caption(costs)
     timeline.caption = ("dag.test() runs the mapped tasks one after another; a deployment's executor runs them side"
                         " by side. Busy: CPU time of every process on the machine over cores x the phase's wall time")
     single.caption = ("sitrep's worker path: extraction (fast mode), metadata, normalization, enrichment and LSH"
                       " keys, as build_report runs it in the workers; the two paths take turns page by page;"
                       " medians of five rounds")
     return [summary, single, shares, budget, timeline]
+
+
+def scaling_caption(costs: list[tuple[int, float, float]]) -> str:
+    """Per-report cost of each size against the smallest's: tasks ms per page, and the same in units of
+    the ceiling measured with each size (this VM drifts 15-30% between phases of one run; the second
+    takes that out)."""
+    if len(costs) < 2:
+        return ""
+    (first, ms_first, top_first), *rest = costs
+    return "per-report cost (tasks) against " + f"{first} pages: " + "; ".join(
+        f"{size}: {ms / ms_first:.2f}x in ms per page, {ms * top / (ms_first * top_first):.2f}x against the ceiling"
+        for size, ms, top in rest)
 
 
 def _phase_cell(seconds: float, busy: float | None) -> str:
