@@ -84,6 +84,30 @@ def _serve_after(route_body: bytes, before: Callable[[], None]) -> Callable[[Bas
     return handler
 
 
+def test_each_chunk_is_committed_while_later_pages_are_still_on_the_wire(site, conn, settings, db_url, small_chunks):
+    """Staged chunks are the batch's progress: another connection sees them while a later page is still
+    being fetched (so a task killed then keeps them, and its retry fetches only the rest)."""
+    sid = _add(conn, _publish(site, 24))
+    pipeline.poll_batch(settings, [sid])
+    seen = threading.Event()
+
+    def wait_until_staged_elsewhere() -> None:
+        with psycopg.connect(db_url) as watcher:
+            for _ in range(40):  # up to 4 s (the test's read timeout is 5): before the fix, never
+                if watcher.execute("SELECT count(*) FROM staged_reports").fetchone()[0] >= 4:
+                    seen.set()
+                    return
+                watcher.rollback()
+                threading.Event().wait(0.1)
+
+    site.routes["/news/20.html"].handler = _serve_after(site.routes["/news/20.html"].body, wait_until_staged_elsewhere)
+
+    counts = pipeline.collect_batch(settings, [sid])
+
+    assert seen.is_set(), "no chunk was committed while the batch was still being fetched"
+    assert counts["staged"] == 24
+
+
 def test_the_database_connection_lost_mid_batch_loses_nothing_and_the_retry_does_the_rest(
         site, conn, settings, db_url, small_chunks):
     sid = _add(conn, _publish(site, 24))

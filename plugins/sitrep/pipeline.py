@@ -389,6 +389,9 @@ def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str 
     with _connect(settings) as conn:
         pending = _pending_entries(conn, source_ids)
         plan = _plan_fetches(conn, pending)
+        # End the transaction the reads began: else every chunk's transaction() below is a savepoint in
+        # it, and nothing the batch stages is committed (or kept by a killed task) until the batch ends.
+        conn.commit()
         counts.update(pending=len(pending), known=plan.known)
         room = threading.BoundedSemaphore(_AHEAD)
         stager = _Stager(conn, stages, plan.followers, room)
