@@ -44,8 +44,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from sitrep.db import autocommit
 from sitrep.errors import ConfigError, SitrepError
-from sitrep.export import autocommit
 from sitrep.settings import Settings
 
 __all__ = [

@@ -278,6 +278,24 @@ def database_url(settings: Settings, *, start: bool = False) -> str:
     return server.start() if start else server.url()
 
 
+@contextmanager
+def autocommit(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Autocommit for the block, so that each ``conn.transaction()`` inside is a real commit.
+
+    For steps that commit several times on purpose (a collect's chunks, the downstream steps' plan then
+    commit): in a transaction left open by an earlier read they would silently become savepoints, and
+    nothing would be committed until the caller's own commit.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.commit()
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.autocommit = previous
+
+
 def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5) -> psycopg.Connection:
     """Open one connection with a server-side statement_timeout, retrying a database that restarts."""
     delay = 0.5

@@ -36,19 +36,19 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from sitrep.db import autocommit
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings
 
 __all__ = [
-    "COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "autocommit", "committed_files", "export_step", "run", "target",
+    "COLUMNS", "ExportError", "ExportResult", "ExportStep", "ExportedFile", "committed_files", "export_step", "run", "target",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,23 +122,6 @@ class ExportResult:
     @property
     def files(self) -> list[ExportedFile]:
         return [f for s in self.steps for f in s.files]
-
-
-@contextmanager
-def autocommit(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """Autocommit for the block, so that each ``conn.transaction()`` inside is a real commit.
-
-    The downstream steps commit several times on purpose (plan, then commit); in a caller's open
-    transaction they would silently become savepoints.
-    """
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.commit()
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
-        yield conn
-    finally:
-        conn.autocommit = previous
 
 
 def target(settings: Settings) -> str:

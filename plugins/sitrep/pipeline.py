@@ -386,12 +386,10 @@ def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str 
     so the network, the CPUs and the database work at the same time."""
     counts = {"pending": 0, "fetched": 0, "staged": 0, "failed": 0, "known": 0}
     stages = Stages()
-    with _connect(settings) as conn:
+    # Autocommit: each chunk's transaction is its own commit (a killed task keeps what it staged).
+    with _connect(settings) as conn, db.autocommit(conn):
         pending = _pending_entries(conn, source_ids)
         plan = _plan_fetches(conn, pending)
-        # End the transaction the reads began: else every chunk's transaction() below is a savepoint in
-        # it, and nothing the batch stages is committed (or kept by a killed task) until the batch ends.
-        conn.commit()
         counts.update(pending=len(pending), known=plan.known)
         room = threading.BoundedSemaphore(_AHEAD)
         stager = _Stager(conn, stages, plan.followers, room)
