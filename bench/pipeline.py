@@ -379,7 +379,7 @@ def scaling_caption(costs: list[tuple[int, float, float]]) -> str:
     if len(costs) < 2:
         return ""
     (first, ms_first, top_first), *rest = costs
-    return "per-report cost (tasks) against " + f"{first} pages: " + "; ".join(
+    return f"per-report cost (tasks) against {first} pages: " + "; ".join(
         f"{size}: {ms / ms_first:.2f}x in ms per page, {ms * top / (ms_first * top_first):.2f}x against the ceiling"
         for size, ms, top in rest)
 
