@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler
 
-from sitrep import sources
+import psycopg
+from rich.console import Console
+
+from sitrep import cli, sources
 from sitrep.runner import airflow_env
-from tests.pages import Item, article_html, paragraphs, rss
+from tests.pages import Item, article_html, paragraphs, respond, rss
 from tests.texts import article
 
 
@@ -106,3 +113,34 @@ def test_copies_join_the_original_s_story_only_within_the_dedup_window(site, con
     wire, copy, late = (rows[path] for path in pages)
     assert copy[1] == wire[1] and copy[2] == wire[0]
     assert late[1] != wire[1] and late[2] is None
+
+
+def test_sitrep_ingest_shows_pages_collected_before_the_batch_loads(site, conn, settings, db_url, monkeypatch):
+    """The status line of `sitrep ingest` moves while pages are fetched and extracted: the collect commits
+    what it staged a chunk at a time (the last page answers only after the CLI has had time to see it)."""
+    items = _publish(site, 5, prefix="early")
+
+    def late_page(handler: BaseHTTPRequestHandler) -> None:
+        with psycopg.connect(db_url) as watcher:
+            for _ in range(100):  # up to 10 s (the DAG's read timeout is 20)
+                if watcher.execute("SELECT count(*) FROM staged_reports").fetchone()[0] > 0:
+                    threading.Event().wait(1.5)  # three of the status line's counts
+                    break
+                watcher.rollback()
+                threading.Event().wait(0.1)
+        respond(handler, article_html("Shelling hits the late district", paragraphs("late")).encode())
+
+    items.append(Item(title="Shelling hits the late district", link=site.url("/2024/03/19/late.html"), guid="late"))
+    site.add("/2024/03/19/late.html", handler=late_page)
+    site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
+    sources.add_feeds(conn, [sources.FeedSpec(url=site.url("/rss.xml"), name="Test Gazette")])
+    conn.commit()
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=True, width=200))
+
+    env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "8"}
+    assert cli.run_ingest(settings, due_only=False, extra_env=env) == 0
+
+    collected = [int(n) for n in re.findall(r"pending \((\d+) collected\)", screen.getvalue())]
+    assert max(collected) >= 1, collected  # seen while the late page was still on the wire
+    assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 6
