@@ -159,7 +159,7 @@ def _counts(conn) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def]
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
-def ingest_status(seconds: float, entries: int, pending: int, staged: int, new_reports: int) -> str:
+def _ingest_status(seconds: float, entries: int, pending: int, staged: int, new_reports: int) -> str:
     """The ingest's status line: the collect stages pages a chunk at a time, so it moves while pages are
     fetched and extracted, not only when a batch loads."""
     return (f"[bold]sitrep_ingest[/] running {seconds:4.0f}s: {entries} entries seen, {pending} pending"
@@ -185,7 +185,7 @@ def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] 
         with console.status("starting Airflow...") as status:
             while run.poll() is None:
                 reports, entries, pending, staged = _counts(conn)
-                status.update(ingest_status(time.monotonic() - t0, entries, pending, staged, reports - before))
+                status.update(_ingest_status(time.monotonic() - t0, entries, pending, staged, reports - before))
                 time.sleep(0.5)
         ok = run.wait()
         after, *_ = _counts(conn)
