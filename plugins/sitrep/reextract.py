@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from sitrep import extract_health, store
+from sitrep import db, extract_health, store
 from sitrep.errors import ConfigError
 from sitrep.pipeline import build_reports
 from sitrep.records import PageJob, Rejected, Report
@@ -107,13 +107,13 @@ ORDER BY p.page_id
 def reextract(settings: Settings, conn: psycopg.Connection, *, since: datetime | None = None,
               source_id: int | None = None, progress: Callable[[int, int], None] | None = None) -> ReextractResult:
     """Re-extract the stored pages fetched since ``since`` of one source (or all); see the module doc."""
-    page_ids = [int(r[0]) for r in conn.execute(_PAGE_IDS, {"since": since, "source": source_id}).fetchall()]
-    conn.commit()
-    result = ReextractResult(pages=len(page_ids))
-    for start in range(0, len(page_ids), CHUNK):
-        _round(settings, conn, page_ids[start:start + CHUNK], result)
-        if progress is not None:
-            progress(min(start + CHUNK, len(page_ids)), len(page_ids))
+    with db.autocommit(conn):  # each chunk commits by itself
+        page_ids = [int(r[0]) for r in conn.execute(_PAGE_IDS, {"since": since, "source": source_id}).fetchall()]
+        result = ReextractResult(pages=len(page_ids))
+        for start in range(0, len(page_ids), CHUNK):
+            _round(settings, conn, page_ids[start:start + CHUNK], result)
+            if progress is not None:
+                progress(min(start + CHUNK, len(page_ids)), len(page_ids))
     log.info("re-extracted %d pages: %d changed, %d unchanged, %d recovered, %d failed", result.pages,
              result.changed, result.unchanged, result.recovered, result.failed)
     return result
@@ -121,7 +121,6 @@ def reextract(settings: Settings, conn: psycopg.Connection, *, since: datetime |
 
 def _round(settings: Settings, conn: psycopg.Connection, page_ids: list[int], result: ReextractResult) -> None:
     rows = conn.execute(_PAGES, (page_ids,)).fetchall()
-    conn.commit()
     jobs, status_of = [], {}
     for (page_id, entry_id, source_id, link, url, final_url, fetched_at, body, title, summary, content, author,
          published_at, status) in rows:
