@@ -220,8 +220,10 @@ SAY_EVERY = 10.0
 
 
 def _wait_saying(run: DagRun, conn: psycopg.Connection, pages: int, timeout: float = 3600) -> bool:
-    """Wait for the DAG run, saying how far it got every SAY_EVERY seconds (three counts: a few ms of the
-    server's CPU)."""
+    """Wait for the DAG run, saying how far it got every SAY_EVERY seconds (metrics.progress, as
+    `sitrep ingest` shows it: four counts, a few ms of the server's CPU)."""
+    from sitrep.metrics import progress
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -229,12 +231,9 @@ def _wait_saying(run: DagRun, conn: psycopg.Connection, pages: int, timeout: flo
         except subprocess.TimeoutExpired:
             if time.monotonic() > deadline:
                 raise
-        polled, staged, loaded = conn.execute(
-            "SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM staged_reports),"
-            " (SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate'))").fetchone()
-        conn.commit()
-        step(f"{pages} pages: the ingestion DAG through dag.test(): {polled} entries polled, {staged} pages staged,"
-             f" {loaded} loaded")
+        now = progress(conn)
+        step(f"{pages} pages: the ingestion DAG through dag.test(): {now.entries} entries polled,"
+             f" {now.staged} pages staged, {now.reports} reports loaded")
 
 
 def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:

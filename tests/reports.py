@@ -8,6 +8,7 @@ load keeps, checked by the store's tests and its properties.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,3 +78,15 @@ def assert_story_invariants(conn: psycopg.Connection) -> None:
     ).fetchall()
     conn.commit()
     assert bad == [] and empty == []
+
+
+def wait_until_staged(db_url: str, at_least: int, seconds: float) -> bool:
+    """Wait until another connection sees ``at_least`` staged reports (committed by a collect that is
+    still running); False after ``seconds``."""
+    with psycopg.connect(db_url) as watcher:
+        for _ in range(int(seconds * 10)):
+            if watcher.execute("SELECT count(*) FROM staged_reports").fetchone()[0] >= at_least:
+                return True
+            watcher.rollback()
+            time.sleep(0.1)
+    return False

@@ -15,6 +15,7 @@ import pytest
 
 from sitrep import pipeline, sources
 from tests.pages import Item, article_html, respond, rss
+from tests.reports import wait_until_staged
 from tests.texts import article
 
 
@@ -92,13 +93,8 @@ def test_each_chunk_is_committed_while_later_pages_are_still_on_the_wire(site, c
     seen = threading.Event()
 
     def wait_until_staged_elsewhere() -> None:
-        with psycopg.connect(db_url) as watcher:
-            for _ in range(40):  # up to 4 s (the test's read timeout is 5): before the fix, never
-                if watcher.execute("SELECT count(*) FROM staged_reports").fetchone()[0] >= 4:
-                    seen.set()
-                    return
-                watcher.rollback()
-                threading.Event().wait(0.1)
+        if wait_until_staged(db_url, 4, seconds=4):  # under the test's read timeout (5 s): before the fix, never
+            seen.set()
 
     site.routes["/news/20.html"].handler = _serve_after(site.routes["/news/20.html"].body, wait_until_staged_elsewhere)
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sitrep.errors import SitrepError
+from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
 
 
@@ -149,16 +150,6 @@ def _migrated(conn) -> None:  # type: ignore[no-untyped-def]
 # ------------------------------------------------------------------------------------------ ingest
 
 
-def _counts(conn) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def]
-    """Reports, entries, entries pending, and of those the pages staged (collected, waiting for the load)."""
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM entries),"
-        " (SELECT count(*) FROM entries WHERE status = 'pending'), (SELECT count(*) FROM staged_reports)"
-    ).fetchone()
-    conn.commit()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
-
-
 def _ingest_status(seconds: float, entries: int, pending: int, staged: int, new_reports: int) -> str:
     """The ingest's status line: the collect stages pages a chunk at a time, so it moves while pages are
     fetched and extracted, not only when a batch loads."""
@@ -174,7 +165,7 @@ def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] 
     started = datetime.now(UTC)
     with _conn(settings) as conn:
         _migrated(conn)
-        before, *_ = _counts(conn)
+        before = progress(conn).reports
         feeds = conn.execute("SELECT count(*) FROM sources WHERE kind = 'feed' AND enabled").fetchone()[0]
         conn.commit()
         if feeds == 0:
@@ -184,11 +175,11 @@ def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] 
         t0 = time.monotonic()
         with console.status("starting Airflow...") as status:
             while run.poll() is None:
-                reports, entries, pending, staged = _counts(conn)
+                reports, entries, pending, staged = progress(conn)
                 status.update(_ingest_status(time.monotonic() - t0, entries, pending, staged, reports - before))
                 time.sleep(0.5)
         ok = run.wait()
-        after, *_ = _counts(conn)
+        after = progress(conn).reports
         rows = conn.execute(
             """
             SELECT s.name, p.http_status, p.not_modified, p.entries_seen, p.new_entries, p.error,

@@ -1,4 +1,5 @@
-"""Per-stage timings of a task, recorded in Postgres (``task_stage_log``) for benches and operators."""
+"""Per-stage timings of a task, recorded in Postgres (``task_stage_log``) for benches and operators, and
+how far an ingestion run has got (``progress``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import psycopg
 
-__all__ = ["PAGE_SECONDS", "Stages", "page_step"]
+__all__ = ["PAGE_SECONDS", "Progress", "Stages", "page_step", "progress"]
 
 #: CPU seconds of each step of the page being built in this process (extract, enrich, dedup); an
 #: extraction worker clears it before a page and sends it back with the result.
@@ -73,3 +75,20 @@ class Stages:
                 " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())",  # now() is the transaction's start
                 [(run_id, task, stage, list(source_ids), secs, items) for stage, secs, items in rows],
             )
+
+
+class Progress(NamedTuple):
+    reports: int
+    entries: int
+    pending: int  #: entries not loaded yet (nor failed)
+    staged: int  #: of those, pages collected and staged, waiting for the load
+
+
+def progress(conn: psycopg.Connection) -> Progress:
+    """How far ingestion has got, as another connection sees it: the collect commits a chunk at a time."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM entries),"
+        " (SELECT count(*) FROM entries WHERE status = 'pending'), (SELECT count(*) FROM staged_reports)"
+    ).fetchone()
+    conn.commit()
+    return Progress(*(int(n) for n in row))  # type: ignore[union-attr]

@@ -6,15 +6,15 @@ import io
 import re
 import subprocess
 import sys
-import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
-import psycopg
 from rich.console import Console
 
 from sitrep import cli, sources
 from sitrep.runner import airflow_env
 from tests.pages import Item, article_html, paragraphs, respond, rss
+from tests.reports import wait_until_staged
 from tests.texts import article
 
 
@@ -121,13 +121,8 @@ def test_sitrep_ingest_shows_pages_collected_before_the_batch_loads(site, conn, 
     items = _publish(site, 5, prefix="early")
 
     def late_page(handler: BaseHTTPRequestHandler) -> None:
-        with psycopg.connect(db_url) as watcher:
-            for _ in range(100):  # up to 10 s (the DAG's read timeout is 20)
-                if watcher.execute("SELECT count(*) FROM staged_reports").fetchone()[0] > 0:
-                    threading.Event().wait(1.5)  # three of the status line's counts
-                    break
-                watcher.rollback()
-                threading.Event().wait(0.1)
+        if wait_until_staged(db_url, 1, seconds=10):  # under the DAG's read timeout (20 s)
+            time.sleep(1.5)  # three of the status line's counts
         respond(handler, article_html("Shelling hits the late district", paragraphs("late")).encode())
 
     items.append(Item(title="Shelling hits the late district", link=site.url("/2024/03/19/late.html"), guid="late"))
