@@ -59,7 +59,8 @@ def is_public_address(address: str | IPAddress) -> bool:
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         ip = _embedded_ipv4(ip) or ip
-    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local  # fec0::/10: is_global misses it
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved and not site_local
 
 
 def parse_ip_literal(host: str) -> IPAddress | None:
