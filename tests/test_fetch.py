@@ -8,6 +8,7 @@ import time
 import tracemalloc
 import zlib
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import psutil
 import pytest
@@ -81,11 +82,31 @@ def test_429_with_a_long_retry_after_is_returned_not_slept_through(site, fetch_s
 
 
 def test_retry_after_as_an_http_date():
-    from datetime import UTC, datetime
 
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert retry_after_seconds("Thu, 01 Jan 2026 12:02:00 GMT", now=now) == 120.0
     assert retry_after_seconds("soon", now=now) is None
+
+
+def test_an_odd_retry_after_is_ignored_and_a_huge_one_capped():
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    assert retry_after_seconds("\u00b2") is None  # a digit to str.isdigit(), not to float()
+    assert retry_after_seconds("9" * 400) == fetch.MAX_RETRY_AFTER
+    assert retry_after_seconds("Fri, 31 Dec 9999 23:59:59 GMT", now=now) == fetch.MAX_RETRY_AFTER
+    assert retry_after_seconds("120") == 120.0
+
+
+def test_a_503_with_an_odd_retry_after_is_an_answer_not_a_crash(site, fetch_settings):
+    def busy(h):
+        h.send_response(503)
+        h.send_header("Retry-After", "\u00b2")  # sent as the latin-1 byte 0xb2
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    url = site.add("/busy", handler=busy)
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get(url)
+    assert response.status == 503 and response.retry_after is None
 
 
 def test_read_timeout_is_retried_then_reported(site, fetch_settings):
@@ -190,6 +211,23 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(site, fetch_settings):
     assert peak < 6 * MB
 
 
+def test_bytes_after_the_end_of_a_gzip_stream_are_not_kept(site, fetch_settings):
+    # zlib keeps whatever follows the end of the stream in unused_data, counted by no cap: 30 MB of it
+    # held in memory before the fix. The page ends where its compressed stream does.
+    page = ("<html><body>" + "Shelling reported near the river. " * 200 + "</body></html>").encode()
+    url = site.add("/trailer", gzip.compress(page) + b"\0" * (30 * MB),
+                   headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        with Fetcher(replace(fetch_settings, total_timeout=30.0)) as fetcher:
+            response = fetcher.get(url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.body == page and not response.truncated
+    assert peak < 8 * MB
+
+
 @pytest.mark.parametrize("encoding, compress", [
     ("gzip", lambda b: gzip.compress(b)),
     ("deflate", lambda b: zlib.compress(b)),
@@ -236,6 +274,21 @@ def test_pages_reach_extraction_as_utf8_whatever_their_charset(site, fetch_setti
     with Fetcher(fetch_settings) as fetcher:
         [response] = fetcher.get_many([url])
     assert text in response.body.decode("utf-8")
+
+
+@pytest.mark.parametrize("header, meta", [
+    ("text/html; charset=base64", ""),           # codecs Python knows that decode no text: never used
+    ("text/html", '<meta charset="hex">'),
+    ("text/html; charset=undefined", ""),
+    ("text/html; charset=rot13", '<meta charset="zip">'),
+])
+def test_a_charset_that_is_no_text_encoding_is_ignored(site, fetch_settings, header, meta):
+    page = f"<html><head>{meta}<title>t</title></head><body><p>{FRENCH * 20}</p></body></html>"
+    url = site.add("/odd.html", page.encode("utf-8"), headers={"Content-Type": header})
+    with Fetcher(fetch_settings) as fetcher:
+        [response] = fetcher.get_many([url])
+    assert not isinstance(response, FetchError), response
+    assert FRENCH in response.body.decode("utf-8")
 
 
 def test_a_utf8_bom_wins_and_is_dropped():

@@ -110,19 +110,25 @@ class Response:
         return retry_after_seconds(self.headers.get("retry-after"))
 
 
+#: The longest wait a Retry-After can ask for (a year): beyond it the value is a server's mistake, and
+#: poll_log keeps it as an integer of seconds.
+MAX_RETRY_AFTER = 365 * 86400.0
+
+
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (seconds, or an HTTP date), at most MAX_RETRY_AFTER."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # not "\u00b2": str.isdigit() takes it, float() does not
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER)
 
 
 @dataclass
@@ -405,7 +411,11 @@ class Fetcher:
         if body.startswith(codecs.BOM_UTF8):
             body = body[len(codecs.BOM_UTF8):]
         elif encoding != "utf-8":
-            body = body.decode(encoding, errors="replace").lstrip("\ufeff").encode("utf-8")
+            try:
+                body = body.decode(encoding, errors="replace").lstrip("\ufeff").encode("utf-8")
+            except (LookupError, UnicodeError) as exc:
+                raise FetchError(f"can't fetch {url!r}: its charset {encoding!r} can't decode it ({exc})",
+                                 url=url, reason="encoding") from exc
         return replace(response, body=body, encoding=encoding)
 
     def get_many(self, urls: Sequence[str], *, max_bytes: int | None = None) -> list[Response | FetchError]:
@@ -493,7 +503,15 @@ class _Inflater:
         #: Compressed bytes consumed so far: the denominator of the inflation ratio.
         self.consumed = 0
 
+    @property
+    def finished(self) -> bool:
+        """The compressed stream has ended: what a server sends after it is not the page (and zlib would
+        keep all of it, uncounted, in ``unused_data``)."""
+        return self._obj is not None and self._obj.eof
+
     def feed(self, data: bytes) -> Iterator[bytes]:
+        if self.finished:
+            return
         if self._obj is None:
             for start in range(0, len(data), _STEP):
                 self.consumed += len(data[start:start + _STEP])
@@ -526,6 +544,8 @@ def _read_body(raw: httpx.Response, max_bytes: int, deadline: float, url: str, m
                     chunks.append(piece[: max(0, max_bytes - (size - len(piece)))])
                     return b"".join(chunks), True
                 chunks.append(piece)
+            if inflater.finished:
+                break
             if time.monotonic() > deadline:
                 raise FetchError(f"can't fetch {url!r}: slower than the total timeout ({size} bytes read)",
                                  url=url, reason="timeout")
@@ -535,13 +555,20 @@ def _read_body(raw: httpx.Response, max_bytes: int, deadline: float, url: str, m
 
 
 def _known(name: bytes | str | None) -> str | None:
+    """The codec a declared charset names, if it is one that decodes bytes to text.
+
+    Python knows codecs that are no text encoding (``base64``, ``hex``, ``zip``, ``undefined``...): a
+    page declaring one is decoded by the other rules, never by it.
+    """
     if not name:
         return None
     try:
         text = name.decode("ascii") if isinstance(name, bytes) else name
-        return codecs.lookup(text.strip().strip("'\"")).name
-    except (LookupError, UnicodeDecodeError):
+        codec = codecs.lookup(text.strip().strip("'\"")).name
+        b"<p>caf\xc3\xa9 \xff</p>".decode(codec, errors="replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):
         return None
+    return codec
 
 
 def html_charset(body: bytes, content_type: str = "") -> str:
