@@ -52,6 +52,29 @@ def test_untidy_entries_are_handled_and_counted():
     assert parsed.skipped == 2
 
 
+def test_links_with_a_port_no_url_can_have_are_bad_links_not_crashes():
+    body = _rss(
+        "<item><title>port out of range</title><link>https://news.example.org:99999/a.html</link><guid>a</guid></item>"
+        "<item><title>port not a number</title><link>https://news.example.org:abc/b.html</link><guid>b</guid></item>"
+        "<item><title>guid as a link</title><guid>https://news.example.org:70000/c.html</guid></item>"
+        "<item><title>no guid</title><link>https://news.example.org:99999/d.html</link></item>"
+    )
+    parsed = parse_feed(body, feed_url=FEED)
+    assert {e.entry_key: e.link for e in parsed.entries} == {
+        "a": None, "b": None, "https://news.example.org:70000/c.html": None}
+    assert parsed.problems["bad_link"] == 4 and parsed.skipped == 1
+
+
+def test_a_very_long_guid_is_stored_short_and_still_one_key_per_entry():
+    # 2,000 CJK characters are 6,000 bytes, over the 2,704 bytes a row of the entries key index takes.
+    long_a, long_b = "\u6218" * 2500 + "a", "\u6218" * 2500 + "b"
+    body = _rss("".join(f"<item><title>t</title><link>https://news.example.org/{i}</link><guid>{g}</guid></item>"
+                        for i, g in enumerate([long_a, long_b, "x" * 2500])))
+    keys = [e.entry_key for e in parse_feed(body, feed_url=FEED).entries]
+    assert all(len(k.encode("utf-8")) <= 2000 for k in keys)
+    assert len(set(keys)) == 3 and keys[2] == "x" * 2000  # an ASCII key is cut as it always was
+
+
 def test_without_a_guid_an_entry_is_known_by_its_canonical_link():
     body = _rss("<item><title>x</title><link>https://www.news.example.org/a.html?utm_source=rss#top</link></item>")
     [entry] = parse_feed(body, feed_url=FEED).entries

@@ -171,3 +171,47 @@ def test_a_batch_with_hostile_pages_loads_the_good_ones_and_records_the_rest(sit
     for key, (status, error) in rows.items():
         assert status in {"loaded", "duplicate"} or error, f"{key}: {status} without a reason"
     assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
+
+
+def test_pages_and_links_that_used_to_crash_their_batch_are_recorded_and_the_batch_goes_on(site, conn, settings):
+    """Each of these raised out of the collect, on every retry, and left the whole batch pending."""
+    def busy(h):
+        h.send_response(503)
+        h.send_header("Retry-After", "\u00b2")  # a digit to str.isdigit(), not to float()
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    normal = _normal()
+    items = [
+        Item(title="normal", link=site.add("/2024/03/12/normal.html", normal), guid="normal"),
+        Item(title="bad port", link="http://127.0.0.1:99999/2024/03/12/x.html", guid="bad-port"),
+        Item(title="base64", guid="base64", link=site.add("/2024/03/12/base64.html", normal.replace(b"Kharkiv", b"Kherson"),
+                                                          headers={"Content-Type": "text/html; charset=base64"})),
+        Item(title="canonical", guid="canonical", link=site.add(
+            "/2024/03/12/canonical.html",
+            article_html("Shelling in Odesa overnight", paragraphs("Odesa port strike", 6),
+                         canonical="http://127.0.0.1:99999/c.html"))),
+        Item(title="busy", link=site.add("/2024/03/12/busy.html", handler=busy), guid="busy"),
+        Item(title="stored bad link", link=site.add("/2024/03/12/later.html", _normal()), guid="stored"),
+    ]
+    site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
+    sources.add_feeds(conn, [sources.FeedSpec(url=site.url("/rss.xml"), name="Odd Gazette")])
+    ids = [row[0] for row in conn.execute("SELECT source_id FROM sources")]
+    conn.commit()
+    settings = replace(settings, fetch=replace(settings.fetch, retries=0))
+    pipeline.poll_batch(settings, ids)
+    # A link the poll took before it refused such links (an older version): the collect refuses it.
+    conn.execute("UPDATE entries SET link = 'http://127.0.0.1:abc/later.html' WHERE entry_key = 'stored'")
+    conn.commit()
+
+    pipeline.collect_batch(settings, ids)  # must not raise
+    pipeline.load_batch(settings, ids)
+
+    rows = {key: (status, error) for key, status, error in
+            conn.execute("SELECT entry_key, status, error FROM entries").fetchall()}
+    assert rows["normal"][0] == rows["base64"][0] == rows["canonical"][0] == "loaded"
+    assert rows["bad-port"] == ("skipped", "entry has no link")  # the poll counted it as a bad link
+    assert rows["stored"][0] == "failed" and "not an http(s) URL" in rows["stored"][1]
+    assert rows["busy"][0] == "pending" and "503" in rows["busy"][1]  # retried by a later run
+    canonical = conn.execute("SELECT canonical_url FROM reports WHERE url LIKE %s", ("%/canonical.html",)).fetchone()[0]
+    assert canonical.endswith("/2024/03/12/canonical.html")  # its own URL, not the one no URL can have

@@ -17,6 +17,7 @@ then falls back to its loose parser, which leaves entities unexpanded); tests/te
 from __future__ import annotations
 
 import calendar
+import hashlib
 import io
 import logging
 from collections import Counter
@@ -27,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from sitrep.errors import FeedError
-from sitrep.normalize import canonical_url
+from sitrep.normalize import canonical_url, http_url
 from sitrep.records import FeedEntry
 
 __all__ = ["ParsedFeed", "parse_feed"]
@@ -102,10 +103,26 @@ def _absolute(link: object, base: str, feed_url: str, problems: Counter[str]) ->
     if not urlsplit(link).scheme:
         problems["relative_link"] += 1
     absolute = urljoin(urljoin(feed_url, base), link)
-    if urlsplit(absolute).scheme not in {"http", "https"}:
+    if not http_url(absolute):  # another scheme, no host, a port out of range
         problems["bad_link"] += 1
         return None
     return absolute
+
+
+#: An entry key's longest stored form, in UTF-8 bytes: the unique index on (source_id, entry_key) takes
+#: at most 2,704 bytes a row, and 2,000 characters of CJK are 6,000.
+_MAX_KEY_BYTES = 2000
+
+
+def _stored_key(key: str) -> str:
+    """The key as stored: its first 2,000 characters (as always), or when those are longer than
+    _MAX_KEY_BYTES, a prefix and the SHA-256 of the whole key: still one key per entry, and short."""
+    cut = key[:2000]
+    encoded = cut.encode("utf-8")
+    if len(encoded) <= _MAX_KEY_BYTES:
+        return cut
+    prefix = encoded[:1900].decode("utf-8", errors="ignore")
+    return f"{prefix}#sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
 
 
 def _date(item: feedparser.FeedParserDict, problems: Counter[str]) -> datetime | None:
@@ -139,7 +156,7 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problem
                     break
     guid = item.get("id") or item.get("guid")
     guid = guid.strip() if isinstance(guid, str) else None
-    if link is None and guid and urlsplit(guid).scheme in {"http", "https"}:
+    if link is None and guid and http_url(guid):
         link = guid
     if link is None:
         problems["missing_link"] += 1
@@ -150,7 +167,7 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problem
     if item.get("content"):
         content = "\n".join(part.get("value", "") for part in item["content"] if part.get("value")) or None
     return FeedEntry(
-        entry_key=key[:2000],
+        entry_key=_stored_key(key),
         link=link,
         title=(item.get("title") or None),
         summary=(item.get("summary") or None),

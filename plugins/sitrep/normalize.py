@@ -75,6 +75,19 @@ def canonical_url(url: str) -> str:
     return f"{scheme}://{netloc}{path}{query}"
 
 
+def http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host and a port urllib can read: one we can fetch and normalize.
+
+    (``http://host:99999/`` and ``http://host:abc/`` split fine, then raise on ``.port``.)
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -335,8 +348,7 @@ def _trustworthy_canonical(candidate: str, page_url: str) -> bool:
     report, grouped with the original by the near-duplicate layer, never an alias or a "revision" of
     it). For IP hosts the port must match too (each demo site is its own 127.0.0.1 port).
     """
-    parts = urlsplit(candidate)
-    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path in {"", "/"}:
+    if not http_url(candidate) or urlsplit(candidate).path in {"", "/"}:
         return False
     return _site_of(candidate) == _site_of(page_url)
 

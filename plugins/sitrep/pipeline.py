@@ -34,7 +34,7 @@ from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedErr
 from sitrep.extract import extract_page
 from sitrep.fetch import PAGE_TYPES, Fetcher, Response
 from sitrep.metrics import Stages, page_step
-from sitrep.normalize import canonical_url, to_report
+from sitrep.normalize import canonical_url, http_url, to_report
 from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
 from sitrep.workers import PageStream, run_pages
@@ -263,8 +263,8 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
     """What to fetch: a link we already loaded (another feed, an earlier run) is an alias, closed
     here without a fetch; inside the batch, links that differ only by tracking parameters and the
     like are fetched once (the first one leads, the others follow its result)."""
-    canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link}
-    lookup = sorted({p.link for p in pending if p.link} | set(canon.values()))
+    canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link and http_url(p.link)}
+    lookup = sorted({p.link for p in pending if p.entry_id in canon} | set(canon.values()))
     known = dict(conn.execute(
         "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (lookup,)
     ).fetchall()) if lookup else {}
@@ -274,6 +274,9 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
     for p in pending:
         if not p.link:
             plan.outcomes.append((p.entry_id, "skipped", "entry has no link"))
+            continue
+        if p.entry_id not in canon:  # recorded before the poll refused such links
+            plan.outcomes.append((p.entry_id, "failed", f"link {p.link!r} is not an http(s) URL we can fetch"))
             continue
         report_id = known.get(p.link) or known.get(canon[p.entry_id])
         if report_id is not None:
