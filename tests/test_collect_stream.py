@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 import psycopg
 import pytest
 
-from sitrep import pipeline, sources
+from sitrep import fetch, pipeline, sources
 from tests.pages import Item, article_html, respond, rss
 from tests.reports import wait_until_staged
 from tests.texts import article
@@ -159,3 +159,77 @@ def test_poll_records_each_feed_while_the_later_ones_are_still_being_fetched(sit
 
     assert recorded.is_set(), "the first feed's entries were not committed before the second feed answered"
     assert (counts["feeds"], counts["new"], counts["failed"]) == (2, 6, 0), counts
+
+
+def test_the_same_page_from_two_sources_is_staged_under_each_entrys_own_source(site, conn, settings):
+    # Fetched once (the second link is the first with a tracking parameter), staged for both entries:
+    # each under its own source, so that loading that source alone closes it (here the first source is
+    # disabled before its load, as the poll does to a feed that keeps failing).
+    page = site.add("/news/0.html", article_html("Report 0 from the front", article(0)))
+    feeds = [site.add(f"/{name}.xml", rss([Item(title="R0", link=link, guid=f"{name}0")]),
+                      headers={"Content-Type": "application/rss+xml"})
+             for name, link in (("a", page), ("b", page + "?utm_source=b"))]
+    a, b = (_add(conn, url) for url in feeds)
+    pipeline.poll_batch(settings, [a, b])
+    assert pipeline.collect_batch(settings, [a, b])["staged"] == 2
+    staged = conn.execute("SELECT e.source_id, s.source_id FROM staged_reports s JOIN entries e USING (entry_id)")
+    assert sorted(staged.fetchall()) == [(a, a), (b, b)]
+    conn.execute("UPDATE sources SET enabled = false WHERE source_id = %s", (a,))
+    conn.commit()
+
+    pipeline.load_batch(settings, [b])
+
+    rows = conn.execute("SELECT source_id, status FROM entries ORDER BY entry_id").fetchall()
+    assert rows == [(a, "pending"), (b, "loaded")]
+    assert conn.execute("SELECT source_id FROM reports").fetchall() == [(b,)]
+
+
+def test_an_unforeseen_error_fetching_one_page_or_feed_fails_that_one_only(site, conn, settings, monkeypatch):
+    # No page or feed is known to raise anything but FetchError any more (each one found was mended):
+    # a reader that raises stands in for the next one.
+    read_body = fetch._read_body
+
+    def raising(raw, *args, **kwargs):
+        if "odd" in str(raw.url):
+            raise RuntimeError("a case nobody foresaw")
+        return read_body(raw, *args, **kwargs)
+
+    monkeypatch.setattr(fetch, "_read_body", raising)
+    items = [Item(title=f"Report {i}", link=site.add(f"/news/{i}.html", article_html(f"Report {i}", article(i))),
+                  guid=f"r{i}") for i in range(3)]
+    items.append(Item(title="Odd", link=site.add("/news/odd.html", article_html("Odd report", article(9))), guid="odd"))
+    sid = _add(conn, site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"}))
+    odd_sid = _add(conn, site.add("/odd.xml", rss(items), headers={"Content-Type": "application/rss+xml"}))
+
+    polled = pipeline.poll_batch(settings, [sid, odd_sid])
+    counts = pipeline.collect_batch(settings, [sid, odd_sid])
+    pipeline.load_batch(settings, [sid, odd_sid])
+
+    assert (polled["feeds"], polled["failed"], polled["new"]) == (2, 1, 4)
+    [error] = conn.execute("SELECT error FROM poll_log WHERE source_id = %s", (odd_sid,)).fetchone()
+    assert "unexpected RuntimeError" in error
+    assert (counts["staged"], counts["failed"], counts["retry"]) == (3, 0, 1)
+    assert _statuses(conn) == {"loaded": 3, "pending": 1}  # the odd page is tried again next run
+    [error] = conn.execute("SELECT error FROM entries WHERE entry_key = 'odd'").fetchone()
+    assert "unexpected RuntimeError" in error and "a case nobody foresaw" in error
+
+
+def test_entries_the_database_refuses_fail_their_feed_only(site, conn, settings, monkeypatch):
+    record = sources.record_entries
+
+    def refusing(conn, source_id, entries):
+        if any(e.entry_key == "refused" for e in entries):
+            raise psycopg.errors.DataError("value out of range")  # no real feed is known to cause one
+        return record(conn, source_id, entries)
+
+    monkeypatch.setattr(sources, "record_entries", refusing)
+    good = _add(conn, _publish(site, 3))
+    bad = _add(conn, site.add("/bad.xml", rss([Item(title="x", link=site.url("/news/0.html"), guid="refused")]),
+                              headers={"Content-Type": "application/rss+xml"}))
+
+    counts = pipeline.poll_batch(settings, [bad, good])
+
+    assert (counts["feeds"], counts["failed"], counts["new"]) == (2, 1, 3)
+    logged = dict(conn.execute("SELECT source_id, error FROM poll_log").fetchall())
+    assert logged[good] is None and "value out of range" in logged[bad]
+    assert conn.execute("SELECT body_sha256 FROM sources WHERE source_id = %s", (bad,)).fetchone()[0] is None

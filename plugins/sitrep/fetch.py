@@ -255,7 +255,7 @@ class Fetcher:
         key = ("", 0) if self._transport is not None else (_origin(url), lane)
         with self._pools_lock:
             if self._closed:
-                raise RuntimeError("this Fetcher is closed: use a new one (with Fetcher(settings) as fetcher: ...)")
+                raise ClosedFetcherError("this Fetcher is closed: use a new one (with Fetcher(settings) as fetcher: ...)")
             pool = self._pools.get(key)
             if pool is None:
                 pool = self._pools[key] = _OriginPool(self._new_client())
@@ -309,8 +309,21 @@ class Fetcher:
         """Fetch one URL following redirects (each hop checked); raise FetchError on failure.
 
         With ``accept_types``, a 200 response of another content type is returned unread, with
-        ``skipped`` saying why.
+        ``skipped`` saying why. Any other exception (a case nobody foresaw, a bug) is this URL's
+        FetchError too, reason ``unexpected``, logged with its traceback: one URL never fails its batch.
         """
+        try:
+            return self._get(url, max_bytes=max_bytes, headers=headers, accept_types=accept_types)
+        except (FetchError, ClosedFetcherError):  # the URL's failure; the caller's mistake
+            raise
+        except Exception as exc:
+            self.count("unexpected")
+            log.exception("url=%s unexpected %s while fetching it", url, type(exc).__name__)
+            raise FetchError(f"can't fetch {url!r}: unexpected {type(exc).__name__} ({exc}); the traceback is in the log",
+                             url=url, reason="unexpected") from exc
+
+    def _get(self, url: str, *, max_bytes: int | None, headers: Mapping[str, str] | None,
+             accept_types: frozenset[str] | None) -> Response:
         max_bytes = max_bytes or self.settings.max_page_bytes
         attempt = 0
         while True:
@@ -487,6 +500,10 @@ def _blocked_cause(exc: BaseException) -> BlockedURLError | None:
 
 
 # --------------------------------------------------------------------------------------- bodies
+
+
+class ClosedFetcherError(RuntimeError):
+    """A Fetcher used after its ``with`` block: the caller's mistake, never one URL's failure."""
 
 
 class _Inflater:

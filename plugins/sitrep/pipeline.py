@@ -94,29 +94,45 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
 
 def _record_poll(conn: psycopg.Connection, source: sources.PolledSource, result: sources.PollResult,
                  response: Response | None, settings: Settings, run_id: str | None) -> None:
-    """Parse a feed's new bytes and record its new entries with its poll_log row, in one transaction."""
-    with conn.transaction():
-        if response is not None:  # new bytes: parse them and record the entries not seen before
-            try:
-                parsed = feeds.parse_feed(response.body, feed_url=response.final_url,
-                                          content_type=response.headers.get("content-type"))
-            except FeedError as exc:
-                result.error = str(exc)
-                result.body_sha256 = None  # parse it again next time, the error stays visible
-            else:
-                result.parsed = True
-                result.seen, result.skipped, result.problems = len(parsed.entries), parsed.skipped, parsed.problems
-                result.new = sources.record_entries(conn, source.source_id, parsed.entries)
-                if parsed.bozo:
-                    log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
-                             source.name, source.feed_url, result.seen, parsed.bozo)
-        sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
+    """Parse a feed's new bytes and record its new entries with its poll_log row, in one transaction.
+
+    Entries the database refuses (a value out of its range or limits: no known case left) roll back
+    that feed's transaction alone: its poll is recorded as failed with the reason, the batch goes on.
+    """
+    try:
+        with conn.transaction():
+            if response is not None:  # new bytes: parse them and record the entries not seen before
+                _record_entries(conn, source, result, response)
+            sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
+    except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+        log.exception("feed=%s url=%s entries refused by the database", source.name, source.feed_url)
+        result.error = f"can't record the entries of feed {source.feed_url!r}: {str(exc).splitlines()[0]}"
+        result.body_sha256, result.parsed, result.seen, result.new = None, False, 0, 0
+        with conn.transaction():
+            sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
     if result.error:
         log.warning("feed=%s url=%s poll failed: %s", source.name, source.feed_url, result.error)
     else:
         log.info("feed=%s url=%s status=%s entries=%d new=%d%s", source.name, source.feed_url,
                  result.status, result.seen, result.new,
                  " (not modified)" if result.not_modified else " (unchanged)" if result.unchanged else "")
+
+
+def _record_entries(conn: psycopg.Connection, source: sources.PolledSource, result: sources.PollResult,
+                    response: Response) -> None:
+    try:
+        parsed = feeds.parse_feed(response.body, feed_url=response.final_url,
+                                  content_type=response.headers.get("content-type"))
+    except FeedError as exc:
+        result.error = str(exc)
+        result.body_sha256 = None  # parse it again next time, the error stays visible
+        return
+    result.parsed = True
+    result.seen, result.skipped, result.problems = len(parsed.entries), parsed.skipped, parsed.problems
+    result.new = sources.record_entries(conn, source.source_id, parsed.entries)
+    if parsed.bozo:
+        log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
+                 source.name, source.feed_url, result.seen, parsed.bozo)
 
 
 def _poll_one(fetcher: Fetcher, source: sources.PolledSource, settings: Settings) -> tuple[sources.PollResult, Response | None]:
@@ -304,7 +320,7 @@ class _Stager:
     def __init__(self, conn: psycopg.Connection, stages: Stages, followers: dict[int, list[_Pending]],
                  room: threading.Semaphore) -> None:
         self.conn, self.stages, self.followers, self.room = conn, stages, followers, room
-        self.counts = {"staged": 0, "failed": 0}
+        self.counts = {"staged": 0, "failed": 0, "retry": 0}
         self.error: BaseException | None = None
         #: ("page", (job, result)) or ("outcome", (entry id, status, error)); None ends the stream
         self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
@@ -371,7 +387,8 @@ class _Stager:
                 followers = self.followers.get(result.entry_id, [])
                 if isinstance(result, Report):
                     reports.append(result)  # and the same article under its other URLs: aliases of it
-                    reports += [replace(result, entry_id=f.entry_id, url=str(f.link)) for f in followers]
+                    reports += [replace(result, entry_id=f.entry_id, source_id=f.source_id, url=str(f.link))
+                                for f in followers]  # each under its own source, whose load closes it
                 else:
                     log.warning("url=%s rejected: %s", result.url, result.reason)
                     outcomes += [(result.entry_id, "failed", result.reason)]
@@ -379,14 +396,15 @@ class _Stager:
             self.counts["staged"] += store.stage_reports(self.conn, reports)
             sources.mark_entries(self.conn, outcomes)
             extract_health.record(self.conn, jobs, built)
-        self.counts["failed"] += sum(1 for _, status, _ in outcomes if status != "skipped")
+        self.counts["failed"] += sum(1 for _, status, _ in outcomes if status == "failed")
+        self.counts["retry"] += sum(1 for _, status, _ in outcomes if status == "retry")
 
 
 def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
     """Fetch, extract and stage every pending entry of the batch's sources, as a stream: pages are
     fetched in threads, extracted in worker processes as they arrive, and staged a chunk at a time,
     so the network, the CPUs and the database work at the same time."""
-    counts = {"pending": 0, "fetched": 0, "staged": 0, "failed": 0, "known": 0}
+    counts = {"pending": 0, "fetched": 0, "staged": 0, "failed": 0, "retry": 0, "known": 0}
     stages = Stages()
     # Autocommit: each chunk's transaction is its own commit (a killed task keeps what it staged).
     with _connect(settings) as conn, db.autocommit(conn):
@@ -468,7 +486,7 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
 def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
     """(status, problem) of a fetched page: no problem means extract it."""
     if isinstance(response, FetchError):
-        return ("retry" if response.reason in {"timeout", "connect"} else "failed"), str(response)
+        return ("retry" if response.reason in {"timeout", "connect", "unexpected"} else "failed"), str(response)
     problem = _page_problem(response)
     if problem:
         log.warning("url=%s skipped: %s", response.url, problem)
