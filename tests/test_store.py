@@ -249,6 +249,31 @@ def test_a_copy_declaring_another_pages_canonical_never_fails_the_batch(conn):
     assert_story_invariants(conn)
 
 
+def test_a_declared_canonical_maps_to_the_report_that_holds_it_and_a_later_fetch_revises_that_one(conn):
+    # The case above, the third page listed with a tracking parameter: the copy (folded into the
+    # original by its text) comes first in load order and used to map c.html to the original's report;
+    # the updated third page, fetched later under c.html, then replaced the wire story's text.
+    src = _source(conn, "site")
+    original = _report(conn, src, "https://wire.example/a.html", text(article(3)))
+    copy = _declaring(_report(conn, src, "https://site.example/b.html", text(article(3)),
+                              published=DAY + timedelta(hours=1)), "https://site.example/c.html")
+    third = _report(conn, src, "https://site.example/c.html?utm_source=rss", text(article(4)),
+                    published=DAY + timedelta(hours=2))
+    copy = replace(copy, fetched_at=(third.fetched_at or DAY) + timedelta(minutes=1))
+    _load(conn, src, original, copy, third)
+    holder = dict(conn.execute("SELECT canonical_url, report_id FROM reports").fetchall())
+    mapped = dict(conn.execute("SELECT url, report_id FROM report_urls").fetchall())
+    assert mapped["https://site.example/c.html"] == holder["https://site.example/c.html"]
+
+    updated = _report(conn, src, "https://site.example/c.html", text(article(4) + ["Update: the road reopened."]),
+                      published=DAY + timedelta(hours=2))
+    assert _load(conn, src, updated).updated == 1
+    texts = {r: (rev, t) for r, rev, t in conn.execute("SELECT report_id, revision, text FROM reports")}
+    assert texts[holder["https://wire.example/a.html"]] == (1, original.text)  # the wire story keeps its text
+    assert texts[holder["https://site.example/c.html"]] == (2, updated.text)
+    assert_story_invariants(conn)
+
+
 def test_the_same_text_again_changes_nothing(conn):
     src = _source(conn, "wire")
     url = "https://example.com/a.html"

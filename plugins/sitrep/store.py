@@ -341,11 +341,14 @@ ORDER BY n.report_id
 _FINISH = """
 -- Pages' own URLs first, then the canonical URLs they declare: a page's URL maps to its own report, not
 -- to another's whose copy declared it as canonical (rows are inserted in this order; a URL already
--- mapped, by an earlier batch or an earlier row, keeps its report).
+-- mapped, by an earlier batch or an earlier row, keeps its report). A declared canonical maps only to the
+-- report that holds it: a copy folded into another report by its text does not take that report's
+-- canonical URL with it (a later fetch of that URL would revise the wrong report).
 INSERT INTO report_urls (url, report_id)
 SELECT url, report_id FROM (
     SELECT url, report_id, 0 AS declared, ord FROM merge_rows
-    UNION ALL SELECT canonical_url, report_id, 1, ord FROM merge_rows
+    UNION ALL SELECT m.canonical_url, m.report_id, 1, m.ord FROM merge_rows m
+        JOIN reports r ON r.report_id = m.report_id AND r.canonical_url = m.canonical_url
 ) u ORDER BY declared, ord
 ON CONFLICT (url) DO NOTHING;
 
