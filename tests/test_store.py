@@ -687,3 +687,54 @@ def test_staging_an_entry_again_replaces_its_staged_row(conn):
         assert store.stage_reports(conn, [replace(report, title="Updated headline", minhash=[1, 2, 3])]) == 1
     assert conn.execute("SELECT count(*), max(title), max(minhash::text) FROM staged_reports").fetchone() == (
         1, "Updated headline", "{1,2,3}")
+
+
+def _someone_waits_for_a_lock(db_url: str, seconds: float = 10.0) -> bool:
+    with db.connect(db_url) as watcher:
+        watcher.autocommit = True
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                               " AND datname = current_database()").fetchone()[0]:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def test_a_row_restaged_while_a_load_runs_waits_for_it_and_the_next_load_merges_it(conn, db_url, monkeypatch):
+    # A second collect of the entry (a task's zombie beside its retry) or a re-extraction stages it again
+    # while the load merges it: the load used to read the old row in some statements and the new one in
+    # others, and its final DELETE removed the new row unmerged.
+    src = _source(conn, "site")
+    v1 = _report(conn, src, "https://site.example/a.html", text(article(5)))
+    with conn.transaction():
+        store.stage_reports(conn, [v1])
+    v2_text = text(article(5) + ["Re-extracted: a paragraph the old extractor missed."])
+    v2 = replace(v1, text=v2_text, content_sha256=v1.content_sha256[:-4] + "beef", minhash=dedup.band_keys(v2_text))
+
+    def restage() -> None:
+        with db.connect(db_url) as other, other.transaction():
+            store.stage_reports(other, [v2])
+
+    restager = threading.Thread(target=restage)
+    merge = store._assign_stories
+
+    def merging(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = merge(*args, **kwargs)
+        restager.start()
+        assert _someone_waits_for_a_lock(db_url), "the re-stage did not wait for the load"
+        return out
+
+    monkeypatch.setattr(store, "_assign_stories", merging)
+    assert store.load_staged(conn, [src]).inserted == 1
+    restager.join(30)
+    assert not restager.is_alive()
+    monkeypatch.setattr(store, "_assign_stories", merge)
+
+    assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 1  # v2, for the next load
+    assert store.load_staged(conn, [src]).updated == 1
+    rid, stored = conn.execute("SELECT report_id, text FROM reports").fetchone()
+    keys = sorted(conn.execute("SELECT band, hash FROM story_bands WHERE report_id = %s", (rid,)).fetchall())
+    assert stored == v2_text and keys == sorted(dedup.split_keys(v2.minhash))
+    assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
+    assert_story_invariants(conn)

@@ -219,7 +219,17 @@ SELECT s.entry_id, s.url, s.canonical_url, s.content_sha256, s.fetched_at, NULL:
        NULL::text AS how, NULL::bigint AS lead, row_number() OVER (ORDER BY s.published_at NULLS LAST, s.entry_id) AS ord,
        row_number() OVER (PARTITION BY s.url ORDER BY s.fetched_at DESC NULLS LAST, s.entry_id DESC) = 1 AS latest
 FROM staged_reports s
-WHERE s.source_id = ANY(%(sources)s)
+WHERE s.entry_id = ANY(%(entries)s)
+"""
+
+# The batch: the sources' staged rows, their entries locked as stage_reports locks them, so that a row
+# re-staged meanwhile (a second collect of the entry, a re-extraction) waits for this load's commit and
+# is merged by the next load; the load reads one version of each row from first to last statement, and
+# its final DELETE removes only what it merged.
+_LOCK_BATCH = """
+SELECT e.entry_id FROM entries e
+WHERE e.entry_id IN (SELECT entry_id FROM staged_reports WHERE source_id = ANY(%s))
+ORDER BY e.entry_id FOR NO KEY UPDATE OF e
 """
 
 _MATCH_STORED = """
@@ -372,7 +382,8 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
         # spilled to disk (the default 4 MB holds a hash table of about a thousand reports' keys).
         conn.execute("SELECT set_config('work_mem', %s, true)", (MERGE_WORK_MEM,))
         with conn.cursor() as cur:
-            cur.execute(_SELECT, {"sources": list(source_ids)})
+            cur.execute(_LOCK_BATCH, (list(source_ids),))
+            cur.execute(_SELECT, {"entries": [row[0] for row in cur.fetchall()]})
             _distrust_shared_canonicals(cur, rules)
             cur.execute(_MATCH_STORED)
             cur.execute("CREATE TEMP TABLE merge_leads (entry_id bigint, canonical_url text, content_sha256 text)"
