@@ -154,6 +154,30 @@ def test_a_stall_before_the_headers_is_cut_at_the_total_timeout(site, fetch_sett
     assert caught.value.reason == "timeout"
 
 
+def test_headers_sent_a_byte_at_a_time_are_cut_at_the_total_timeout(site, fetch_settings):
+    # Each byte arrives within the read timeout, so httpx alone would wait as long as the server likes
+    # (100 KB of headers allowed: at one byte every 0.3 s, eight hours). This one hangs up after a
+    # minute, never having finished its headers: a client without the deadline gets that, not a timeout.
+    def drip(h):
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: ")
+        try:
+            for _ in range(200):
+                h.wfile.write(b"a")
+                h.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            return
+        h.close_connection = True
+
+    url = site.add("/drip-headers", handler=drip)
+    settings = replace(fetch_settings, retries=0, read_timeout=1.0, total_timeout=1.5)
+    with Fetcher(settings) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get(url)
+    assert caught.value.reason == "timeout"
+    assert "total timeout" in str(caught.value)
+    assert site.count("/drip-headers") == 1
+
+
 def test_a_redirect_loop_stops_at_max_redirects(site, fetch_settings):
     site.add("/a", status=302, headers={"Location": "/b"})
     url = site.add("/b", status=301, headers={"Location": "/a"})

@@ -48,7 +48,7 @@ import httpx
 from charset_normalizer import from_bytes
 
 from sitrep.errors import BlockedURLError, FetchError
-from sitrep.netguard import AddressPolicy, GuardedTransport, RefusedConnection, check_url
+from sitrep.netguard import AddressPolicy, GuardedTransport, RefusedConnection, check_url, request_deadline
 from sitrep.robots import RobotsCache
 from sitrep.settings import FetchSettings
 
@@ -362,6 +362,12 @@ class Fetcher:
     ) -> Response:
         started = time.monotonic()
         deadline = started + self.settings.total_timeout
+        with request_deadline(deadline):  # every read and write of the request, headers included
+            return self._follow(url, lane, max_bytes=max_bytes, headers=headers, accept_types=accept_types,
+                                started=started, deadline=deadline)
+
+    def _follow(self, url: str, lane: int, *, max_bytes: int, headers: Mapping[str, str],
+                accept_types: frozenset[str] | None, started: float, deadline: float) -> Response:
         current = url
         for hop in range(self.settings.max_redirects + 1):
             check_url(current, self.policy)
@@ -395,7 +401,8 @@ class Fetcher:
                         self.count("truncated")
                     return replace(response, body=body, truncated=truncated, elapsed=time.monotonic() - started)
             except httpx.TimeoutException as exc:
-                raise FetchError(f"can't fetch {url!r}: timed out ({exc.__class__.__name__})", url=url, reason="timeout") from exc
+                why = "slower than the total timeout" if time.monotonic() >= deadline else f"timed out ({exc.__class__.__name__})"
+                raise FetchError(f"can't fetch {url!r}: {why}", url=url, reason="timeout") from exc
             except httpx.InvalidURL as exc:
                 raise BlockedURLError(f"can't fetch {current!r}: invalid URL ({exc})", url=url, reason="url") from exc
             except httpx.TransportError as exc:

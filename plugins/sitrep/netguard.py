@@ -10,6 +10,10 @@ Two checks, both before any packet is sent:
   connects to the checked address only, so a DNS answer that changes between check and connect
   (rebinding) has no window.
 
+The same backend bounds each request's every read and write by its total timeout
+(:func:`request_deadline`): httpx bounds each read alone, so a server sending its headers a byte at a
+time, just inside the read timeout, would hold a request for days.
+
 SITREP_ALLOW_PRIVATE_HOSTS turns the guard off (the demo). SITREP_ALLOWED_HOSTS lets exact
 ``address:port`` pairs through while the guard stays on for everything else (the tests).
 """
@@ -21,7 +25,10 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -31,7 +38,7 @@ import httpx
 from sitrep.errors import BlockedURLError, ConfigError
 
 __all__ = ["AddressPolicy", "GuardedTransport", "RefusedConnection", "check_url", "is_public_address",
-           "parse_ip_literal"]
+           "parse_ip_literal", "request_deadline"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,54 @@ class RefusedConnection(httpcore.ConnectError):
         self.blocked = blocked
 
 
+_deadline = threading.local()
+
+
+@contextmanager
+def request_deadline(at: float) -> Iterator[None]:
+    """This thread's reads and writes (the connect too) end by ``at``, a time.monotonic() value."""
+    previous = getattr(_deadline, "at", None)
+    _deadline.at = at
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
+def _time_left(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+    at = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("past the request's total timeout")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by the current request's deadline (request_deadline)."""
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname,
+                                                      _time_left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> object:
+        return self._stream.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves the host once, checks every address, and connects to a checked address only."""
 
@@ -196,7 +251,8 @@ class _GuardedBackend(httpcore.SyncBackend):
                 last_error = self.policy.refuse(f"{host}:{port}", address, f"{host}:{port}")
                 continue
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return _DeadlineStream(super().connect_tcp(address, port, _time_left(timeout, httpcore.ConnectTimeout),
+                                                           local_address, socket_options))
             except httpcore.ConnectError as exc:
                 last_error = exc
         if isinstance(last_error, BlockedURLError):
