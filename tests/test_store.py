@@ -274,6 +274,25 @@ def test_a_declared_canonical_maps_to_the_report_that_holds_it_and_a_later_fetch
     assert_story_invariants(conn)
 
 
+@pytest.mark.parametrize("batches", [1, 2])
+def test_a_page_declaring_another_pages_url_with_an_unrelated_text_keeps_its_own_in_any_batching(conn, batches):
+    # Page c and an unrelated page b declaring c's URL as its canonical (a template bug): loaded in one
+    # batch, b used to lead for c's URL and c's own row followed it, so c's text was never loaded.
+    src = _source(conn, "site")
+    page_c = _report(conn, src, "https://site.example/c.html", text(article(31)))
+    page_b = _declaring(_report(conn, src, "https://site.example/b.html", text(article(32)),
+                                published=DAY + timedelta(hours=1)), page_c.url)
+    page_b = replace(page_b, fetched_at=(page_c.fetched_at or DAY) + timedelta(minutes=1))
+    if batches == 1:
+        _load(conn, src, page_c, page_b)
+    else:
+        _load(conn, src, page_c)
+        _load(conn, src, page_b)
+    stored = dict(conn.execute("SELECT canonical_url, text FROM reports").fetchall())
+    assert stored == {page_c.url: page_c.text, page_b.url: page_b.text}
+    assert_story_invariants(conn)
+
+
 def test_the_same_text_again_changes_nothing(conn):
     src = _source(conn, "wire")
     url = "https://example.com/a.html"

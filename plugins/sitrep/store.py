@@ -681,8 +681,7 @@ _SHARED_CANONICALS = """
 SELECT m.entry_id, m.url, m.canonical_url FROM merge_rows m
 WHERE m.url <> m.canonical_url
   AND (EXISTS (SELECT 1 FROM reports r WHERE r.canonical_url = m.canonical_url)
-       OR EXISTS (SELECT 1 FROM merge_rows o WHERE o.canonical_url = m.canonical_url AND o.url <> o.canonical_url
-                  AND o.entry_id <> m.entry_id))
+       OR EXISTS (SELECT 1 FROM merge_rows o WHERE o.canonical_url = m.canonical_url AND o.entry_id <> m.entry_id))
 ORDER BY m.ord
 """
 
@@ -691,18 +690,24 @@ def _distrust_shared_canonicals(cur: psycopg.Cursor, rules: DedupSettings) -> No
     """A staged row whose declared canonical URL is claimed by an unrelated text keeps its own URL.
 
     Only rows whose canonical_url differs from their own normalized URL are looked at (a declared
-    canonical); the texts under the same canonical (reports and the batch's other rows) must share
-    ``rules.revision_overlap`` of their shingles, as an updated article does.
+    canonical); the texts under the same canonical (reports, the page's own fetches in the batch, and
+    the batch's declaring rows trusted before it) must share ``rules.revision_overlap`` of their
+    shingles, as an updated article does.
     """
     cur.execute(_SHARED_CANONICALS)
     declared = [(int(e), str(u), str(c)) for e, u, c in cur.fetchall() if canonical_url(str(u)) != c]
     if not declared:
         return
-    cur.execute("SELECT entry_id, text FROM staged_reports WHERE entry_id = ANY(%s)", ([e for e, _, _ in declared],))
-    text_of = {int(e): str(t) for e, t in cur.fetchall()}
+    canonicals = sorted({c for _, _, c in declared})
+    text_of: dict[int, str] = {}
     claims: dict[str, list[set[tuple[str, ...]]]] = {}
-    cur.execute("SELECT canonical_url, text FROM reports WHERE canonical_url = ANY(%s)",
-                (sorted({c for _, _, c in declared}),))
+    cur.execute("SELECT m.entry_id, m.url, m.canonical_url, s.text FROM merge_rows m JOIN staged_reports s USING (entry_id)"
+                " WHERE m.canonical_url = ANY(%s) ORDER BY m.ord", (canonicals,))
+    for entry_id, url, canonical, text in cur.fetchall():
+        text_of[int(entry_id)] = str(text)
+        if canonical_url(str(url)) == canonical:  # the page itself, under its own URL: its claim comes first
+            claims.setdefault(str(canonical), []).append(dedup.shingle_set(str(text)))
+    cur.execute("SELECT canonical_url, text FROM reports WHERE canonical_url = ANY(%s)", (canonicals,))
     for canonical, text in cur.fetchall():
         claims.setdefault(str(canonical), []).append(dedup.shingle_set(str(text)))
     distrusted: list[tuple[int, str]] = []
