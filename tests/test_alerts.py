@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import select
+import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from sitrep import alerts, pipeline
 from sitrep.cli import main
 from sitrep.errors import ConfigError
+from sitrep.netguard import AddressPolicy
 from sitrep.settings import PROJECT_ROOT, DownstreamSettings
 from sitrep.webhooks import WebhookReceiver
 from tests.reports import load_reports, paragraph
@@ -247,3 +250,55 @@ def test_the_ssrf_guard_applies_to_webhooks_unless_private_hosts_are_allowed(con
     assert result.dead == 1 and receiver.received == []
     assert "not a public address" in conn.execute("SELECT last_error FROM alert_dead_letters").fetchone()[0]
 
+
+
+def _answering(site, path: str, write) -> str:  # type: ignore[no-untyped-def]
+    def handle(h):  # type: ignore[no-untyped-def]
+        h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        try:
+            write(h.wfile)
+        except OSError:
+            return
+        h.close_connection = True
+
+    url = site.add(path, handler=handle)
+    site.server.RequestHandlerClass.do_POST = site.server.RequestHandlerClass.do_GET  # this site takes POSTs too
+    return url
+
+
+def test_a_webhook_reply_is_read_no_further_than_it_is_quoted(site, fast):
+    # A 500 whose reply runs to 50 MB: httpx's post() held all of it to quote 200 characters.
+    def huge(out):  # type: ignore[no-untyped-def]
+        out.write(b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+        junk = b"x" * (1024 * 1024)
+        for _ in range(50):
+            out.write(b"%x\r\n%s\r\n" % (len(junk), junk))
+        out.write(b"0\r\n\r\n")
+
+    url = _answering(site, "/hook", huge)
+    policy = AddressPolicy.build(allow_private=True)
+    tracemalloc.start()
+    try:
+        with alerts._client(fast, policy) as client:
+            status, error = alerts._post(client, policy, url, "json", None, 1, {"rule": "r"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 500 and error == "HTTP 500: " + "x" * 200
+    assert peak < 8 * 1024 * 1024
+
+
+def test_a_webhook_answering_a_byte_at_a_time_is_cut_at_the_delivery_timeout(site, fast):
+    def drip(out):  # type: ignore[no-untyped-def]
+        out.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(200):  # a minute, then it hangs up without having finished its headers
+            out.write(b"a")
+            out.flush()
+            time.sleep(0.3)
+
+    url = _answering(site, "/hook", drip)
+    settings = replace(fast, downstream=replace(fast.downstream, delivery_timeout=1.0))
+    policy = AddressPolicy.build(allow_private=True)
+    with alerts._client(settings, policy) as client:
+        status, error = alerts._post(client, policy, url, "json", None, 1, {"rule": "r"})
+    assert status is None and error is not None and "Timeout" in error

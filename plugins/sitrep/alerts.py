@@ -410,16 +410,21 @@ def _client(settings: Settings, policy):  # type: ignore[no-untyped-def]
         transport=GuardedTransport(policy=policy),
         timeout=httpx.Timeout(timeout, connect=min(timeout, settings.fetch.connect_timeout)),
         follow_redirects=False,
-        headers={"User-Agent": settings.fetch.user_agent},
+        headers={"User-Agent": settings.fetch.user_agent, "Accept-Encoding": "identity"},  # a reply is only quoted
     )
 
 
 def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_id: int,  # type: ignore[no-untyped-def]
           alert: dict[str, Any]) -> tuple[int | None, str | None]:
-    """(HTTP status, error or None): one attempt, never raises for a bad webhook."""
+    """(HTTP status, error or None): one attempt, never raises for a bad webhook.
+
+    The attempt ends within SITREP_DELIVERY_TIMEOUT however the endpoint answers (a reply sent a byte
+    at a time included), and reads at most _REPLY_BYTES of the reply: the delivery's row stays locked
+    meanwhile, and the reply is only quoted in the error.
+    """
     import httpx
 
-    from sitrep.netguard import check_url
+    from sitrep.netguard import check_url, request_deadline
 
     body = _body(fmt, delivery_id, alert)
     headers = {"Content-Type": "application/json", "X-Sitrep-Event": "alert", "X-Sitrep-Delivery": str(delivery_id)}
@@ -428,14 +433,26 @@ def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_i
         if not secret:
             return None, f"the signing secret {secret_env} is not set in the environment: set it, then retry"
         headers[SIGNATURE_HEADER] = sign(secret, body)
+    reply = bytearray()
     try:
         check_url(url, policy)
-        response = client.post(url, content=body, headers=headers)
+        with request_deadline(time.monotonic() + client.timeout.read), \
+                client.stream("POST", url, content=body, headers=headers) as response:
+            status = response.status_code
+            if not 200 <= status < 300:
+                for chunk in response.iter_raw():
+                    reply += chunk
+                    if len(reply) >= _REPLY_BYTES:
+                        break
     except (httpx.HTTPError, SitrepError) as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+    if 200 <= status < 300:
+        return status, None
+    return status, f"HTTP {status}: {bytes(reply[:_REPLY_BYTES]).decode('utf-8', errors='replace')}"
+
+
+#: Bytes of a failed delivery's reply kept in its error.
+_REPLY_BYTES = 200
 
 
 _DUE = """
