@@ -10,6 +10,7 @@ from sitrep.errors import BlockedURLError, FetchError
 from sitrep.fetch import Fetcher
 from sitrep.robots import agent_token
 from sitrep.settings import FetchSettings
+from tests.conftest import Site
 
 UA = "sitrep/0.1 (+https://example.org/sitrep; conflict-news ingestion)"
 
@@ -79,3 +80,21 @@ def test_a_crawl_delay_slows_the_host_down(site, fetch_settings):
 @pytest.mark.parametrize("ua, token", [(UA, "sitrep"), ("Mozilla/5.0 (X11)", "Mozilla"), ("mybot", "mybot"), ("", "*")])
 def test_the_robots_token_is_the_product_name(ua, token):
     assert agent_token(ua) == token
+
+
+def test_a_redirect_to_a_page_another_hosts_robots_txt_disallows_is_not_followed(site, fetch_settings):
+    other = Site()
+    try:
+        other.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", headers={"Content-Type": "text/plain"})
+        [secret, public] = _pages(other, "/private/page.html", "/news/page.html")
+        site.add("/go-private", status=302, headers={"Location": secret})
+        site.add("/go-public", status=302, headers={"Location": public})
+        with Fetcher(fetch_settings) as fetcher:
+            blocked, followed = fetcher.get_many([site.url("/go-private"), site.url("/go-public")])
+        assert isinstance(blocked, BlockedURLError) and blocked.reason == "robots"
+        assert "redirected to" in str(blocked)
+        assert followed.status == 200 and followed.final_url == public
+        assert other.count("/private/page.html") == 0 and other.count("/news/page.html") == 1
+        assert other.count("/robots.txt") == 1
+    finally:
+        other.close()

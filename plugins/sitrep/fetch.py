@@ -305,6 +305,7 @@ class Fetcher:
         max_bytes: int | None = None,
         headers: Mapping[str, str] | None = None,
         accept_types: frozenset[str] | None = None,
+        robots: bool = False,
     ) -> Response:
         """Fetch one URL following redirects (each hop checked); raise FetchError on failure.
 
@@ -313,7 +314,7 @@ class Fetcher:
         FetchError too, reason ``unexpected``, logged with its traceback: one URL never fails its batch.
         """
         try:
-            return self._get(url, max_bytes=max_bytes, headers=headers, accept_types=accept_types)
+            return self._get(url, max_bytes=max_bytes, headers=headers, accept_types=accept_types, robots=robots)
         except (FetchError, ClosedFetcherError):  # the URL's failure; the caller's mistake
             raise
         except Exception as exc:
@@ -323,7 +324,7 @@ class Fetcher:
                              url=url, reason="unexpected") from exc
 
     def _get(self, url: str, *, max_bytes: int | None, headers: Mapping[str, str] | None,
-             accept_types: frozenset[str] | None) -> Response:
+             accept_types: frozenset[str] | None, robots: bool) -> Response:
         max_bytes = max_bytes or self.settings.max_page_bytes
         attempt = 0
         while True:
@@ -332,7 +333,14 @@ class Fetcher:
                 with self._gate(url).slot() as lane, self._global:  # no global slot held while a host makes us wait
                     self.count("requests")
                     response = self._get_once(url, lane, max_bytes=max_bytes, headers=headers or {},
-                                              accept_types=accept_types)
+                                              accept_types=accept_types, robots=robots)
+            except _RobotsFirst as hop:
+                # Outside the slots (robots.txt is a request of its own), then the request again: its
+                # redirect to that host is checked against rules now known.
+                attempt -= 1
+                if not self.robots.allowed(hop.url):
+                    raise self._disallowed(url, hop.url) from None
+                continue
             except BlockedURLError:
                 self.count("blocked")
                 raise
@@ -358,19 +366,26 @@ class Fetcher:
             return replace(response, attempts=attempt)
 
     def _get_once(
-        self, url: str, lane: int, *, max_bytes: int, headers: Mapping[str, str], accept_types: frozenset[str] | None
+        self, url: str, lane: int, *, max_bytes: int, headers: Mapping[str, str], accept_types: frozenset[str] | None,
+        robots: bool = False,
     ) -> Response:
         started = time.monotonic()
         deadline = started + self.settings.total_timeout
         with request_deadline(deadline):  # every read and write of the request, headers included
             return self._follow(url, lane, max_bytes=max_bytes, headers=headers, accept_types=accept_types,
-                                started=started, deadline=deadline)
+                                robots=robots, started=started, deadline=deadline)
 
     def _follow(self, url: str, lane: int, *, max_bytes: int, headers: Mapping[str, str],
-                accept_types: frozenset[str] | None, started: float, deadline: float) -> Response:
+                accept_types: frozenset[str] | None, robots: bool, started: float, deadline: float) -> Response:
         current = url
         for hop in range(self.settings.max_redirects + 1):
             check_url(current, self.policy)
+            if robots and hop:  # a redirect is a page of the host it leads to: that host's robots.txt applies
+                verdict = self.robots.known(current)
+                if verdict is None:
+                    raise _RobotsFirst(current)
+                if not verdict:
+                    raise self._disallowed(url, current)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise FetchError(f"can't fetch {url!r}: slower than the total timeout", url=url, reason="timeout")
@@ -417,13 +432,18 @@ class Fetcher:
 
     # ------------------------------------------------------------------------------------- pages
 
+    def _disallowed(self, url: str, where: str) -> BlockedURLError:
+        self.count("robots_disallowed")
+        via = "" if where == url else f" (redirected to {where!r})"
+        log.info("url=%s skipped: disallowed by robots.txt for our user agent%s", url, via)
+        return BlockedURLError(f"can't fetch {url!r}: disallowed by robots.txt{via}", url=url, reason="robots")
+
     def get_page(self, url: str, *, max_bytes: int | None = None) -> Response:
-        """A page: robots.txt permitting, HTML only, the body as UTF-8."""
-        if self.settings.respect_robots and not self.robots.allowed(url):
-            self.count("robots_disallowed")
-            log.info("url=%s skipped: disallowed by robots.txt for our user agent", url)
-            raise BlockedURLError(f"can't fetch {url!r}: disallowed by robots.txt", url=url, reason="robots")
-        response = self.get(url, max_bytes=max_bytes, accept_types=PAGE_TYPES)
+        """A page: robots.txt permitting (at every redirect hop too), HTML only, the body as UTF-8."""
+        robots = self.settings.respect_robots
+        if robots and not self.robots.allowed(url):
+            raise self._disallowed(url, url)
+        response = self.get(url, max_bytes=max_bytes, accept_types=PAGE_TYPES, robots=robots)
         if response.skipped or response.status != 200 or not response.body:
             return response
         encoding = html_charset(response.body, response.headers.get("content-type", ""))
@@ -507,6 +527,14 @@ def _blocked_cause(exc: BaseException) -> BlockedURLError | None:
 
 
 # --------------------------------------------------------------------------------------- bodies
+
+
+class _RobotsFirst(Exception):  # noqa: N818 - a signal inside Fetcher._get, never raised out of it
+    """A redirect leads to a host whose robots.txt is not known yet."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.url = url
 
 
 class ClosedFetcherError(RuntimeError):

@@ -78,6 +78,13 @@ class RobotsCache:
                 rules = self._rules[origin] = self._load(origin)
         return bool(rules.can_fetch(url, self.token))
 
+    def known(self, url: str) -> bool | None:
+        """``allowed(url)`` if the host's robots.txt is already here, else None: never a request (for a
+        redirect hop, checked while the request holds its slots)."""
+        parts = urlsplit(url)
+        rules = self._rules.get(f"{parts.scheme}://{parts.netloc.lower()}")
+        return None if rules is None else bool(rules.can_fetch(url, self.token))
+
     def _load(self, origin: str) -> Protego | _AllowAll:
         robots_url = f"{origin}/robots.txt"
         try:
