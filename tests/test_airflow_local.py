@@ -171,7 +171,8 @@ def test_airflow_serves_the_ui_runs_ingestion_and_the_downstream_dags_and_stops(
             tasks = api.get(f"/api/v2/dags/sitrep_ingest/dagRuns/{run_id}/taskInstances").json()
             states = sorted({(t["task_id"], t["state"]) for t in tasks["task_instances"]})
             assert run["state"] == "success", states
-            assert states == [("collect", "success"), ("load", "success"), ("plan", "success"), ("poll", "success")]
+            assert states == [("batch.collect", "success"), ("batch.load", "success"), ("batch.poll", "success"),
+                              ("plan", "success")]
 
             events = api.get("/api/v2/assets/events", params={"source_dag_id": "sitrep_ingest"}).json()
             assert events["total_entries"] >= 1

@@ -9,10 +9,12 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler
 
+import psycopg
 from rich.console import Console
 
 from sitrep import cli, sources
 from sitrep.runner import airflow_env
+from tests.conftest import Site
 from tests.pages import Item, article_html, paragraphs, respond, rss
 from tests.reports import wait_until_staged
 from tests.texts import article
@@ -139,3 +141,29 @@ def test_sitrep_ingest_shows_pages_collected_before_the_batch_loads(site, conn, 
     collected = [int(n) for n in re.findall(r"pending \((\d+) collected\)", screen.getvalue())]
     assert max(collected) >= 1, collected  # seen while the late page was still on the wire
     assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 6
+
+
+def test_a_failing_batch_holds_up_no_other_batchs_load(site, conn, settings, run_dag, db_url):
+    # Two feeds, one batch each. The first batch's poll fails for real (its source row held by another
+    # session past the statement timeout): its collect and load never run, the other batch loads all
+    # the same (one expand() feeding the next made every load wait for every poll and collect).
+    other = Site()  # another host: batches never split a host's feeds
+    try:
+        site.add("/a.xml", rss(_publish(site, 2, prefix="held")), headers={"Content-Type": "application/rss+xml"})
+        other.add("/b.xml", rss(_publish(other, 2, prefix="free")), headers={"Content-Type": "application/rss+xml"})
+        sources.add_feeds(conn, [sources.FeedSpec(url=site.url("/a.xml"), name="Held"),
+                                 sources.FeedSpec(url=other.url("/b.xml"), name="Free")])
+        conn.commit()
+        env = {"SITREP_BATCH_SOURCES": "1", "SITREP_TASK_RETRIES": "0", "SITREP_STATEMENT_TIMEOUT_MS": "3000"}
+        with psycopg.connect(db_url) as holder:
+            holder.execute("SELECT 1 FROM sources WHERE name = 'Held' FOR UPDATE")
+            assert not run_dag("sitrep_ingest", {"mode": "all"}, extra_env=env)  # the held batch failed
+        loaded = conn.execute("SELECT s.name, count(*) FROM reports r JOIN sources s USING (source_id) GROUP BY 1")
+        assert dict(loaded.fetchall()) == {"Free": 2}
+        conn.commit()
+
+        assert run_dag("sitrep_ingest", {"mode": "all"}, extra_env=env)  # released: the next run loads it
+        loaded = conn.execute("SELECT s.name, count(*) FROM reports r JOIN sources s USING (source_id) GROUP BY 1")
+        assert dict(loaded.fetchall()) == {"Free": 2, "Held": 2}
+    finally:
+        other.close()
