@@ -46,7 +46,10 @@ def test_the_bench_pipeline_runs_the_real_dag_over_its_corpus_and_measures_every
     assert all(seconds >= 0 for _, seconds, _ in phases)
     assert sum(seconds for _, seconds, _ in phases) <= result["wall"] + 1
     busy = {name: share for name, _, share in phases}
-    assert 0 < busy["start-up"] <= 1 and 0 < busy["collect"] <= 1, phases
+    # Airflow's start-up (about 10 s) is always measured; a phase shorter than a few of the meter's
+    # 0.2 s samples has no share (None: too short to tell), as the collect of these 40 pages (0.5 s) may.
+    assert 0 < busy["start-up"] <= 1, phases
+    assert all(share is None or 0 < share <= 1 for share in busy.values()), phases
 
 
 def test_the_scaling_caption_takes_the_vm_s_drift_out_through_the_ceiling_of_each_size():
