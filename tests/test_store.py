@@ -293,6 +293,27 @@ def test_a_page_declaring_another_pages_url_with_an_unrelated_text_keeps_its_own
     assert_story_invariants(conn)
 
 
+@pytest.mark.parametrize("batches", [1, 2])
+def test_a_copy_of_a_revised_text_joins_the_revised_reports_story_in_any_batching(conn, batches):
+    # A live page rewritten, and a copy of its new text from another site: in the batch of the revision,
+    # the copy used to miss the report (its new keys reached the index after the candidates were found).
+    wire, copier = _source(conn, "wire"), _source(conn, "copier")
+    url = "https://wire.example/live.html"
+    _load(conn, wire, _report(conn, wire, url, text(article(7))))
+    revised = _report(conn, wire, url, text(article(8)))
+    copy = _report(conn, copier, "https://copier.example/1.html", text(article(8)[:-1]))
+    if batches == 1:
+        _load(conn, [wire, copier], revised, copy)
+    else:
+        _load(conn, wire, revised)
+        _load(conn, copier, copy)
+    rows = _rows(conn)
+    assert rows[url][3] == 2 and rows[copy.url][1] == rows[url][1]  # revised; one story
+    keys = sorted(conn.execute("SELECT band, hash FROM story_bands WHERE report_id = %s", (rows[url][0],)).fetchall())
+    assert keys == sorted(dedup.split_keys(revised.minhash))  # the revision's keys only
+    assert_story_invariants(conn)
+
+
 def test_the_same_text_again_changes_nothing(conn):
     src = _source(conn, "wire")
     url = "https://example.com/a.html"
