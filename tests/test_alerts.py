@@ -71,6 +71,8 @@ def test_the_seed_rules_file_loads_with_webhooks_from_the_environment(receiver):
     ("rules: [{name: a, query: x}, {name: a, query: y}]", "unique"),
     ("rules: {name: a}", "'rules:' list"),
     ("rules: [{name: a, places: [{name: Nowhere-On-Earth, radius_km: 5}]}]", "give lat and lon"),
+    ("rules: [{name: a, query: x, webhooks: ['http://xn--/hook']}]", "is not a valid URL"),
+    ("rules: [{name: a, query: x, webhooks: ['ftp://example.org/hook']}]", "not an http"),
 ])
 def test_a_bad_rules_file_is_refused_with_the_rule_and_what_to_do(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -237,6 +239,26 @@ def test_a_missing_signing_secret_fails_the_delivery_with_what_to_do(conn, fast,
     assert result.dead == 1 and receiver.received == []
     error = conn.execute("SELECT last_error FROM alert_dead_letters").fetchone()[0]
     assert "SITREP_WEBHOOK_SECRET is not set" in error
+
+
+def test_a_delivery_to_a_url_httpx_cannot_build_is_a_failed_attempt_not_a_failed_run(conn, fast, receiver, tmp_path):
+    # Queued before its rule was fixed (the rules file refuses such a URL now): it used to raise out of
+    # deliver() on every run (IDNAError is no httpx.HTTPError), and every delivery after it waited forever.
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: ['{receiver.url('/ok')}']}}]"))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+    [alert_id] = conn.execute("SELECT alert_id FROM alert_deliveries").fetchone()
+    conn.execute("INSERT INTO alert_deliveries (alert_id, url, format, next_attempt_at)"
+                 " VALUES (%s, 'http://xn--/hook', 'json', now() - interval '1 hour')", (alert_id,))
+    conn.commit()
+
+    for _ in range(3):
+        alerts.deliver(conn, fast)  # must not raise
+
+    statuses = dict(conn.execute("SELECT url, status FROM alert_deliveries").fetchall())
+    assert statuses == {receiver.url("/ok"): "delivered", "http://xn--/hook": "dead"}
+    [error] = conn.execute("SELECT last_error FROM alert_dead_letters").fetchone()
+    assert "IDNAError" in error and len(receiver.received) == 1
 
 
 def test_the_ssrf_guard_applies_to_webhooks_unless_private_hosts_are_allowed(conn, fast, receiver, tmp_path):

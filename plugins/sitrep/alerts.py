@@ -154,6 +154,8 @@ def _locate(place: PlaceFilter, where: str) -> PlaceFilter:
 
 
 def _webhook(value: Any, where: str) -> Webhook:
+    import httpx
+
     if isinstance(value, str):
         value = {"url": value}
     if not isinstance(value, dict) or not value.get("url"):
@@ -163,7 +165,15 @@ def _webhook(value: Any, where: str) -> Webhook:
         raise ConfigError(f"{where}: format {fmt!r} is not one of {', '.join(_FORMATS)}")
     if "secret" in value:
         raise ConfigError(f"{where}: never put a secret in the rules file; name its environment variable in secret_env")
-    return Webhook(url=_expand(str(value["url"]), where), format=fmt, secret_env=value.get("secret_env"))
+    url = _expand(str(value["url"]), where)
+    try:
+        parsed = httpx.URL(url)  # what httpx will POST to: a host it can't encode fails here, not at delivery
+        scheme, host = parsed.scheme, parsed.host
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ConfigError(f"{where}: webhook URL {url!r} is not a valid URL ({exc}); fix it in the rules file") from exc
+    if scheme not in {"http", "https"} or not host:
+        raise ConfigError(f"{where}: webhook URL {url!r} is not an http(s) URL with a host")
+    return Webhook(url=url, format=fmt, secret_env=value.get("secret_env"))
 
 
 _RULE_KEYS = {"name", "query", "text_config", "places", "actors", "event_types", "sources", "language",
@@ -445,6 +455,10 @@ def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_i
                     if len(reply) >= _REPLY_BYTES:
                         break
     except (httpx.HTTPError, SitrepError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    except Exception as exc:  # noqa: BLE001 - a URL httpx can't build (InvalidURL, IDNAError: a delivery queued
+        # before its rule was fixed), or a case nobody foresaw: this delivery's failed attempt, never the run's
+        log.exception("url=%s delivery=%d: unexpected %s", url, delivery_id, type(exc).__name__)
         return None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= status < 300:
         return status, None
