@@ -63,6 +63,25 @@ def test_export_writes_every_report_once_with_a_manifest_and_moves_the_watermark
     assert sorted(_exported(base)) == _view(conn)
 
 
+def test_every_file_and_its_folder_is_on_disk_before_the_watermark_moves(conn, tmp_path, monkeypatch):
+    # A machine crash cannot be produced here: fsync is watched instead. Each file the step wrote, and
+    # the folder its name is in, must be flushed before the manifest and watermark commit (a file the
+    # watermark has passed is never written again).
+    synced: list[str] = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd)))
+    load_reports(conn, *_specs("a", "b"))
+    base = tmp_path / "export"
+
+    export.run(conn, str(base), threshold=0.5)
+
+    written = [p for p in base.rglob("*") if p.is_file()]
+    assert len(written) == 2, written  # the Parquet file and the manifest
+    for path in written:  # its bytes under the temporary name it was written to, then its folder after the rename
+        assert any(name.startswith(f"{path.parent}/.{path.name}.") for name in synced), (path, synced)
+        assert str(path.parent) in synced, (path, synced)
+
+
 def test_a_new_revision_is_exported_again_with_its_revision_number(conn, tmp_path):
     base = str(tmp_path / "export")
     a, b = load_reports(conn, *_specs("a", "b"))

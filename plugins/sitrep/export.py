@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -150,14 +151,35 @@ def _manifest_name(lo: int, hi: int) -> str:
 
 
 def _put_atomically(fs, path: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    """Write to a hidden temporary name in the same folder, then rename over the final name."""
+    """Write to a hidden temporary name in the same folder, then rename over the final name.
+
+    On a local disk the file and then its folder are flushed to disk (fsync) before this returns: the
+    step's manifest and watermark commit next, and a file the watermark has passed is never written
+    again, so it must survive a crash of the machine, not only of the process. (An object store's
+    upload is durable when it returns.)
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
     folder, _, name = path.rpartition("/")
     fs.makedirs(folder, exist_ok=True)
     temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    local = isinstance(fs, LocalFileSystem)
     try:
-        with fs.open(temporary, "wb") as handle:
-            handle.write(data)
-        fs.mv(temporary, path)
+        if local:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            directory = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        else:
+            with fs.open(temporary, "wb") as handle:
+                handle.write(data)
+            fs.mv(temporary, path)
     except OSError as exc:
         raise ExportError(f"can't write {path}: {exc}; check the export path and its free space") from exc
     finally:
