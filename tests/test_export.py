@@ -162,3 +162,6 @@ def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, 
     assert sorted(_exported(tmp_path / "export")) == _view(conn)
     assert main(["export", "--since", "-1"]) == 2
     assert "must not be negative" in capsys.readouterr().err
+    # A backfill into the incremental export's own folder would share its watermark and file names.
+    assert main(["export", "--since", "0", "--to", f"{tmp_path}/./export/"]) == 2
+    assert "incremental export's folder" in capsys.readouterr().err

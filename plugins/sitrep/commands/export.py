@@ -47,6 +47,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if batch < 1:
         raise ConfigError(f"--batch-rows {batch}: give a positive number of rows")
     base = export.target(settings)
+    if args.to and _same_place(args.to, base):
+        raise ConfigError(f"--to {args.to}: that is the incremental export's folder (SITREP_EXPORT_PATH), whose"
+                          " watermark and file names a backfill would share; give a folder of its own")
     with _conn(settings) as conn:
         db.migrate(conn)
         with console.status(f"exporting reports_v1 to {base}..."):
@@ -59,3 +62,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     console.print(files_table(result.files, f"sitrep export: {result.rows} row(s) in {len(result.files)} file(s)"
                                             f" under {result.target} (watermark {result.watermark})"))
     return 0
+
+
+def _same_place(a: str, b: str) -> bool:
+    """Two export paths naming one folder (a local path however spelled, or the same URL)."""
+    import os
+
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
