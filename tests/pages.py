@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from html import escape
 from http.server import BaseHTTPRequestHandler
@@ -80,3 +81,17 @@ def respond(handler: BaseHTTPRequestHandler, body: bytes, *, content_type: str =
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+
+
+def drip(out, head: bytes, *, times: int, every: float, byte: bytes = b"a") -> bool:  # type: ignore[no-untyped-def]
+    """Write ``head``, then ``byte`` every ``every`` seconds, ``times`` times: a server that is never
+    silent for a read timeout, however long it takes. False when the client hung up first."""
+    out.write(head)
+    try:
+        for _ in range(times):
+            out.write(byte)
+            out.flush()
+            time.sleep(every)
+    except OSError:
+        return False
+    return True

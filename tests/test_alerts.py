@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import select
-import time
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from sitrep.errors import ConfigError
 from sitrep.netguard import AddressPolicy
 from sitrep.settings import PROJECT_ROOT, DownstreamSettings
 from sitrep.webhooks import WebhookReceiver
+from tests.pages import drip
 from tests.reports import load_reports, paragraph
 
 SECRET = "test-secret-not-for-production"
@@ -311,14 +311,10 @@ def test_a_webhook_reply_is_read_no_further_than_it_is_quoted(site, fast):
 
 
 def test_a_webhook_answering_a_byte_at_a_time_is_cut_at_the_delivery_timeout(site, fast):
-    def drip(out):  # type: ignore[no-untyped-def]
-        out.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-        for _ in range(200):  # a minute, then it hangs up without having finished its headers
-            out.write(b"a")
-            out.flush()
-            time.sleep(0.3)
+    def headers_drip(out):  # type: ignore[no-untyped-def]  # a minute, then it hangs up mid-headers
+        drip(out, b"HTTP/1.1 200 OK\r\nX-Slow: ", times=200, every=0.3)
 
-    url = _answering(site, "/hook", drip)
+    url = _answering(site, "/hook", headers_drip)
     settings = replace(fast, downstream=replace(fast.downstream, delivery_timeout=1.0))
     policy = AddressPolicy.build(allow_private=True)
     with alerts._client(settings, policy) as client:

@@ -18,6 +18,7 @@ from sitrep.errors import FetchError
 from sitrep.fetch import Fetcher, html_charset, retry_after_seconds
 from sitrep.settings import FetchSettings
 from tests.conftest import Site
+from tests.pages import drip
 
 MB = 1024 * 1024
 
@@ -158,18 +159,11 @@ def test_headers_sent_a_byte_at_a_time_are_cut_at_the_total_timeout(site, fetch_
     # Each byte arrives within the read timeout, so httpx alone would wait as long as the server likes
     # (100 KB of headers allowed: at one byte every 0.3 s, eight hours). This one hangs up after a
     # minute, never having finished its headers: a client without the deadline gets that, not a timeout.
-    def drip(h):
-        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: ")
-        try:
-            for _ in range(200):
-                h.wfile.write(b"a")
-                h.wfile.flush()
-                time.sleep(0.3)
-        except OSError:
-            return
+    def headers_drip(h):
+        drip(h.wfile, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: ", times=200, every=0.3)
         h.close_connection = True
 
-    url = site.add("/drip-headers", handler=drip)
+    url = site.add("/drip-headers", handler=headers_drip)
     settings = replace(fetch_settings, retries=0, read_timeout=1.0, total_timeout=1.5)
     with Fetcher(settings) as fetcher, pytest.raises(FetchError) as caught:
         fetcher.get(url)

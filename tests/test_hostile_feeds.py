@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from sitrep import feeds, pipeline, sources
 from sitrep.errors import FeedError
+from tests.pages import drip
 
 CORPUS = Path(__file__).parent / "fixtures" / "hostile_feeds"
 EXPECT: dict[str, object] = json.loads((CORPUS / "EXPECT.json").read_text())
@@ -119,14 +119,8 @@ def _drip(handler) -> None:
     handler.send_response(200)
     handler.send_header("Content-Type", "application/rss+xml")
     handler.end_headers()
-    handler.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel><title>drip</title>')
-    try:
-        for _ in range(10_000):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.2)
-    except OSError:
-        return
+    drip(handler.wfile, b'<?xml version="1.0"?><rss version="2.0"><channel><title>drip</title>', times=10_000,
+         every=0.2, byte=b" ")
 
 
 def _live_only_feeds(site, settings) -> dict[str, str]:
