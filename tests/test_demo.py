@@ -54,6 +54,7 @@ def test_make_demo_loads_the_corpus_and_a_second_ingest_adds_nothing(settings, c
     result = _sitrep(settings, "demo")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reports_v1:" in result.stdout and "Query it yourself" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr  # the newcomer's first screen: no stack traces
 
     manifest = yaml.safe_load((demo.DEMO_ROOT / "MANIFEST.yaml").read_text())
     articles = manifest["articles"]

@@ -430,7 +430,8 @@ def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_i
 
     The attempt ends within SITREP_DELIVERY_TIMEOUT however the endpoint answers (a reply sent a byte
     at a time included), and reads at most _REPLY_BYTES of the reply: the delivery's row stays locked
-    meanwhile, and the reply is only quoted in the error.
+    meanwhile, and the reply is only quoted in the error. (A short reply is read to its end, else the
+    connection would be closed with it unread, reset under the receiver's feet.)
     """
     import httpx
 
@@ -449,11 +450,10 @@ def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_i
         with request_deadline(time.monotonic() + client.timeout.read), \
                 client.stream("POST", url, content=body, headers=headers) as response:
             status = response.status_code
-            if not 200 <= status < 300:
-                for chunk in response.iter_raw():
-                    reply += chunk
-                    if len(reply) >= _REPLY_BYTES:
-                        break
+            for chunk in response.iter_raw():  # a short reply read whole: its connection stays reusable
+                reply += chunk
+                if len(reply) >= _REPLY_BYTES:
+                    break
     except (httpx.HTTPError, SitrepError) as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
     except Exception as exc:  # noqa: BLE001 - a URL httpx can't build (InvalidURL, IDNAError: a delivery queued
