@@ -310,7 +310,8 @@ class Fetcher:
         """Fetch one URL following redirects (each hop checked); raise FetchError on failure.
 
         With ``accept_types``, a 200 response of another content type is returned unread, with
-        ``skipped`` saying why. Any other exception (a case nobody foresaw, a bug) is this URL's
+        ``skipped`` saying why. With ``robots``, every redirect hop must be allowed by its host's
+        robots.txt (get_page checks the URL itself first). Any other exception (a case nobody foresaw, a bug) is this URL's
         FetchError too, reason ``unexpected``, logged with its traceback: one URL never fails its batch.
         """
         try:
