@@ -80,13 +80,17 @@ def assert_story_invariants(conn: psycopg.Connection) -> None:
     assert bad == [] and empty == []
 
 
-def wait_until_staged(db_url: str, at_least: int, seconds: float) -> bool:
-    """Wait until another connection sees ``at_least`` staged reports (committed by a collect that is
-    still running); False after ``seconds``."""
-    with psycopg.connect(db_url) as watcher:
-        for _ in range(int(seconds * 10)):
-            if watcher.execute("SELECT count(*) FROM staged_reports").fetchone()[0] >= at_least:
+def wait_until_counted(db_url: str, count_sql: str, at_least: int, seconds: float) -> bool:
+    """Wait until another connection's ``count_sql`` (one count) reaches ``at_least``, while something
+    else runs; False after ``seconds``."""
+    with psycopg.connect(db_url, autocommit=True) as watcher:
+        for _ in range(int(seconds * 20)):
+            if watcher.execute(count_sql).fetchone()[0] >= at_least:  # type: ignore[index]
                 return True
-            watcher.rollback()
-            time.sleep(0.1)
+            time.sleep(0.05)
     return False
+
+
+def wait_until_staged(db_url: str, at_least: int, seconds: float) -> bool:
+    """Wait until ``at_least`` staged reports are committed (by a collect that is still running)."""
+    return wait_until_counted(db_url, "SELECT count(*) FROM staged_reports", at_least, seconds)

@@ -23,7 +23,7 @@ from sitrep import db, dedup, store
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Report
 from sitrep.settings import PROJECT_ROOT, DedupSettings
-from tests.reports import assert_story_invariants
+from tests.reports import assert_story_invariants, wait_until_counted
 from tests.texts import article, text
 
 DEMO = PROJECT_ROOT / "seeds" / "demo"
@@ -729,18 +729,6 @@ def test_staging_an_entry_again_replaces_its_staged_row(conn):
         1, "Updated headline", "{1,2,3}")
 
 
-def _someone_waits_for_a_lock(db_url: str, seconds: float = 10.0) -> bool:
-    with db.connect(db_url) as watcher:
-        watcher.autocommit = True
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                               " AND datname = current_database()").fetchone()[0]:
-                return True
-            time.sleep(0.05)
-    return False
-
-
 def test_a_row_restaged_while_a_load_runs_waits_for_it_and_the_next_load_merges_it(conn, db_url, monkeypatch):
     # A second collect of the entry (a task's zombie beside its retry) or a re-extraction stages it again
     # while the load merges it: the load used to read the old row in some statements and the new one in
@@ -762,7 +750,9 @@ def test_a_row_restaged_while_a_load_runs_waits_for_it_and_the_next_load_merges_
     def merging(*args, **kwargs):  # type: ignore[no-untyped-def]
         out = merge(*args, **kwargs)
         restager.start()
-        assert _someone_waits_for_a_lock(db_url), "the re-stage did not wait for the load"
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                   " AND datname = current_database()")
+        assert wait_until_counted(db_url, waiting, 1, seconds=10), "the re-stage did not wait for the load"
         return out
 
     monkeypatch.setattr(store, "_assign_stories", merging)
