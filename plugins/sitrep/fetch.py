@@ -373,63 +373,58 @@ class Fetcher:
         started = time.monotonic()
         deadline = started + self.settings.total_timeout
         with request_deadline(deadline):  # every read and write of the request, headers included
-            return self._follow(url, lane, max_bytes=max_bytes, headers=headers, accept_types=accept_types,
-                                robots=robots, started=started, deadline=deadline)
-
-    def _follow(self, url: str, lane: int, *, max_bytes: int, headers: Mapping[str, str],
-                accept_types: frozenset[str] | None, robots: bool, started: float, deadline: float) -> Response:
-        current = url
-        for hop in range(self.settings.max_redirects + 1):
-            check_url(current, self.policy)
-            if robots and hop:  # a redirect is a page of the host it leads to: that host's robots.txt applies
-                verdict = self.robots.known(current)
-                if verdict is None:
-                    raise _RobotsFirst(current)
-                if not verdict:
-                    raise self._disallowed(url, current)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise FetchError(f"can't fetch {url!r}: slower than the total timeout", url=url, reason="timeout")
-            # No single wait (connect, a read) may outlast what is left of the total timeout.
-            timeout = httpx.Timeout(min(self.settings.read_timeout, remaining),
-                                    connect=min(self.settings.connect_timeout, remaining))
-            try:
-                with self._client_for(current, lane) as client, \
-                        client.stream("GET", current, headers=dict(headers), timeout=timeout) as raw:
-                    if raw.status_code in _REDIRECTS:
-                        location = raw.headers.get("location")
-                        if not location:
-                            raise FetchError(f"can't fetch {url!r}: redirect without Location", url=url, reason="redirect")
-                        current = urljoin(current, location.strip())
-                        log.debug("url=%s redirected to %s", url, current)
-                        continue
-                    response = Response(
-                        url=url, final_url=str(raw.url), status=raw.status_code,
-                        headers={k.lower(): v for k, v in raw.headers.items()}, body=b"",
-                        fetched_at=datetime.now(UTC), elapsed=0.0, redirects=hop,
-                    )
-                    if accept_types is not None and raw.status_code == 200 and response.content_type not in accept_types:
-                        self.count("not_html")
-                        return replace(response, skipped=f"not an HTML page ({response.content_type})",
-                                       elapsed=time.monotonic() - started)
-                    body, truncated = _read_body(raw, max_bytes, deadline, url, self.settings.max_decompression_ratio)
-                    if truncated:
-                        self.count("truncated")
-                    return replace(response, body=body, truncated=truncated, elapsed=time.monotonic() - started)
-            except httpx.TimeoutException as exc:
-                why = "slower than the total timeout" if time.monotonic() >= deadline else f"timed out ({exc.__class__.__name__})"
-                raise FetchError(f"can't fetch {url!r}: {why}", url=url, reason="timeout") from exc
-            except httpx.InvalidURL as exc:
-                raise BlockedURLError(f"can't fetch {current!r}: invalid URL ({exc})", url=url, reason="url") from exc
-            except httpx.TransportError as exc:
-                blocked = _blocked_cause(exc)
-                if blocked is not None:
-                    raise BlockedURLError(str(blocked).replace(blocked.url, url, 1), url=url,
-                                          reason=blocked.reason) from exc
-                raise FetchError(f"can't fetch {url!r}: {exc or exc.__class__.__name__}", url=url, reason="connect") from exc
-        raise FetchError(
-            f"can't fetch {url!r}: more than {self.settings.max_redirects} redirects", url=url, reason="redirects"
-        )
+            current = url
+            for hop in range(self.settings.max_redirects + 1):
+                check_url(current, self.policy)
+                if robots and hop:  # a redirect is a page of the host it leads to: that host's robots.txt applies
+                    verdict = self.robots.known(current)
+                    if verdict is None:
+                        raise _RobotsFirst(current)
+                    if not verdict:
+                        raise self._disallowed(url, current)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise FetchError(f"can't fetch {url!r}: slower than the total timeout", url=url, reason="timeout")
+                # No single wait (connect, a read) may outlast what is left of the total timeout.
+                timeout = httpx.Timeout(min(self.settings.read_timeout, remaining),
+                                        connect=min(self.settings.connect_timeout, remaining))
+                try:
+                    with self._client_for(current, lane) as client, \
+                            client.stream("GET", current, headers=dict(headers), timeout=timeout) as raw:
+                        if raw.status_code in _REDIRECTS:
+                            location = raw.headers.get("location")
+                            if not location:
+                                raise FetchError(f"can't fetch {url!r}: redirect without Location", url=url, reason="redirect")
+                            current = urljoin(current, location.strip())
+                            log.debug("url=%s redirected to %s", url, current)
+                            continue
+                        response = Response(
+                            url=url, final_url=str(raw.url), status=raw.status_code,
+                            headers={k.lower(): v for k, v in raw.headers.items()}, body=b"",
+                            fetched_at=datetime.now(UTC), elapsed=0.0, redirects=hop,
+                        )
+                        if accept_types is not None and raw.status_code == 200 and response.content_type not in accept_types:
+                            self.count("not_html")
+                            return replace(response, skipped=f"not an HTML page ({response.content_type})",
+                                           elapsed=time.monotonic() - started)
+                        body, truncated = _read_body(raw, max_bytes, deadline, url, self.settings.max_decompression_ratio)
+                        if truncated:
+                            self.count("truncated")
+                        return replace(response, body=body, truncated=truncated, elapsed=time.monotonic() - started)
+                except httpx.TimeoutException as exc:
+                    why = "slower than the total timeout" if time.monotonic() >= deadline else f"timed out ({exc.__class__.__name__})"
+                    raise FetchError(f"can't fetch {url!r}: {why}", url=url, reason="timeout") from exc
+                except httpx.InvalidURL as exc:
+                    raise BlockedURLError(f"can't fetch {current!r}: invalid URL ({exc})", url=url, reason="url") from exc
+                except httpx.TransportError as exc:
+                    blocked = _blocked_cause(exc)
+                    if blocked is not None:
+                        raise BlockedURLError(str(blocked).replace(blocked.url, url, 1), url=url,
+                                              reason=blocked.reason) from exc
+                    raise FetchError(f"can't fetch {url!r}: {exc or exc.__class__.__name__}", url=url, reason="connect") from exc
+            raise FetchError(
+                f"can't fetch {url!r}: more than {self.settings.max_redirects} redirects", url=url, reason="redirects"
+            )
 
     # ------------------------------------------------------------------------------------- pages
 
