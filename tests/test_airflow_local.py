@@ -4,6 +4,7 @@ triggered ingestion run lands reports, emits the asset, and the downstream DAGs 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,6 +174,9 @@ def test_airflow_serves_the_ui_runs_ingestion_and_the_downstream_dags_and_stops(
             assert run["state"] == "success", states
             assert states == [("batch.collect", "success"), ("batch.load", "success"), ("batch.poll", "success"),
                               ("plan", "success")]
+            # Each batch's task instances are named by their feed count (the task group's label), not "?".
+            labels = {t["rendered_map_index"] for t in tasks["task_instances"] if t["task_id"].startswith("batch.")}
+            assert labels and all(re.fullmatch(r"[1-9][0-9]* feeds", str(label)) for label in labels), labels
 
             events = api.get("/api/v2/assets/events", params={"source_dag_id": "sitrep_ingest"}).json()
             assert events["total_entries"] >= 1
