@@ -342,6 +342,41 @@ def test_at_most_k_requests_per_host_at_once(site, fetch_settings):
     assert state["max"] == 2
 
 
+def test_a_redirect_to_another_host_waits_for_that_hosts_gate(site, fetch_settings):
+    """Politeness is owed to the host that serves the page: many sites' links redirecting to one
+    publisher (tracking links, a feed proxy) reach it at most K at a time, each start its delay after
+    the one before, however many hosts the redirects come from."""
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0, "starts": []}
+
+    def slow(h):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            state["starts"].append(time.monotonic())
+        time.sleep(0.15)
+        with lock:
+            state["now"] -= 1
+        _send(h, 200, b"<html><body>ok</body></html>")
+
+    redirectors = [Site() for _ in range(4)]
+    try:
+        urls = []
+        for n, redirector in enumerate(redirectors):
+            for i in range(3):
+                target = site.add(f"/story/{n}/{i}", handler=slow)
+                urls.append(redirector.add(f"/r/{i}", status=302, headers={"Location": target, "Content-Length": "0"}))
+        with Fetcher(replace(fetch_settings, per_host_concurrency=2, per_host_delay=0.05, global_concurrency=12)) as fetcher:
+            results = fetcher.get_many(urls)
+        assert [(r.status, r.redirects) for r in results] == [(200, 1)] * 12
+        assert state["max"] == 2  # 8 at once before: each redirector's slot was held, not the publisher's
+        starts = sorted(state["starts"])
+        assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.04
+    finally:
+        for redirector in redirectors:
+            redirector.close()
+
+
 def test_iter_many_yields_as_pages_arrive_and_fetches_no_further_ahead_than_its_window(site, fetch_settings):
     urls = [site.add(f"/page/{i}", f"<html><body>page {i}</body></html>") for i in range(12)]
     with Fetcher(replace(fetch_settings, global_concurrency=2)) as fetcher:

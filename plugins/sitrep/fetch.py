@@ -328,19 +328,23 @@ class Fetcher:
              accept_types: frozenset[str] | None, robots: bool) -> Response:
         max_bytes = max_bytes or self.settings.max_page_bytes
         attempt = 0
+        current, hops = url, 0  # a redirect to another host goes on from there, under that host's gate
         while True:
             attempt += 1
             try:
-                with self._gate(url).slot() as lane, self._global:  # no global slot held while a host makes us wait
-                    self.count("requests")
-                    response = self._get_once(url, lane, max_bytes=max_bytes, headers=headers or {},
+                with self._gate(current).slot() as lane, self._global:  # no global slot held while a host makes us wait
+                    if not hops:
+                        self.count("requests")
+                    response = self._get_once(url, current, hops, lane, max_bytes=max_bytes, headers=headers or {},
                                               accept_types=accept_types, robots=robots)
-            except _RobotsFirst as hop:
-                # Outside the slots (robots.txt is a request of its own), then the request again: its
-                # redirect to that host is checked against rules now known.
+            except _Elsewhere as hop:
+                # Outside the slots: the next host's robots.txt (a request of its own) when it isn't known
+                # yet, then the redirect's target in that host's gate (its lanes and delay), as if the
+                # target had been the link.
                 attempt -= 1
-                if not self.robots.allowed(hop.url):
+                if robots and not self.robots.allowed(hop.url):
                     raise self._disallowed(url, hop.url) from None
+                current, hops = hop.url, hop.hops
                 continue
             except BlockedURLError:
                 self.count("blocked")
@@ -367,19 +371,23 @@ class Fetcher:
             return replace(response, attempts=attempt)
 
     def _get_once(
-        self, url: str, lane: int, *, max_bytes: int, headers: Mapping[str, str], accept_types: frozenset[str] | None,
-        robots: bool = False,
+        self, url: str, start: str, first_hop: int, lane: int, *, max_bytes: int, headers: Mapping[str, str],
+        accept_types: frozenset[str] | None, robots: bool = False,
     ) -> Response:
+        """``url``'s request from ``start`` (``url`` itself, or the redirect target it has reached after
+        ``first_hop`` hops) in ``start``'s host gate; a hop that leaves that host raises _Elsewhere."""
         started = time.monotonic()
         deadline = started + self.settings.total_timeout
         with request_deadline(deadline):  # every read and write of the request, headers included
-            current = url
-            for hop in range(self.settings.max_redirects + 1):
+            current = start
+            for hop in range(first_hop, self.settings.max_redirects + 1):
                 check_url(current, self.policy)
+                if hop > first_hop and _host(current) != _host(start):
+                    raise _Elsewhere(current, hop)  # its host's gate, not this one's, is the one to wait for
                 if robots and hop:  # a redirect is a page of the host it leads to: that host's robots.txt applies
                     verdict = self.robots.known(current)
                     if verdict is None:
-                        raise _RobotsFirst(current)
+                        raise _Elsewhere(current, hop)
                     if not verdict:
                         raise self._disallowed(url, current)
                 remaining = deadline - time.monotonic()
@@ -525,12 +533,14 @@ def _blocked_cause(exc: BaseException) -> BlockedURLError | None:
 # --------------------------------------------------------------------------------------- bodies
 
 
-class _RobotsFirst(Exception):  # noqa: N818 - a signal inside Fetcher._get, never raised out of it
-    """A redirect leads to a host whose robots.txt is not known yet."""
+class _Elsewhere(Exception):  # noqa: N818 - a signal inside Fetcher._get, never raised out of it
+    """A redirect leads to another host (or to one whose robots.txt is not known yet): the request goes
+    on from ``url``, its ``hops``-th hop, outside the slots it holds."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, hops: int):
         super().__init__(url)
         self.url = url
+        self.hops = hops
 
 
 class ClosedFetcherError(RuntimeError):
