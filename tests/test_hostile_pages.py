@@ -9,6 +9,7 @@ stopped by its memory cap, the page is recorded with the reason, the other pages
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -182,6 +183,7 @@ def test_pages_and_links_that_used_to_crash_their_batch_are_recorded_and_the_bat
         h.end_headers()
 
     normal = _normal()
+    noise = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(47))  # 3 kB that won't compress
     items = [
         Item(title="normal", link=site.add("/2024/03/12/normal.html", normal), guid="normal"),
         Item(title="bad port", link="http://127.0.0.1:99999/2024/03/12/x.html", guid="bad-port"),
@@ -192,6 +194,18 @@ def test_pages_and_links_that_used_to_crash_their_batch_are_recorded_and_the_bat
             article_html("Shelling in Odesa overnight", paragraphs("Odesa port strike", 6),
                          canonical="http://127.0.0.1:99999/c.html"))),
         Item(title="busy", link=site.add("/2024/03/12/busy.html", handler=busy), guid="busy"),
+        # URLs are keys of unique B-tree indexes (2,704 bytes a row at most): a page declaring a 3 kB
+        # canonical URL of its own site, a link of 3 kB, a page redirected to a URL of 3 kB.
+        Item(title="long canonical", guid="long-canonical", link=site.add(
+            "/2024/03/12/long-canonical.html",
+            article_html("Drones over Kherson at dawn", paragraphs("Kherson drone attack", 6),
+                         canonical=site.url("/2024/03/12/kherson.html?state=" + noise)))),
+        Item(title="long link", guid="long-link", link=site.url("/2024/03/12/l" + noise + ".html")),
+        Item(title="long redirect", guid="long-redirect", link=site.add(
+            "/2024/03/12/moved.html", status=301, headers={"Location": site.add(
+                "/2024/03/12/r" + noise + ".html",
+                article_html("Ceasefire talks resume in Doha", paragraphs("Doha ceasefire talks", 6))),
+                "Content-Length": "0"})),
         Item(title="stored bad link", link=site.add("/2024/03/12/later.html", _normal()), guid="stored"),
     ]
     site.add("/rss.xml", rss(items), headers={"Content-Type": "application/rss+xml"})
@@ -210,8 +224,13 @@ def test_pages_and_links_that_used_to_crash_their_batch_are_recorded_and_the_bat
     rows = {key: (status, error) for key, status, error in
             conn.execute("SELECT entry_key, status, error FROM entries").fetchall()}
     assert rows["normal"][0] == rows["base64"][0] == rows["canonical"][0] == "loaded"
-    assert rows["bad-port"] == ("skipped", "entry has no link")  # the poll counted it as a bad link
+    assert rows["long-canonical"][0] == rows["long-redirect"][0] == "loaded"
+    assert rows["bad-port"] == rows["long-link"] == ("skipped", "entry has no link")  # the poll counted bad links
     assert rows["stored"][0] == "failed" and "not an http(s) URL" in rows["stored"][1]
     assert rows["busy"][0] == "pending" and "503" in rows["busy"][1]  # retried by a later run
     canonical = conn.execute("SELECT canonical_url FROM reports WHERE url LIKE %s", ("%/canonical.html",)).fetchone()[0]
     assert canonical.endswith("/2024/03/12/canonical.html")  # its own URL, not the one no URL can have
+    canonicals = dict(conn.execute("SELECT e.entry_key, r.canonical_url FROM reports r JOIN entries e USING (entry_id)"
+                                   " WHERE e.entry_key LIKE 'long-%'").fetchall())
+    assert canonicals["long-canonical"].endswith("/2024/03/12/long-canonical.html")  # its own URL
+    assert canonicals["long-redirect"].endswith("/2024/03/12/moved.html")  # the link's, not the 3 kB target's

@@ -75,11 +75,25 @@ def canonical_url(url: str) -> str:
     return f"{scheme}://{netloc}{path}{query}"
 
 
+#: The longest URL we keep, in UTF-8 bytes. URLs are keys of unique B-tree indexes (reports.canonical_url,
+#: report_urls.url), which take at most 2,704 bytes a row: one longer URL failed its whole batch's load,
+#: on every retry. No article's URL comes near (sitemaps stop at 2,048 characters).
+MAX_URL_BYTES = 2000
+
+
+def url_fits(url: str) -> bool:
+    """Short enough to be stored and indexed (MAX_URL_BYTES)."""
+    return len(url.encode("utf-8", "surrogatepass")) <= MAX_URL_BYTES
+
+
 def http_url(url: str) -> bool:
-    """An absolute http(s) URL with a host and a port urllib can read: one we can fetch and normalize.
+    """An absolute http(s) URL with a host and a port urllib can read, no longer than we can store: one
+    we can fetch, normalize and index.
 
     (``http://host:99999/`` and ``http://host:abc/`` split fine, then raise on ``.port``.)
     """
+    if not url_fits(url):
+        return False
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
@@ -304,8 +318,11 @@ def to_report(job: PageJob, extracted: Extracted) -> Report:
     page_url = job.final_url or job.url
     text = clean_text(extracted.text)
     canonical = canonical_url(page_url)
+    if not url_fits(canonical):  # redirected to a URL too long to index: the link's own (which fits)
+        canonical = canonical_url(job.url)
     if extracted.canonical_url and _trustworthy_canonical(extracted.canonical_url, page_url):
-        canonical = canonical_url(extracted.canonical_url)
+        declared = canonical_url(extracted.canonical_url)
+        canonical = declared if url_fits(declared) else canonical
     dated_url = page_url if date_from_url(page_url) or not extracted.canonical_url else extracted.canonical_url
     article_date = extracted.date
     if article_date and len(article_date) <= 10 and (url_day := date_from_url(dated_url)) is not None \

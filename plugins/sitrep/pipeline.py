@@ -34,7 +34,7 @@ from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedErr
 from sitrep.extract import extract_page
 from sitrep.fetch import PAGE_TYPES, Fetcher, Response
 from sitrep.metrics import Stages, page_step
-from sitrep.normalize import canonical_url, http_url, to_report
+from sitrep.normalize import canonical_url, http_url, to_report, url_fits
 from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
 from sitrep.workers import PageStream, run_pages
@@ -280,6 +280,7 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
     here without a fetch; inside the batch, links that differ only by tracking parameters and the
     like are fetched once (the first one leads, the others follow its result)."""
     canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link and http_url(p.link)}
+    canon = {entry: url for entry, url in canon.items() if url_fits(url)}  # its spelling must fit too
     lookup = sorted({p.link for p in pending if p.entry_id in canon} | set(canon.values()))
     known = dict(conn.execute(
         "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (lookup,)
@@ -292,7 +293,7 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
             plan.outcomes.append((p.entry_id, "skipped", "entry has no link"))
             continue
         if p.entry_id not in canon:  # recorded before the poll refused such links
-            plan.outcomes.append((p.entry_id, "failed", f"link {p.link!r} is not an http(s) URL we can fetch"))
+            plan.outcomes.append((p.entry_id, "failed", f"link {p.link[:200]!r} is not an http(s) URL we can fetch and store"))
             continue
         report_id = known.get(p.link) or known.get(canon[p.entry_id])
         if report_id is not None:
