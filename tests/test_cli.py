@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sitrep import cli
 from sitrep.settings import PROJECT_ROOT
 
@@ -21,8 +23,9 @@ def test_feeds_add_many_then_list(sitrep, conn):
     assert status == 0 and "a.example" in out and "b.example" in out and "2 feed(s)" in out
 
 
-def test_feeds_add_refuses_a_bad_url_in_one_line(sitrep):
-    status, out, err = sitrep("feeds", "add", "not a url")
+@pytest.mark.parametrize("url", ["not a url", "https://a.example:99999/rss.xml", "https://a.example/" + "r" * 3000])
+def test_feeds_add_refuses_a_bad_url_in_one_line(sitrep, url):
+    status, out, err = sitrep("feeds", "add", url)
     assert status == 2
     assert "is not a feed URL" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2

@@ -20,6 +20,7 @@ import yaml
 from psycopg.types.json import Jsonb
 
 from sitrep.errors import ConfigError
+from sitrep.normalize import MAX_URL_BYTES, http_url
 from sitrep.records import FeedEntry, Source
 from sitrep.settings import FetchSettings
 
@@ -64,9 +65,10 @@ class FeedSpec:
 def validate_feed_url(url: str) -> str:
     """An absolute http(s) URL with a host, or a ConfigError that says how to fix it."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"{url!r} is not a feed URL: give an absolute http(s) URL such as https://example.com/rss.xml")
+    if not http_url(url):  # no scheme or host, a port out of range, longer than we store
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        raise ConfigError(f"{shown!r} is not a feed URL: give an absolute http(s) URL such as https://example.com/rss.xml"
+                          f" (a valid port, at most {MAX_URL_BYTES} bytes)")
     return url
 
 
