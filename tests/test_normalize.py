@@ -144,6 +144,14 @@ UNDATED = "https://a.example/news/strike.html"
         (None, None, UNDATED, FETCHED, "fetched"),
         (None, datetime(2024, 6, 3, 10, 15, tzinfo=timezone(timedelta(hours=3))), UNDATED,
          datetime(2024, 6, 3, 7, 15, tzinfo=UTC), "feed"),
+        # The "no date" placeholders of some CMSs (.NET's DateTime.MinValue with the server's offset): out of
+        # datetime's range in UTC, so implausible, not the page's failure.
+        ("0001-01-01T00:00:00+03:00", FEED, DATED, FEED, "feed"),
+        ("9999-12-31T23:00:00-05:00", FEED, DATED, FEED, "feed"),
+        # A bare day is the page's own calendar day: 21:30 in New York on the 2nd is the 3rd in UTC.
+        ("2024-06-02", datetime(2024, 6, 3, 1, 30, tzinfo=UTC), UNDATED, datetime(2024, 6, 3, 1, 30, tzinfo=UTC), "feed"),
+        ("2024-06-03", datetime(2024, 6, 2, 14, 30, tzinfo=UTC), UNDATED, datetime(2024, 6, 2, 14, 30, tzinfo=UTC), "feed"),
+        ("2024-06-01", datetime(2024, 6, 3, 1, 30, tzinfo=UTC), UNDATED, datetime(2024, 6, 1, tzinfo=UTC), "article"),
     ],
 )
 def test_published_at_resolves_in_order_in_utc_with_its_source(article, feed, url, expected, source):

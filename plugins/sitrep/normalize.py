@@ -215,23 +215,30 @@ def detect_language(text: str, hint: str | None = None) -> str | None:
 _EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
 #: Clock skew we accept on a timestamp "from the future"; a bare day may be a day ahead (time zones).
 _SKEW = timedelta(minutes=15)
+#: A bare day is a calendar day where the page was written: from 14 h before that day in UTC (UTC+14)
+#: to 12 h after it (UTC-12).
+_EAST, _WEST = timedelta(hours=14), timedelta(hours=12)
 
 
 def _parse_date(value: str | date | datetime | None) -> tuple[datetime | None, bool]:
     """(datetime in UTC, whether it carried a time of day); naive values are taken as UTC."""
     if value is None:
         return None, False
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC), True
-    if isinstance(value, date):
+    if isinstance(value, date) and not isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, tzinfo=UTC), False
-    raw = value.strip().replace("Z", "+00:00")
+    if isinstance(value, datetime):
+        parsed, has_time = value, True
+    else:
+        raw = value.strip().replace("Z", "+00:00")
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            return None, False
+        has_time = len(raw) > 10
     try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC), has_time
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it: CMS placeholders for "no date"
         return None, False
-    has_time = len(raw) > 10
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC), has_time
 
 
 _URL_DATES = (
@@ -264,8 +271,8 @@ def resolve_published(
     """The first plausible date of: article metadata, feed, URL, fetch time (in UTC, with its source).
 
     Implausible dates (before 1990, or in the future beyond clock skew) fall through to the next
-    source. When the article gives only a day and the feed a timestamp on that day, the feed's
-    timestamp is the more precise answer and is taken (source "feed").
+    source. When the article gives only a day and the feed a timestamp on that day (in some time zone),
+    the feed's timestamp is the more precise answer and is taken (source "feed").
     """
     now = now or datetime.now(UTC)
     feed_at, _ = _parse_date(feed)
@@ -276,8 +283,8 @@ def resolve_published(
             continue
         if candidate > now + (_SKEW if has_time else timedelta(days=1)):
             continue
-        if not has_time and feed_at is not None and source != "feed" and feed_at.date() == candidate.date() \
-                and _EARLIEST_DATE <= feed_at <= now + _SKEW:
+        if not has_time and feed_at is not None and source != "feed" and _EARLIEST_DATE <= feed_at <= now + _SKEW \
+                and candidate - _EAST <= feed_at < candidate + timedelta(days=1) + _WEST:
             return feed_at, "feed"
         return candidate, source
     return None, None
