@@ -209,6 +209,26 @@ def test_a_fetch_with_another_reports_text_does_not_hide_an_earlier_change(conn)
     assert stored == (changed.content_sha256, 2)
 
 
+@pytest.mark.parametrize("batches", [1, 2])
+def test_an_earlier_fetch_of_a_page_whose_latest_is_another_reports_copy_never_revises_that_report(conn, batches):
+    # A site's new page fetched twice before a load: a draft, then the wire's text verbatim. The latest
+    # fetch is the wire report's by its text (an alias); the draft is the page's own, not the wire's:
+    # it must not become a revision of the wire's report, whatever the batching.
+    wire, site = _source(conn, "wire"), _source(conn, "site")
+    final = text(article(70))
+    _load(conn, wire, _report(conn, wire, "https://wire.example/story.html", final))
+    draft = _report(conn, site, "https://site.example/copy.html", text(article(71)))
+    draft = replace(draft, fetched_at=(draft.fetched_at or DAY) + timedelta(minutes=5))
+    latest = _fetch_again(conn, draft, final, later=timedelta(minutes=10))
+    if batches == 1:
+        _load(conn, site, draft, latest)
+    else:
+        _load(conn, site, draft)
+        _load(conn, site, latest)
+    wire_report = conn.execute("SELECT text, revision FROM reports WHERE url = 'https://wire.example/story.html'").fetchone()
+    assert wire_report == (final, 1)
+
+
 def test_an_older_fetch_loaded_after_a_newer_one_does_not_revise_the_report_back(conn):
     # Two feeds carry the same page; their batches fetch it at different times and load in the other
     # order (a load retried later, an executor running batches side by side). The report keeps the

@@ -277,10 +277,12 @@ UPDATE merge_rows m SET lead = l.entry_id, how = 'content'
 """
 
 # After the rounds: a page's earlier fetches follow its latest, to the report it matched or leads to
-# (whatever report their own canonical URL or text matched).
+# (whatever report their own canonical URL or text matched). A latest fetch that is another report's
+# copy by its text leaves its followers copies too: an earlier fetch of the page is not that report's
+# page, so it never revises it (_UPDATE_CHANGED revises by URL and canonical only).
 _FOLLOW_LATEST = """
 WITH older AS MATERIALIZED (SELECT entry_id, url FROM merge_rows WHERE NOT latest)
-UPDATE merge_rows m SET report_id = p.report_id, lead = p.lead, how = 'url'
+UPDATE merge_rows m SET report_id = p.report_id, lead = p.lead, how = CASE WHEN p.how = 'content' THEN 'content' ELSE 'url' END
   FROM older o JOIN merge_rows p ON p.url = o.url AND p.latest
   WHERE m.entry_id = o.entry_id
 """
