@@ -81,6 +81,15 @@ def test_query_prints_a_table(sitrep):
     assert status == 0 and "answer" in out and "42" in out
 
 
+@pytest.mark.parametrize("sql", ["COMMIT; DELETE FROM sources", "SET TRANSACTION READ WRITE; DELETE FROM sources",
+                                 "DELETE FROM sources"])
+def test_query_writes_nothing_whatever_the_statement(sitrep, conn, sql):
+    sitrep("feeds", "add", "https://a.example/rss.xml")
+    status, _, err = sitrep("query", sql)
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
+
+
 def test_dead_database_is_one_line_not_a_traceback(monkeypatch, capsys):
     monkeypatch.setenv("SITREP_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/nothing")
     status = cli.main(["feeds", "list"])

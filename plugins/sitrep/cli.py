@@ -290,7 +290,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     """Run one read-only SQL statement and print the result as a table."""
     with _conn(_settings()) as conn:
         conn.read_only = True
-        cur = conn.execute(args.sql)
+        # Prepared: one statement only. A simple query runs several, and "COMMIT; DELETE ..." would end
+        # the read-only transaction before deleting.
+        cur = conn.execute(args.sql, prepare=True)
         rows = cur.fetchall() if cur.description else []
         names = [c.name for c in cur.description or []]
     table = Table(title=f"{len(rows)} row(s)")
