@@ -324,7 +324,8 @@ def touch_poll(
         UPDATE sources SET
             last_polled_at = now(), last_status = %(status)s, last_error = %(error)s,
             consecutive_failures = CASE WHEN %(ok)s THEN 0 ELSE consecutive_failures + 1 END,
-            next_poll_at = now() + make_interval(secs => %(delay)s),
+            next_poll_at = CASE WHEN %(anchor)s AND next_poll_at BETWEEN now() - make_interval(secs => %(delay)s) AND now()
+                                THEN next_poll_at ELSE now() END + make_interval(secs => %(delay)s),
             last_success_at = CASE WHEN %(ok)s THEN now() ELSE last_success_at END,
             validators_trusted = validators_trusted AND NOT %(distrust)s,
             validators_checked_at = CASE WHEN %(reval)s THEN now() ELSE validators_checked_at END,
@@ -345,6 +346,9 @@ def touch_poll(
             "etag": result.etag, "lm": result.last_modified, "sha": result.body_sha256, "new": result.new,
             "delay": delay, "distrust": result.distrust_validators, "reval": result.revalidation,
             "disable": disable, "reason": reason, "id": source.source_id,
+            # Healthy: from when it was due (at most an interval ago), so that a feed whose interval is the
+            # schedule's is due again at the next tick, not seconds after it (polled every other run).
+            "anchor": result.ok and result.retry_after is None,
         },
     ).fetchone()
     conn.execute(
