@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -26,3 +27,33 @@ def test_dag_files_do_no_io_at_import(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env,
                             timeout=120)
     assert result.returncode == 0 and "imported" in result.stdout, result.stderr[-2000:]
+
+
+def test_every_tasks_retries_wait_longer_each_time(tmp_path):
+    """Retries ride out a database restart or a failover: the delay doubles (20 s, 40 s, 80 s for the
+    ingestion DAG). Airflow 3 takes retry_exponential_backoff as a multiplier; True is 1.0, no backoff."""
+    code = ("import json, types\n"
+            "from datetime import datetime, timezone\n"
+            "from airflow.dag_processing.dagbag import DagBag\n"
+            "from airflow.models.taskinstance import TaskInstance\n"
+            "bag = DagBag(dag_folder='dags')\n"
+            "assert not bag.import_errors, bag.import_errors\n"
+            "end = datetime(2026, 1, 1, tzinfo=timezone.utc)\n"
+            "out = {}\n"
+            "for dag in bag.dags.values():\n"
+            "    for task in dag.tasks:\n"
+            "        tries = [types.SimpleNamespace(retry_delay_override=None, task=task, try_number=n, end_date=end,\n"
+            "                                       dag_id=dag.dag_id, task_id=task.task_id, logical_date=None, log=None)\n"
+            "                 for n in (1, 2, 3)]\n"
+            "        out[f'{dag.dag_id}.{task.task_id}'] = [(TaskInstance.next_retry_datetime(t) - end).total_seconds()\n"
+            "                                               for t in tries]\n"
+            "print(json.dumps(out))\n")
+    env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    delays = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "sitrep_ingest.batch.load" in delays and len(delays) >= 5
+    for task, (first, second, third) in delays.items():
+        assert first < second < third, (task, first, second, third)  # deterministic jitter, within each doubling
