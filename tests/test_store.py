@@ -626,6 +626,27 @@ def test_two_loaders_with_near_duplicates_at_the_same_moment_end_in_one_story(co
     assert_story_invariants(conn)
 
 
+def test_a_load_queued_behind_another_waits_longer_than_one_statements_timeout(conn, db_url):
+    # Loads run one at a time by design: a batch queued behind others' merges is not stuck, and used to
+    # fail (and spend a retry) once the wait passed the connection's statement timeout.
+    src = _source(conn, "site")
+    report = _report(conn, src, "https://site.example/a.html", text(article(9)))
+    with conn.transaction():
+        store.stage_reports(conn, [report])
+    conn.execute("SET statement_timeout = 1000")
+    conn.commit()
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (store.LOAD_LOCK,))  # another batch's merge, 2.5 s long
+        release = threading.Timer(2.5, other.execute, ("SELECT pg_advisory_unlock(%s)", (store.LOAD_LOCK,)))
+        release.start()
+        try:
+            assert store.load_staged(conn, [src]).inserted == 1
+        finally:
+            release.join()
+    assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1s"  # each statement of the merge still bounded
+    conn.execute("RESET statement_timeout")
+
+
 def test_a_retried_batch_creates_no_second_report_or_story(conn):
     src = _source(conn, "wire")
     original = article(70)

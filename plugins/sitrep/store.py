@@ -69,6 +69,9 @@ __all__ = ["LOAD_LOCK", "PAGE_ZSTD_LEVEL", "LoadResult", "load_staged", "page_bo
 log = logging.getLogger(__name__)
 
 LOAD_LOCK = 0x5175_0002
+#: How long a load waits for the loads before it (LOAD_LOCK): loads run one at a time, so a batch queued
+#: behind others waits for their merges, beyond one statement's timeout but not forever.
+LOAD_LOCK_WAIT = "1h"
 #: work_mem of the merge's transaction (SET LOCAL): its joins and sorts over the batch's LSH keys.
 MERGE_WORK_MEM = "64MB"
 #: zstd level for raw pages: level 1 costs about a third of zlib level 1's CPU per page, for smaller rows.
@@ -373,13 +376,25 @@ DELETE FROM staged_reports s USING merge_rows m WHERE s.entry_id = m.entry_id;
 """
 
 
+def _take_load_lock(conn: psycopg.Connection) -> None:
+    """LOAD_LOCK for this transaction, waited for up to LOAD_LOCK_WAIT whatever the statement timeout (a
+    batch queued behind other loads failed at it and spent a retry); every statement after it is bounded
+    by the statement timeout again."""
+    timeout = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").fetchone()
+    assert timeout is not None
+    conn.execute("SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', %s, true)",
+                 (LOAD_LOCK_WAIT,))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
+    conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", timeout)
+
+
 def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: DedupSettings | None = None) -> LoadResult:
     """Merge the staged reports of these sources into reports and stories, in one transaction."""
     rules = rules or DedupSettings()
     assignments = ", ".join(f"{c} = c.{c}" for c in _PAYLOAD)
     changed_payload = ", ".join(_merged(["page_id", *_PAYLOAD], "l"))
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
+        _take_load_lock(conn)
         # A batch's keys (36 per report) are hashed, joined and de-duplicated in memory, not in batches
         # spilled to disk (the default 4 MB holds a hash table of about a thousand reports' keys).
         conn.execute("SELECT set_config('work_mem', %s, true)", (MERGE_WORK_MEM,))
@@ -745,7 +760,7 @@ def reindex_bands(conn: psycopg.Connection, *, rebuild: bool = False, chunk: int
     """
     done = 0
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
+        _take_load_lock(conn)
         if rebuild:
             conn.execute("TRUNCATE story_bands")
         with conn.cursor(name="sitrep_reindex") as rows, conn.cursor() as cur:
