@@ -171,6 +171,24 @@ def test_a_healthy_feeds_next_poll_counts_from_when_it_was_due(site, conn, setti
     assert expected - 2 < float(wait) <= expected
 
 
+def test_a_retried_poll_task_skips_the_feeds_its_earlier_try_polled_and_feeds_disabled_since(site, conn, settings):
+    """A task retry polls its batch again: a feed that answered 429 with an hour's Retry-After was asked
+    again 20 s later (and counted a second failure); a feed an operator disabled after the plan was
+    polled all the same."""
+    busy = site.add("/busy.xml", b"slow down", status=429, headers={"Retry-After": "3600", "Content-Type": "text/plain"})
+    fine, stopped = Feed(site, "/fine.xml"), Feed(site, "/stopped.xml")
+    ids = _add(conn, busy, fine.url, stopped.url)
+    conn.execute("UPDATE sources SET enabled = false, disabled_reason = 'operator' WHERE feed_url = %s", (stopped.url,))
+    conn.commit()
+    first = pipeline.poll_batch(settings, ids, run_id="run-1")
+    assert (first["feeds"], first["failed"]) == (2, 1)
+    again = pipeline.poll_batch(settings, ids, run_id="run-1")  # the task's retry
+    assert again["feeds"] == 0
+    assert (site.count("/busy.xml"), site.count("/fine.xml"), site.count("/stopped.xml")) == (1, 1, 0)
+    assert _source(conn, ids[0])["consecutive_failures"] == 1
+    assert pipeline.poll_batch(settings, ids, run_id="run-2")["feeds"] == 2  # the next run polls them again
+
+
 def test_500_then_success_is_one_successful_poll(site, conn, settings):
     feed = Feed(site)
     answers = iter([500])

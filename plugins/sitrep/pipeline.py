@@ -70,7 +70,11 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
     hours = settings.fetch.revalidate_after_hours
     stages, started = Stages(), time.perf_counter()
     with _connect(settings) as conn, db.autocommit(conn), Fetcher(settings.fetch) as fetcher:
-        batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None)
+        batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None,
+                                     run_id=run_id)
+        if len(batch) < len(source_ids):
+            log.info("%d of %d feeds not polled: disabled since the plan, or polled by this run already",
+                     len(source_ids) - len(batch), len(source_ids))
         workers = max(1, min(settings.fetch.global_concurrency, len(batch)))
         # Each feed is parsed and recorded as soon as it (and the ones before it) arrived, while the rest
         # are still being fetched: the parsing hides behind the slowest feeds' network time.

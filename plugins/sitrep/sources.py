@@ -166,9 +166,12 @@ def plan_batches(conn: psycopg.Connection, *, due_only: bool, batch_size: int) -
 
 
 def load_sources(
-    conn: psycopg.Connection, source_ids: Iterable[int], *, revalidate_after: timedelta | None = None
+    conn: psycopg.Connection, source_ids: Iterable[int], *, revalidate_after: timedelta | None = None,
+    run_id: str | None = None,
 ) -> list[PolledSource]:
-    """The batch's sources with their poll state.
+    """The batch's sources to poll, with their poll state: the enabled ones (an operator may have
+    disabled one since the plan), less those polled in ``run_id`` already (by an earlier try of the
+    task: a retry must not ask a feed again that said Retry-After, nor count its failure twice).
 
     ``revalidate`` is set on a source whose validators are still trusted but that has yielded
     nothing new, and not been checked, for ``revalidate_after``: it is polled unconditionally once.
@@ -181,9 +184,11 @@ def load_sources(
                    AND coalesce(validators_checked_at, added_at) < now() - %(after)s::interval
                    AND coalesce(last_new_entry_at, added_at) < now() - %(after)s::interval,
                consecutive_failures, extract(epoch FROM poll_interval)::float8
-        FROM sources WHERE source_id = ANY(%(ids)s) ORDER BY source_id
+        FROM sources s WHERE source_id = ANY(%(ids)s) AND enabled
+            AND NOT EXISTS (SELECT 1 FROM poll_log l WHERE l.run_id = %(run)s AND l.source_id = s.source_id)
+        ORDER BY source_id
         """,
-        {"ids": list(source_ids), "after": revalidate_after},
+        {"ids": list(source_ids), "after": revalidate_after, "run": run_id},
     ).fetchall()
     return [PolledSource(*row) for row in rows]
 
