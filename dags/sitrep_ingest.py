@@ -32,6 +32,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from sitrep.assets import REPORTS
+from sitrep.settings import task_retries
 
 BATCH_LABEL = "{{ batch_feeds | default('?') }} feeds"
 
@@ -43,7 +44,7 @@ BATCH_LABEL = "{{ batch_feeds | default('?') }} feeds"
     catchup=False,
     max_active_runs=1,
     params={"mode": Param("due", enum=["due", "all"], description="poll only due feeds, or every enabled feed")},
-    default_args={"retries": int(os.environ.get("SITREP_TASK_RETRIES", "3")), "retry_delay": timedelta(seconds=20),
+    default_args={"retries": task_retries(), "retry_delay": timedelta(seconds=20),
                   "retry_exponential_backoff": 2.0},
     doc_md=__doc__,
     tags=["sitrep"],

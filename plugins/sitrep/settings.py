@@ -13,6 +13,7 @@ build one with ``dataclasses.replace``.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ DEFAULT_REVALIDATE_AFTER_HOURS = 24.0
 DEFAULT_STALE_FACTOR = 4.0
 DEFAULT_STALE_MIN_HOURS = 6.0
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
+DEFAULT_TASK_RETRIES = 3
 #: Reports at or above this relevance are conflict reporting for the alerting and export DAGs (see enrich.py).
 DEFAULT_RELEVANCE_THRESHOLD = 0.5
 
@@ -66,15 +68,27 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"SITREP_{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off")
 
 
-def _number(name: str, default: float, cast: type = float) -> float:
+def _number(name: str, default: float, cast: type = float, *, positive: bool = False, most: float | None = None) -> float:
+    """SITREP_<name> as a finite number, not negative (``positive``: more than 0; ``most``: a bound)."""
     raw = _env(name, str(default))
     try:
         value = cast(raw)
     except ValueError:
         raise ConfigError(f"SITREP_{name}={raw!r} is not a number: set it to e.g. {default}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"SITREP_{name}={raw!r} must be a finite number, e.g. {default}")
+    if positive and value <= 0:
+        raise ConfigError(f"SITREP_{name}={raw!r} must be more than 0, e.g. {default}")
     if value < 0:
         raise ConfigError(f"SITREP_{name}={raw!r} must not be negative")
+    if most is not None and value > most:
+        raise ConfigError(f"SITREP_{name}={raw!r} must be at most {most:g}, e.g. {default}")
     return value
+
+
+def task_retries() -> int:
+    """SITREP_TASK_RETRIES: retries of a failed ingestion task, read by the DAG file when it is parsed."""
+    return int(_number("TASK_RETRIES", DEFAULT_TASK_RETRIES, int, most=100))
 
 
 @dataclass(frozen=True)
@@ -115,11 +129,11 @@ class FetchSettings:
     def from_env(cls) -> FetchSettings:
         return cls(
             user_agent=_env("USER_AGENT", DEFAULT_USER_AGENT),
-            connect_timeout=_number("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-            read_timeout=_number("READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
-            total_timeout=_number("TOTAL_TIMEOUT", DEFAULT_TOTAL_TIMEOUT),
-            max_page_bytes=int(_number("MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, int)),
-            max_feed_bytes=int(_number("MAX_FEED_BYTES", DEFAULT_MAX_FEED_BYTES, int)),
+            connect_timeout=_number("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, positive=True),
+            read_timeout=_number("READ_TIMEOUT", DEFAULT_READ_TIMEOUT, positive=True),
+            total_timeout=_number("TOTAL_TIMEOUT", DEFAULT_TOTAL_TIMEOUT, positive=True),
+            max_page_bytes=int(_number("MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, int, positive=True)),
+            max_feed_bytes=int(_number("MAX_FEED_BYTES", DEFAULT_MAX_FEED_BYTES, int, positive=True)),
             max_redirects=int(_number("MAX_REDIRECTS", DEFAULT_MAX_REDIRECTS, int)),
             per_host_concurrency=max(1, int(_number("PER_HOST_CONCURRENCY", DEFAULT_PER_HOST_CONCURRENCY, int))),
             per_host_delay=_number("PER_HOST_DELAY", DEFAULT_PER_HOST_DELAY),
@@ -129,7 +143,7 @@ class FetchSettings:
             respect_robots=_bool("RESPECT_ROBOTS", True),
             allowed_hosts=tuple(h.strip() for h in _env("ALLOWED_HOSTS", "").split(",") if h.strip()),
             max_retry_wait=_number("MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT),
-            max_decompression_ratio=int(_number("MAX_DECOMPRESSION_RATIO", DEFAULT_MAX_DECOMPRESSION_RATIO, int)),
+            max_decompression_ratio=int(_number("MAX_DECOMPRESSION_RATIO", DEFAULT_MAX_DECOMPRESSION_RATIO, int, positive=True)),
             max_backoff_minutes=_number("MAX_BACKOFF_MINUTES", DEFAULT_MAX_BACKOFF_MINUTES),
             max_failures=int(_number("MAX_FAILURES", DEFAULT_MAX_FAILURES, int)),
             revalidate_after_hours=_number("REVALIDATE_AFTER_HOURS", DEFAULT_REVALIDATE_AFTER_HOURS),
@@ -166,8 +180,8 @@ class DownstreamSettings:
             alert_rules_file=Path(_env("ALERT_RULES", str(PROJECT_ROOT / "seeds" / "alert_rules.yaml"))).expanduser(),
             delivery_attempts=max(1, int(_number("DELIVERY_ATTEMPTS", 5, int))),
             delivery_backoff=_number("DELIVERY_BACKOFF", 2.0),
-            delivery_timeout=_number("DELIVERY_TIMEOUT", 10.0),
-            delivery_budget=_number("DELIVERY_BUDGET", 120.0),
+            delivery_timeout=_number("DELIVERY_TIMEOUT", 10.0, positive=True),
+            delivery_budget=_number("DELIVERY_BUDGET", 120.0, positive=True),
         )
 
 
@@ -198,10 +212,10 @@ class DedupSettings:
     @classmethod
     def from_env(cls) -> DedupSettings:
         return cls(
-            jaccard=_number("DEDUP_JACCARD", cls.jaccard),
-            containment=_number("DEDUP_CONTAINMENT", cls.containment),
+            jaccard=_fraction("DEDUP_JACCARD", cls.jaccard),
+            containment=_fraction("DEDUP_CONTAINMENT", cls.containment),
             min_shingles=int(_number("DEDUP_MIN_SHINGLES", cls.min_shingles, int)),
-            revision_overlap=_number("DEDUP_REVISION_OVERLAP", cls.revision_overlap),
+            revision_overlap=_fraction("DEDUP_REVISION_OVERLAP", cls.revision_overlap),
             window_days=_number("DEDUP_WINDOW_DAYS", cls.window_days),
         )
 
@@ -254,6 +268,8 @@ class Settings:
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     #: Cron or preset for the ingestion DAG.
     schedule: str = "*/10 * * * *"
+    #: SITREP_TASK_RETRIES: retries of a failed ingestion task (read again by the DAG file: task_retries()).
+    task_retries: int = DEFAULT_TASK_RETRIES
     #: Near-duplicate thresholds (story clusters).
     dedup: DedupSettings = field(default_factory=DedupSettings)
     downstream: DownstreamSettings = field(default_factory=DownstreamSettings)
@@ -264,7 +280,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        home = Path(_env("HOME", str(PROJECT_ROOT / ".sitrep"))).expanduser()
+        home = Path(_env("HOME", str(PROJECT_ROOT / ".sitrep"))).expanduser().resolve()  # tools run from other folders
         url = os.environ.get("SITREP_DATABASE_URL") or None
         if url is not None and not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
@@ -276,7 +292,8 @@ class Settings:
             fetch=FetchSettings.from_env(),
             batch_sources=max(1, int(_number("BATCH_SOURCES", DEFAULT_BATCH_SOURCES, int))),
             workers=int(_number("WORKERS", 0, int)),
-            statement_timeout_ms=int(_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)),
+            statement_timeout_ms=int(_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int, most=2**31 - 1)),
+            task_retries=task_retries(),
             schedule=_env("SCHEDULE", "*/10 * * * *"),
             dedup=DedupSettings.from_env(),
             downstream=DownstreamSettings.from_env(),

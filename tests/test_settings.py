@@ -1,0 +1,55 @@
+"""Settings from the environment: a value that would crash a task later, or quietly stop ingestion, is
+refused when read, in one line that names the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sitrep import cli
+from sitrep.errors import ConfigError
+from sitrep.settings import Settings, task_retries
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("REVALIDATE_AFTER_HOURS", "inf", "finite"),  # OverflowError in every poll task
+    ("DEDUP_WINDOW_DAYS", "inf", "finite"),  # OverflowError in every load task
+    ("PER_HOST_DELAY", "nan", "finite"),  # every page pending with "timestamp out of range"
+    ("CONNECT_TIMEOUT", "0", "more than 0"),  # every poll failed, then every feed disabled
+    ("TOTAL_TIMEOUT", "0", "more than 0"),
+    ("READ_TIMEOUT", "-1", "more than 0"),
+    ("MAX_PAGE_BYTES", "0", "more than 0"),
+    ("DELIVERY_TIMEOUT", "0", "more than 0"),
+    ("RELEVANCE_THRESHOLD", "nan", "finite"),
+    ("DEDUP_JACCARD", "5", "between 0 and 1"),
+    ("DEDUP_CONTAINMENT", "1.5", "between 0 and 1"),
+    ("STATEMENT_TIMEOUT_MS", "99999999999", "at most"),  # PostgreSQL refused every connection
+    ("TASK_RETRIES", "abc", "not a number"),
+])
+def test_a_value_that_would_break_ingestion_later_is_refused_when_read(monkeypatch, name, value, says):
+    monkeypatch.setenv(f"SITREP_{name}", value)
+    with pytest.raises(ConfigError, match=f"SITREP_{name}") as caught:
+        Settings.from_env()
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_cli_says_it_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("SITREP_CONNECT_TIMEOUT", "0")
+    assert cli.main(["feeds", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "SITREP_CONNECT_TIMEOUT" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_task_retries_is_read_for_the_dag_files(monkeypatch):
+    monkeypatch.setenv("SITREP_TASK_RETRIES", "5")
+    assert task_retries() == 5 and Settings.from_env().task_retries == 5
+    monkeypatch.delenv("SITREP_TASK_RETRIES")
+    assert task_retries() == 3
+
+
+def test_a_relative_home_is_taken_from_where_the_command_runs(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SITREP_HOME", "relhome")
+    home = Settings.from_env().home
+    assert home.is_absolute() and home == Path(tmp_path / "relhome").resolve()
