@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -120,3 +123,71 @@ def test_a_port_is_free_to_a_server_unless_something_listens_on_it():
     low = db._ephemeral_floor()
     if low - db._LOWEST_PORT >= 1000:  # as on every Linux default (32768-60999)
         assert db._LOWEST_PORT <= port < low  # never a port a client connection could hold as its source
+
+
+def _initdb_only(server: db.EmbeddedPostgres) -> None:
+    """The data folder as a first start leaves it when killed between initdb and sitrep's settings."""
+    server.data.mkdir(parents=True)
+    server.data.chmod(0o700)
+    server._prepare_permissions()
+    server._run(server._bin("initdb"), "-D", str(server.data), "--auth=trust", "-U", "postgres", "--no-sync")
+
+
+@pytest.mark.parametrize("left", ["initdb without our settings", "initdb killed early"])
+def test_a_data_folder_left_by_an_interrupted_first_start_is_set_aside_and_made_again(tmp_path, left):
+    # Killed during the first `sitrep db start`: every later start failed ('database "postgres" does not
+    # exist', or initdb's 'directory exists but is not empty'), with no way out but rm -rf.
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    if left == "initdb without our settings":
+        _initdb_only(server)
+    else:
+        (server.data / "base").mkdir(parents=True)
+        (server.data / "global").mkdir()
+    try:
+        with db.connect(server.start("demo")) as conn:
+            assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+    finally:
+        server.stop()
+    [aside] = list(tmp_path.joinpath("pg").glob("data.interrupted-*"))
+    assert (aside / "base").is_dir()  # set aside, not deleted
+
+
+def test_a_stale_pid_file_naming_another_live_process_is_not_our_server(tmp_path):
+    # The machine rebooted, the server's pid went to another process: `db stop` signalled it, and
+    # `db start` reported a dead port as running.
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    server.start("demo")
+    server.stop()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        server.port_file.write_text("5\n")
+        (server.data / "postmaster.pid").write_text(f"{other.pid}\n{server.data}\n0\n5\n\n127.0.0.1\n")
+        assert server.running_port() is None
+        assert server.stop() is False
+        with db.connect(server.start("demo")) as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+        assert other.poll() is None  # never signalled
+    finally:
+        server.stop()
+        other.kill()
+
+
+def test_several_first_starts_at_once_all_get_the_server(tmp_path):
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    with ThreadPoolExecutor(3) as pool:
+        urls = list(pool.map(lambda _: server.start("demo"), range(3)))
+    try:
+        assert len(set(urls)) == 1
+    finally:
+        server.stop()
+
+
+def test_a_refused_login_fails_at_once_and_a_password_never_shows(pg_server, caplog):
+    url = pg_server.url("no_such_database")
+    started = time.monotonic()
+    with pytest.raises(DatabaseError, match='database "no_such_database" does not exist') as caught:
+        db.connect(url + "?password=hunter2")
+    assert time.monotonic() - started < 2  # not 5 tries with backoff: the server said no
+    assert "hunter2" not in str(caught.value) and "hunter2" not in caplog.text
+    assert "sitrep db start" not in str(caught.value)  # the server runs; the URL is what to check
+    assert "hunter2" not in db._redact("postgresql://u:hunter2@h/db") + db._redact("postgresql://u@h/db?password=hunter2")

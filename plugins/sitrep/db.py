@@ -101,6 +101,11 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+#: The first line of sitrep's settings in postgresql.conf, written after initdb: a folder without it was left
+#: half made by an interrupted first start.
+_CONF_MARKER = "# sitrep: loopback only, TCP only, sized for one machine"
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL server whose data lives in ``root`` (created on first start)."""
@@ -166,7 +171,11 @@ class EmbeddedPostgres:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def running_port(self) -> int | None:
-        """The port of a live server for this data folder, else None."""
+        """The port of a live server for this data folder, else None.
+
+        The pid file's process must be a postgres of this data folder: after a reboot its pid may be
+        any other process's (which ``db stop`` would signal).
+        """
         pid_file = self.data / "postmaster.pid"
         try:
             lines = pid_file.read_text().splitlines()
@@ -179,7 +188,23 @@ class EmbeddedPostgres:
             return None
         except PermissionError:
             pass
+        command = _command_line(pid)
+        if command is None:
+            return port  # no /proc to ask: trust the live pid
+        folders = {os.fsencode(str(self.data)), os.fsencode(os.path.realpath(self.data))}
+        if not command or Path(os.fsdecode(command[0])).name != "postgres" or not folders & set(command):
+            return None
         return port
+
+    def _stale_pid_file(self) -> bool:
+        """postmaster.pid names a dead process, or a live one that is no postgres at all."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return (self.data / "postmaster.pid").exists()
+        command = _command_line(pid)
+        return command is not None and (not command or Path(os.fsdecode(command[0])).name != "postgres")
 
     def url(self, dbname: str = DEFAULT_DBNAME) -> str:
         port = self.running_port()
@@ -190,6 +215,11 @@ class EmbeddedPostgres:
     def start(self, dbname: str = DEFAULT_DBNAME) -> str:
         """Start the server if it is not running, create ``dbname``, and return its URL."""
         with self._lock():
+            running = self.running_port() is not None
+            if not running:
+                self._set_aside_interrupted()
+                if self._stale_pid_file():
+                    (self.data / "postmaster.pid").unlink()  # PostgreSQL would refuse to start beside a live pid
             self.data.mkdir(parents=True, exist_ok=True)
             self.data.chmod(0o700)
             self._prepare_permissions()
@@ -198,18 +228,32 @@ class EmbeddedPostgres:
                     self._bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
                     "--encoding=UTF8", "--locale=C", "--no-sync",
                 )
-                with open(self.data / "postgresql.conf", "a") as conf:
+                with open(self.data / "postgresql.conf", "a") as conf:  # last: its marker says the folder is whole
                     conf.write(
-                        "\n# sitrep: loopback only, TCP only, sized for one machine\n"
+                        f"\n{_CONF_MARKER}\n"
                         "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
                         "max_connections = 200\nshared_buffers = 256MB\n"
                         "fsync = on\n"
                     )
-            if self.running_port() is None:
+            if not running:
                 self._start_on_free_port()
-            url = self.url("postgres")
-        _create_database(url, dbname)
+            _create_database(self.url("postgres"), dbname)  # under the lock: two first starts at once
         return self.url(dbname)
+
+    def _set_aside_interrupted(self) -> None:
+        """A data folder that a killed first start left half made (initdb's files without sitrep's
+        settings, or not even PG_VERSION) is moved aside, kept, and a new one made."""
+        if not self.data.exists() or not any(self.data.iterdir()):
+            return
+        try:
+            whole = (self.data / "PG_VERSION").exists() and _CONF_MARKER in (self.data / "postgresql.conf").read_text()
+        except OSError:
+            whole = False
+        if not whole:
+            aside = self.root / f"data.interrupted-{time.strftime('%Y%m%d-%H%M%S')}"
+            log.warning("the embedded PostgreSQL's data folder %s was left half made by an interrupted first start:"
+                        " moved to %s, making a new one", self.data, aside)
+            self.data.rename(aside)
 
     def _start_on_free_port(self) -> None:
         recorded = None
@@ -249,6 +293,16 @@ class EmbeddedPostgres:
             return True
 
 
+def _command_line(pid: int) -> list[bytes] | None:
+    """A process's argv from /proc (None where there is no /proc)."""
+    try:
+        return [arg for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if arg]
+    except FileNotFoundError:
+        return [] if Path("/proc/self").exists() else None
+    except OSError:
+        return None
+
+
 def _create_database(server_url: str, dbname: str, template: str | None = None) -> None:
     with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
@@ -259,7 +313,7 @@ def _create_database(server_url: str, dbname: str, template: str | None = None) 
             stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
         try:
             conn.execute(stmt)
-        except psycopg.errors.DuplicateDatabase:
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):  # created meanwhile
             pass
 
 
@@ -308,28 +362,40 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
                 options=f"-c statement_timeout={int(statement_timeout_ms)}",
             )
         except psycopg.OperationalError as exc:
-            if attempt == attempts:
-                where = _redact(url)
-                raise DatabaseError(
-                    f"can't connect to PostgreSQL at {where} after {attempts} tries: "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
-                    "check SITREP_DATABASE_URL or run `sitrep db start`"
-                ) from exc
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            refused = _refused(detail)
+            if attempt == attempts or refused:
+                tries = "" if attempt == 1 else f" after {attempt} tries"
+                advice = ("check the user, password, database and options in SITREP_DATABASE_URL" if refused
+                          else "check SITREP_DATABASE_URL or run `sitrep db start`")
+                raise DatabaseError(f"can't connect to PostgreSQL at {_redact(url)}{tries}: {detail}; {advice}") from exc
             log.warning("connection to %s failed (try %d/%d), retrying in %.1fs", _redact(url), attempt, attempts, delay)
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
     raise AssertionError("unreachable")
 
 
+#: A server's FATAL that another try won't change (a login refused, a database missing, a bad option),
+#: unlike those of a server starting, stopping or full.
+_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too many clients", "not yet accepting",
+                    "administrator command")
+
+
+def _refused(detail: str) -> bool:
+    return "FATAL:" in detail and not any(phrase in detail for phrase in _TRANSIENT_FATAL)
+
+
 def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL without its password (in the user part or the query), for messages and logs."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    if "password" in parts.query.lower():
+        query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def _checksum(text: str) -> str:
