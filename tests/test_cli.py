@@ -31,6 +31,33 @@ def test_feeds_add_refuses_a_bad_url_in_one_line(sitrep, url):
     assert len(err.strip().splitlines()) <= 2
 
 
+@pytest.mark.parametrize(("content", "says"), [
+    ("- url: https://a.example/rss.xml\n  interval_minutes: ten\n", "interval_minutes"),
+    ("- url: https://a.example/rss.xml\n  interval_minutes: -5\n", "interval_minutes"),
+    ("- url: https://a.example/rss.xml\n  name: [a, b]\n", "name"),
+    (b"\xff\xfe- url: https://a.example/rss.xml\n", "UTF-8"),
+    (None, "directory"),
+])
+def test_feeds_import_refuses_a_malformed_file_in_one_line_and_adds_nothing(sitrep, conn, tmp_path, content, says):
+    path = tmp_path / "feeds.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    status, _, err = sitrep("feeds", "import", str(path))
+    assert status == 2 and says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("interval", ["-5", "0", "99999999999"])
+def test_feeds_add_refuses_an_interval_out_of_range(sitrep, conn, interval):
+    status, _, err = sitrep("feeds", "add", "https://a.example/rss.xml", "--interval", interval)
+    assert status == 2 and "interval" in err and "Traceback" not in err
+    assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
+
+
 def test_feeds_import_reads_the_production_list_without_touching_the_network(sitrep, conn):
     status, out, _ = sitrep("feeds", "import", str(PROJECT_ROOT / "seeds" / "feeds.yaml"))
     assert status == 0
@@ -88,6 +115,15 @@ def test_query_writes_nothing_whatever_the_statement(sitrep, conn, sql):
     status, _, err = sitrep("query", sql)
     assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
+
+
+def test_a_home_folder_that_cannot_be_made_is_one_line(monkeypatch, capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    monkeypatch.delenv("SITREP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SITREP_HOME", str(tmp_path / "file" / "home"))
+    status = cli.main(["db", "start"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Not a directory" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_dead_database_is_one_line_not_a_traceback(monkeypatch, capsys):

@@ -368,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except OSError as exc:  # a folder we can't create or read (SITREP_HOME, an export path): one line
+        err_console.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), soft_wrap=True)
+        return 2
     except Exception as exc:  # psycopg errors and the like: one line, and where to look
         import psycopg
 

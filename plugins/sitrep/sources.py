@@ -72,6 +72,22 @@ def validate_feed_url(url: str) -> str:
     return url
 
 
+#: Poll intervals we accept, in minutes: a minute to a week.
+MAX_INTERVAL_MINUTES = 7 * 24 * 60
+
+
+def validate_interval(value: object, what: str = "interval") -> int:
+    """A poll interval in whole minutes, 1 to a week, or a ConfigError that says so."""
+    minutes = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        minutes = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        minutes = int(value)
+    if minutes is None or not 1 <= minutes <= MAX_INTERVAL_MINUTES:
+        raise ConfigError(f"{what} {value!r} is not a poll interval: give whole minutes from 1 to {MAX_INTERVAL_MINUTES}")
+    return minutes
+
+
 def _host(url: str) -> str:
     parts = urlsplit(url)
     return parts.netloc.lower()
@@ -83,13 +99,14 @@ def add_feeds(conn: psycopg.Connection, specs: Sequence[FeedSpec]) -> tuple[int,
     with conn.transaction():
         for spec in specs:
             url = validate_feed_url(spec.url)
+            interval = 10 if spec.interval_minutes is None else validate_interval(spec.interval_minutes)
             row = conn.execute(
                 """
                 INSERT INTO sources (name, feed_url, host, poll_interval)
                 VALUES (%s, %s, %s, make_interval(mins => %s))
                 ON CONFLICT (feed_url) DO NOTHING RETURNING source_id
                 """,
-                (spec.name or _host(url), url, _host(url), spec.interval_minutes or 10),
+                (spec.name or _host(url), url, _host(url), interval),
             ).fetchone()
             added += row is not None
     return added, len(specs) - added
@@ -101,6 +118,12 @@ def load_feed_file(path: Path) -> list[FeedSpec]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; give the path of a feeds YAML file such as seeds/feeds.yaml") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give the path of a feeds YAML file such as seeds/feeds.yaml") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: can't read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the feeds file as UTF-8 and import again") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file and import again") from None
     items = data.get("feeds") if isinstance(data, dict) else data
@@ -112,11 +135,15 @@ def load_feed_file(path: Path) -> list[FeedSpec]:
             specs.append(FeedSpec(url=validate_feed_url(item)))
         elif isinstance(item, dict) and item.get("url"):
             try:
+                name = item.get("name")
+                if name is not None and not isinstance(name, str | int | float):
+                    raise ConfigError(f"'name' must be text, not {type(name).__name__}")
+                interval = item.get("interval_minutes")
                 specs.append(
                     FeedSpec(
                         url=validate_feed_url(str(item["url"])),
-                        name=item.get("name"),
-                        interval_minutes=int(item["interval_minutes"]) if item.get("interval_minutes") else None,
+                        name=None if name is None else str(name),
+                        interval_minutes=None if interval is None else validate_interval(interval, "interval_minutes"),
                     )
                 )
             except ConfigError as exc:
