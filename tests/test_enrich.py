@@ -141,6 +141,21 @@ def test_build_report_fills_the_enrichment_fields() -> None:
     assert set(report.evidence) == {"relevance", "event_types", "places", "actors"}
 
 
+def test_weak_words_alone_say_nothing_of_a_war_and_count_beside_a_strong_one() -> None:
+    # relevance.yaml: ambiguous groups "count only when a non-ambiguous conflict term is in the text too".
+    # Half their weight alone put a sanctions-and-summit story over the alerting threshold (0.64).
+    title = "EU leaders weigh new sanctions as NATO summit opens"
+    text = ("European Union leaders met in Brussels on Thursday to weigh a new package of sanctions before the NATO "
+            "summit. Diplomats said negotiations on the sanctions package were difficult, and NATO officials said "
+            "negotiations would continue. Hungary said it would block the sanctions unless the negotiations addressed "
+            "its concerns, while NATO members discussed weapons production and the army budget.")
+    calm = enrich(text, title)
+    assert calm.relevance is not None and calm.relevance < THRESHOLD
+    assert calm.evidence["relevance"]["ambiguous"] == 0
+    war = enrich(text + " Overnight, shelling hit the port again.", title)
+    assert war.evidence["relevance"]["ambiguous"] > 0 and war.relevance is not None and war.relevance > calm.relevance
+
+
 def test_threshold_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITREP_RELEVANCE_THRESHOLD", "0.7")
     assert Settings.from_env().relevance_threshold == 0.7

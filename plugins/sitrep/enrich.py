@@ -258,7 +258,7 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
         if hit.term.group.startswith("off:"):
             off += hit.term.weight
         elif hit.term.ambiguous:
-            ambiguous += hit.term.weight if has_strong else hit.term.weight / 2
+            ambiguous += hit.term.weight if has_strong else 0.0  # alone, they say nothing of a war
         else:
             strong += hit.term.weight
         entry = rel_terms.setdefault(key, {"term": hit.term.text, "group": hit.term.group.split(":", 1)[1],
