@@ -175,6 +175,18 @@ def test_feed_html_becomes_text_one_block_per_line():
     assert html_to_text("plain words") == "plain words"
 
 
+def test_feed_html_keeps_each_block_once_and_the_text_between_blocks():
+    # WordPress wraps quotes and list items in paragraphs: each block was taken twice (the quote and its
+    # paragraph); text in <br> lines beside a block (a photo credit) was dropped altogether.
+    assert html_to_text("<p>Missiles struck Kharkiv.</p><blockquote><p>We heard three explosions.</p></blockquote>"
+                        "<ul><li><p>Two were killed.</p></li></ul>") == \
+        "Missiles struck Kharkiv.\nWe heard three explosions.\nTwo were killed."
+    assert html_to_text("Drones hit the port overnight.<br>Two ships burned.<br/>The harbour closed."
+                        "<p>Photo: Reuters</p>") == \
+        "Drones hit the port overnight.\nTwo ships burned.\nThe harbour closed.\nPhoto: Reuters"
+    assert html_to_text("<div>Shelling <!-- ad --> resumed <em>at dawn</em>.</div>") == "Shelling resumed at dawn."
+
+
 # ---------------------------------------------------------------------------------------- fallbacks
 
 SHORT_PAGE = "<html><body><article><h1>Video</h1><p>Watch the footage from Kharkiv this morning.</p></article></body></html>"

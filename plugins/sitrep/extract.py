@@ -284,6 +284,10 @@ def _squash(value: str) -> str:
     return re.sub(r"\W+", "", value.casefold())
 
 
+_BLOCK_TAGS = frozenset({"p", "div", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
+                         "pre", "figure", "figcaption", "table", "tr", "section", "article", "header", "footer", "aside"})
+
+
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment (a feed's content:encoded or summary), one block per line."""
     if "<" not in fragment:
@@ -294,9 +298,15 @@ def html_to_text(fragment: str) -> str:
         return re.sub(r"<[^>]+>", " ", fragment).strip()
     for bad in tree.xpath(".//script | .//style"):
         bad.drop_tree()
-    blocks = [" ".join(el.text_content().split()) for el in tree.iter("p", "li", "h2", "h3", "blockquote")]
-    text = "\n".join(b for b in blocks if b)
-    return text or " ".join(tree.text_content().split())
+    # Line breaks around every block and at each <br>, then the text once: a block inside another (a
+    # paragraph in a quote or a list item) is not repeated, and text outside blocks is kept.
+    for el in tree.iter():
+        if el.tag == "br":
+            el.tail = "\n" + (el.tail or "")
+        elif el.tag in _BLOCK_TAGS:
+            el.text, el.tail = "\n" + (el.text or ""), "\n" + (el.tail or "")
+    lines = (" ".join(line.split()) for line in tree.text_content().split("\n"))
+    return "\n".join(line for line in lines if line)
 
 
 def _words(text: str | None) -> int:
