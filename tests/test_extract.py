@@ -142,6 +142,21 @@ def test_metadata_from_json_ld_when_the_page_has_no_meta_tags():
     assert got.sitename == "Dnipro Daily"
 
 
+@pytest.mark.parametrize("json_ld", [True, False])
+def test_a_teasers_time_in_the_page_chrome_is_not_the_articles_date(json_ld):
+    # A ticker of older stories before the article, each an <article> with its <time>: the first of
+    # them was taken (labelled the article's), before the article's own JSON-LD and <time>.
+    body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
+    ld = ('<script type="application/ld+json">{"@context": "https://schema.org", "@type": "NewsArticle",'
+          ' "datePublished": "2024-06-03T09:40:00+03:00"}</script>') if json_ld else ""
+    page = (f"<html><head><title>Shelling hits Kharkiv</title>{ld}</head><body>"
+            "<aside class='ticker'><article><a href='/old'>Earlier: talks collapse</a>"
+            "<time datetime='2022-02-24T05:00:00+02:00'>24 Feb 2022</time></article></aside>"
+            "<main><article><h1>Shelling hits Kharkiv</h1><time datetime='2024-06-03T09:40:00+03:00'>3 June</time>"
+            f"{body}</article></main></body></html>")
+    assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
+
+
 def test_bytes_in_a_legacy_encoding_are_decoded_from_the_page_declaration():
     text = ("Російські війська вночі атакували Одесу ударними дронами, пошкоджено портову інфраструктуру "
             "та склади, повідомили в обласній військовій адміністрації. ") * 4

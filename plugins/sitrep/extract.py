@@ -53,7 +53,10 @@ _HEAD_DATES = etree.XPath(
     " or @itemprop='datePublished' or @name='pubdate' or @name='publishdate' or @name='date' or @name='dc.date'"
     " or @name='DC.date.issued' or @name='sailthru.date' or @name='parsely-pub-date']/@content"
 )
-_BODY_DATES = etree.XPath("//*[@itemprop='datePublished']/@datetime | //article//time[@datetime][1]/@datetime")
+#: Outside the page's chrome: a ticker or a sidebar of other stories is a row of <article>s with their <time>s.
+_NOT_CHROME = "not(ancestor::aside or ancestor::nav or ancestor::footer or ancestor::header)"
+_BODY_DATES = etree.XPath(f"//*[@itemprop='datePublished'][{_NOT_CHROME}]/@datetime"
+                          f" | (//article//time[@datetime][{_NOT_CHROME}])[1]/@datetime")
 _JSONLD = etree.XPath("//script[@type='application/ld+json']/text()")
 _LANG_XPATHS = etree.XPath(
     "/html/@lang | /html/@xml:lang | /html/head/meta[@http-equiv='content-language' or @http-equiv='Content-Language']/@content"
@@ -148,11 +151,12 @@ def _precise_date(tree: lxml_html.HtmlElement) -> str | None:
     """The publication timestamp (with time and offset) the page declares, or None.
 
     htmldate returns the day only; a report needs the time too. Head meta tags first
-    (article:published_time and kin), then schema.org markup and JSON-LD; only full timestamps count.
-    Each source is read only when those before it have none: the head's tags cost 0.02 ms on a 110 KB
-    page, the markup's and the JSON-LD's searches of the whole tree 0.4 and 0.1 ms.
+    (article:published_time and kin), then JSON-LD, then schema.org markup and <time> in an article
+    outside the page's chrome; only full timestamps count. Each source is read only when those before
+    it have none: the head's tags cost 0.02 ms on a 110 KB page, the JSON-LD's and the markup's
+    searches of the whole tree 0.1 and 0.4 ms.
     """
-    for source in (_HEAD_DATES, _BODY_DATES, _jsonld_dates):
+    for source in (_HEAD_DATES, _jsonld_dates, _BODY_DATES):
         for found in source(tree):
             value = str(found).strip()
             if _TIMESTAMP.match(value):
