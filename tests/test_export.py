@@ -165,3 +165,9 @@ def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, 
     # A backfill into the incremental export's own folder would share its watermark and file names.
     assert main(["export", "--since", "0", "--to", f"{tmp_path}/./export/"]) == 2
     assert "incremental export's folder" in capsys.readouterr().err
+    # A backfill folder holds one --since: another one there resumed the first's watermark and
+    # silently exported nothing before it.
+    assert main(["export", "--since", "0", "--to", str(backfill)]) == 2
+    assert f"holds a backfill since {since}" in capsys.readouterr().err
+    assert main(["export", "--since", str(since), "--to", str(backfill)]) == 0  # the same: resumed, nothing new
+    assert "0 row(s)" in capsys.readouterr().out

@@ -45,7 +45,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sitrep.db import autocommit
-from sitrep.errors import SitrepError
+from sitrep.errors import ConfigError, SitrepError
 from sitrep.settings import Settings
 
 __all__ = [
@@ -318,6 +318,8 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
     with autocommit(conn):
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (EXPORT_LOCK, base))
         try:
+            if kind == "backfill":
+                _check_backfill_start(conn, base, consumer, start_seq)
             while True:
                 planned_range = _next_range(conn, consumer, kind, base, batch_rows, start_seq)
                 if planned_range is None:
@@ -331,6 +333,20 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (EXPORT_LOCK, base))
     return result
+
+
+def _check_backfill_start(conn: psycopg.Connection, base: str, consumer: str, start_seq: int) -> None:
+    """A backfill folder holds one --since: another one there would resume the first one's watermark and
+    silently export nothing before it."""
+    row = conn.execute(
+        "SELECT coalesce((SELECT min(min_seq) FROM export_manifests WHERE target = %s AND kind = 'backfill'),"
+        " (SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s))",
+        (base, consumer),
+    ).fetchone()
+    started = None if row is None or row[0] is None else int(row[0])
+    if started is not None and started != start_seq:
+        raise ConfigError(f"{base} holds a backfill since {started}: give --since {started} to resume it, or a folder of"
+                          f" its own (--to) for --since {start_seq}")
 
 
 def committed_files(conn: psycopg.Connection, base: str) -> list[ExportedFile]:
