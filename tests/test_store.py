@@ -248,6 +248,27 @@ def test_an_older_fetch_loaded_after_a_newer_one_does_not_revise_the_report_back
     assert conn.execute("SELECT count(*) FROM entries WHERE status IN ('loaded', 'duplicate')").fetchone()[0] == 2
 
 
+def test_an_older_fetch_loaded_after_a_newer_unchanged_one_does_not_revise_the_report_back(conn):
+    # Fetch 1 loads text A; fetch 2 (text B) waits in a delayed batch; fetch 3 finds A unchanged and
+    # loads first. Fetch 3 changed nothing in the report, so its time was nowhere: the delayed fetch 2,
+    # newer than fetch 1, revised the report back to B, older than what fetch 3 saw.
+    wire, site = _source(conn, "wire"), _source(conn, "site")
+    url = "https://site.example/live.html"
+    a, b = text(article(5)), text(article(5) + ["Update: the corridor opened at noon."])
+    first = _report(conn, wire, url, a)
+    _load(conn, wire, first)
+    seq = conn.execute("SELECT ingest_seq FROM reports").fetchone()[0]
+    delayed = replace(_report(conn, wire, url + "?utm_source=w", b), fetched_at=(first.fetched_at or DAY) + timedelta(hours=1))
+    with conn.transaction():
+        store.stage_reports(conn, [delayed])
+    confirming = replace(_report(conn, site, url + "?utm_source=s", a), fetched_at=(first.fetched_at or DAY) + timedelta(hours=2))
+    _load(conn, site, confirming)
+    result = store.load_staged(conn, [wire])
+    assert (result.updated, result.aliased) == (0, 1)
+    assert conn.execute("SELECT content_sha256, revision, ingest_seq FROM reports").fetchall() == \
+        [(first.content_sha256, 1, seq)]  # unchanged for readers: no new revision, no new ingest_seq
+
+
 def test_a_copy_declaring_another_pages_canonical_never_fails_the_batch(conn):
     # A wire story, a copy of it that declares a third page's URL as its canonical, and that third page
     # with a text of its own, in one batch. The copy's canonical leads for that URL, then gives way to

@@ -329,7 +329,8 @@ WITH latest AS (
     WHERE how IN ('url', 'canonical')
       AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.content_sha256 = m.content_sha256 AND o.report_id <> m.report_id)
       AND NOT EXISTS (SELECT 1 FROM new_reports o WHERE o.content_sha256 = m.content_sha256)
-      AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.report_id = m.report_id AND o.fetched_at > m.fetched_at)
+      AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.report_id = m.report_id
+                      AND greatest(o.fetched_at, o.checked_at) > m.fetched_at)
     ORDER BY report_id, fetched_at DESC NULLS LAST, entry_id DESC
 ), changed AS (
     SELECT DISTINCT ON (l.content_sha256) l.report_id, l.entry_id, r.text AS old_text, {changed_payload}
@@ -354,6 +355,12 @@ ORDER BY n.report_id
 """
 
 _FINISH = """
+-- The latest fetch of each matched report's own page, when it is newer than the report's text: the page
+-- was seen unchanged then (an older fetch loaded later must not revise the report back: _UPDATE_CHANGED).
+UPDATE reports r SET checked_at = c.at
+FROM (SELECT report_id, max(fetched_at) AS at FROM merge_rows WHERE how IN ('url', 'canonical') GROUP BY report_id) c
+WHERE r.report_id = c.report_id AND c.at > r.fetched_at AND (r.checked_at IS NULL OR c.at > r.checked_at);
+
 -- Pages' own URLs first, then the canonical URLs they declare: a page's URL maps to its own report, not
 -- to another's whose copy declared it as canonical (rows are inserted in this order; a URL already
 -- mapped, by an earlier batch or an earlier row, keeps its report). A declared canonical maps only to the
