@@ -65,6 +65,20 @@ def test_migrations_apply_in_order_once_and_record_themselves(conn):
     assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 0
 
 
+def test_a_failing_migration_names_its_file_and_leaves_nothing_half_done(pg_server, tmp_path):
+    folder = tmp_path / "sql"
+    (folder / "migrations").mkdir(parents=True)
+    (folder / "views").mkdir()
+    (folder / "migrations" / "0001_ok.sql").write_text("CREATE TABLE kept (x int);")
+    (folder / "migrations" / "0002_bad.sql").write_text("CREATE TABLE half (x int); ALTER TABLE no_such_table ADD y int;")
+    db._create_database(pg_server.url("postgres"), "bad_migration")
+    with db.connect(pg_server.url("bad_migration")) as conn:
+        with pytest.raises(DatabaseError, match=r"migration .*0002_bad.sql failed and was rolled back: .*no_such_table"):
+            db.migrate(conn, folder)
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert "kept" in tables and "half" not in tables
+
+
 def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):
     db._create_database(pg_server.url("postgres"), "fresh_migrate")
     with db.connect(pg_server.url("fresh_migrate")) as conn:

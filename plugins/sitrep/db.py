@@ -427,12 +427,16 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
                 if done[version] != _checksum(text):
                     log.warning("migration %s changed after it was applied; migrations are forward-only", path.name)
                 continue
-            with conn.transaction():
-                conn.execute(text)  # type: ignore[arg-type]
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                    (version, path.name, _checksum(text)),
-                )
+            try:
+                with conn.transaction():
+                    conn.execute(text)  # type: ignore[arg-type]
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (version, path.name, _checksum(text)),
+                    )
+            except psycopg.Error as exc:  # rolled back whole: fix the file (or the database) and run again
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DatabaseError(f"migration {path} failed and was rolled back: {first}") from exc
             applied.append(path.name)
         # Views are recreated only when their SQL changed (or a migration ran): CREATE OR REPLACE VIEW
         # takes an exclusive lock that would wait behind every open reader.
