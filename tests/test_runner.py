@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
+
+import psutil
+import pytest
 
 from sitrep import runner
 from sitrep.settings import PROJECT_ROOT
@@ -85,3 +89,24 @@ def test_the_runner_child_starts_the_forkserver_first_only_for_the_dag_that_extr
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                               cwd=PROJECT_ROOT, env=env)
         assert done.stdout.splitlines()[-1:] == [f"2 {forkservers}"], (dag_id, done.stdout[-2000:], done.stderr[-2000:])
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_dag_runs_child_ends_with_the_command_that_started_it(tmp_path, how):
+    """`sitrep ingest` stopped by SIGTERM (a service manager, a CI timeout) or killed left its dag.test()
+    child running on alone, writing reports nobody watched for."""
+    script = textwrap.dedent(f"""
+        import subprocess, sys, time
+        from sitrep import runner
+        with open({str(tmp_path / "child.log")!r}, "wb") as out:
+            child = runner.child_process(["sleep", "60"], env={{"PATH": "/usr/bin:/bin"}}, stdout=out)
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    child = psutil.Process(int(parent.stdout.readline()))
+    assert child.is_running()
+    parent.send_signal(how)
+    parent.wait(10)
+    child.wait(10)  # psutil.TimeoutExpired if it lives on
+    assert not child.is_running()

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import ctypes
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn
 
 from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT, Settings
@@ -97,13 +100,35 @@ def start_dag(settings: Settings, database_url: str, dag_id: str, conf: dict | N
     ensure_airflow_db(settings, env)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{dag_id}.log"
+    # A log per run (two runs at once each keep theirs), the last _KEEP_LOGS of each DAG kept.
+    log_path = logs / f"{dag_id}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    for old in sorted(logs.glob(f"{dag_id}-*.log"))[:-_KEEP_LOGS]:
+        old.unlink(missing_ok=True)
     with open(log_path, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sitrep.runner", dag_id, "--conf", json.dumps(conf or {})],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        process = child_process([sys.executable, "-m", "sitrep.runner", dag_id, "--conf", json.dumps(conf or {})],
+                                env=env, stdout=out)
     return DagRun(dag_id=dag_id, process=process, log_path=log_path)
+
+
+#: Logs of earlier runs kept per DAG under <home>/logs.
+_KEEP_LOGS = 20
+
+
+def child_process(argv: list[str], *, env: dict[str, str], stdout: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A child that ends with us: SIGTERM when the process that started it dies (Linux's parent-death
+    signal), so a `sitrep ingest` stopped by SIGTERM or SIGKILL leaves no DAG run going on alone."""
+    return subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)  # noqa: PLW1509 - async-signal-safe: one prctl call
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the child outlives an interrupted parent, as before
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 #: DAGs whose tasks extract pages in sitrep.workers: the child starts the workers' forkserver first.
