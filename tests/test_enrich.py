@@ -156,6 +156,28 @@ def test_weak_words_alone_say_nothing_of_a_war_and_count_beside_a_strong_one() -
     assert war.evidence["relevance"]["ambiguous"] > 0 and war.relevance is not None and war.relevance > calm.relevance
 
 
+@pytest.mark.parametrize(("title", "text", "types"), [
+    ("Drone footage shows ruined Vovchansk", "Drone footage captured by a Ukrainian brigade shows the destroyed city of "
+     "Vovchansk, where heavy fighting and shelling have continued for weeks.", {"not": "territory_change"}),
+    ("Candidate quits", "The candidate withdrew from the presidential race on Monday after shelling hit the capital,"
+     " officials said.", {"not": "territory_change"}),
+    ("Fire in Kharkiv hospital", "A fire broke out in the hospital annex in Kharkiv after shelling; troops helped"
+     " evacuate patients.", {"not": "territory_change"}),
+    ("Parliament rejects tax plan", "Parliament shot down a proposal to raise taxes for artillery shells; the minister"
+     " said shelling of the border would go on.", {"not": "air_drone_strike"}),
+    ("RSF attack on Zamzam camp", "Paramilitary Rapid Support Forces attacked the Zamzam displacement camp near El Fasher,"
+     " killing more than 100 people, aid groups said.", {"is": "violence_against_civilians"}),
+    ("Israeli strikes kill dozens in Gaza", "Israeli strikes killed at least 30 Palestinians across the Gaza Strip on"
+     " Tuesday, including children sheltering in a school, the health ministry said.", {"is": "explosion_remote_violence"}),
+])
+def test_event_types_an_analyst_would_expect(title, text, types):
+    got = enrich(text, title).event_types
+    if "is" in types:
+        assert types["is"] in got, got
+    if "not" in types:
+        assert types["not"] not in got, got
+
+
 def test_threshold_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITREP_RELEVANCE_THRESHOLD", "0.7")
     assert Settings.from_env().relevance_threshold == 0.7
