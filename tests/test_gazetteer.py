@@ -88,6 +88,17 @@ def test_common_words_and_names_are_not_places(gaz: Gazetteer, text: str) -> Non
     assert gaz.find(text) == []
 
 
+@pytest.mark.parametrize(("text", "name", "country", "kind"), [
+    ("Protesters gathered in Atlanta, Georgia, on Sunday.", "Georgia", "US", "region"),  # a dateline: the state
+    ("Shelling hit Tbilisi, Georgia, overnight.", "Georgia", "GE", "country"),  # the country's own city
+    ("Russian troops massed on the border with Georgia.", "Georgia", "GE", "country"),
+])
+def test_a_city_then_a_region_of_its_own_country_is_that_region(gaz: Gazetteer, text: str, name: str, country: str,
+                                                                  kind: str) -> None:
+    [match] = [m for m in gaz.find(text) if m.place.name == name]
+    assert (match.place.country_code, match.place.kind) == (country, kind)
+
+
 def test_mentions_and_spans(gaz: Gazetteer) -> None:
     text = "Kherson was shelled. In Kherson, two died; Kherson's mayor said."
     match = next(m for m in gaz.find(text) if m.place.name == "Kherson")

@@ -410,10 +410,14 @@ class Gazetteer:
         context = self._context(text, low, hits, extra_countries)
         admin1 = self._admin1_context(text, hits, context)
         found: dict[int, PlaceMatch] = {}
+        previous: tuple[int, int] | None = None  # the end and the place of the hit before
         for start, end, key in hits:
             index = self._resolve(key, context, text, start, end, admin1)
             if index is None:
                 continue
+            if previous is not None and text[previous[0]:start] in (", ", ","):
+                index = self._dateline_region(key, previous[1], index)
+            previous = (end, index)
             match = found.setdefault(index, PlaceMatch(self.places[index]))
             match.mentions += 1
             surface = text[start:end]
@@ -481,6 +485,21 @@ class Gazetteer:
             if table.kind[index] == _REGION or (table.kind[index] == _CITY and len({table.cc[i] for i in key.candidates}) == 1):
                 found.add(table.admin1[index])
         return frozenset(found)
+
+    def _dateline_region(self, key: _Key, city: int, index: int) -> int:
+        """"Atlanta, Georgia": a city, then a name that is also a region of the city's own country and
+        first-level division (the US state, not the country) is that region, as datelines write them."""
+        table = self.places
+        division = table.admin1[city]
+        if table.kind[city] != _CITY or not division:
+            return index
+        for i in key.candidates:
+            # A region's division is known by its capital, or (US states and the like, whose GeoNames code is
+            # the ISO 3166-2 one) by its ISO code: US-GA is US.GA.
+            if table.kind[i] == _REGION and table.cc[i] == table.cc[city] and \
+                    division in (table.admin1[i], (table.iso.get(i) or "").replace("-", ".", 1)):
+                return i
+        return index
 
     def _landmark(self, key: _Key) -> bool:
         """A country or a city of a million: "Paris Fashion Week" is still about Paris."""
