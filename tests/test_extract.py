@@ -157,6 +157,18 @@ def test_a_teasers_time_in_the_page_chrome_is_not_the_articles_date(json_ld):
     assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
 
 
+def test_reader_comments_are_stored_only_when_asked_for():
+    body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
+    page = ("<html><head><title>Shelling hits Kharkiv</title></head><body><article><h1>Shelling hits Kharkiv</h1>"
+            f"{body}</article><section id='comments' class='comments'><h2>Comments</h2>"
+            "<div class='comment'><p>Reader Olena: the sirens went on for three hours in Saltivka last night.</p></div>"
+            "</section></body></html>").encode()
+    comment = "sirens went on for three hours in Saltivka"
+    assert comment not in (extract_page(page, URL).text or "")
+    with_comments = extract_page(page, URL, options=ExtractSettings(include_comments=True)).text or ""
+    assert comment in with_comments and with_comments.index(comment) > with_comments.index("Kharkiv")
+
+
 def test_bytes_in_a_legacy_encoding_are_decoded_from_the_page_declaration():
     text = ("Російські війська вночі атакували Одесу ударними дронами, пошкоджено портову інфраструктуру "
             "та склади, повідомили в обласній військовій адміністрації. ") * 4
@@ -269,8 +281,9 @@ def test_a_page_with_nothing_usable_is_a_failed_extraction_with_its_reason(body,
 
 def test_options_reach_the_extraction():
     page = article_html("Comments test", paragraphs("Mykolaiv", 4))  # has a reader comment section
+    assert "Reader one" not in (extract_page(page.encode(), URL).text or "")  # off: a report is the article
     with_comments = extract_page(page.encode(), URL, options=ExtractSettings(include_comments=True))
-    assert "Reader one" not in with_comments.text  # comments are never the article text
+    assert "Reader one" in with_comments.text  # asked for: after it
     no_tables = "<table><tr><td>Region</td><td>Killed</td></tr><tr><td>Kharkiv</td><td>14</td></tr></table>"
     table_page = f"<html><body><article>{''.join(f'<p>{p}</p>' for p in paragraphs('Sumy', 3))}{no_tables}</article></body></html>"
     assert "Kharkiv" in extract_page(table_page.encode(), URL, options=ExtractSettings(include_tables=True)).text

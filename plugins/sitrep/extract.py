@@ -218,7 +218,11 @@ def _text(tree: lxml_html.HtmlElement, url: str, options: ExtractSettings) -> st
         include_tables=options.include_tables,
         include_comments=options.include_comments,
     )
-    return getattr(doc, "text", None) if doc is not None else None
+    if doc is None:
+        return None
+    text, comments = getattr(doc, "text", None), getattr(doc, "comments", None)
+    # trafilatura keeps reader comments apart from the article: with include_comments they follow it.
+    return f"{text}\n\n{comments}" if text and comments and options.include_comments else text
 
 
 def _chain(options: ExtractSettings) -> list[tuple[str, ExtractSettings]]:

@@ -238,6 +238,7 @@ class ExtractSettings:
     #: Off: it kept "more from" teasers, sidebars and footers on div-based layouts (demo corpus: +300 words).
     favor_recall: bool = False
     include_tables: bool = True
+    #: Reader comments after the article's text (SITREP_EXTRACT_INCLUDE_COMMENTS=1); off: a report is the article.
     include_comments: bool = False
     #: Fewer words than this and the next step of the fallback chain is tried (see sitrep.extract).
     min_words: int = 40
