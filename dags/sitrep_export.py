@@ -6,7 +6,7 @@ lands reports (`max_active_runs=1`, though a second run would only wait for the 
 one path serialise on an advisory lock).
 
 **What it does:** exports every report of `reports_v1` past this destination's `ingest_seq`
-watermark to Parquet files under `SITREP_EXPORT_PATH` (default `.sitrep/export`; any fsspec URL such as
+watermark to Parquet files under `SITREP_EXPORT_PATH` (default `$SITREP_HOME/export`, `.sitrep/export`; any fsspec URL such as
 `s3://bucket/sitrep` works with its driver installed), partitioned `ingest_date=YYYY-MM-DD/`, named by
 their ingest_seq range, written to a temporary name and renamed. Each step records a manifest
 (`export_manifests`, and `_manifests/*.json` beside the data: files, rows, seq range, sha256) and

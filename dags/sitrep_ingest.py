@@ -11,16 +11,17 @@ batch's reports):
 2. **collect**: the pending entries' pages are fetched politely (per-host limits, size caps, SSRF
    guard), extracted with trafilatura in a process pool, normalized and staged in Postgres.
 3. **load**: staged reports are merged into `reports` in one transaction (exact dedup by URL,
-   canonical URL and content hash). Emits the `sitrep_reports` asset for the downstream DAGs.
+   canonical URL and content hash; near-duplicates, syndicated copies, grouped into stories by
+   MinHash-LSH). Emits the `sitrep_reports` asset for the downstream DAGs.
 
 Every task is idempotent: a retry (or a run killed half-way) leaves neither a gap nor a duplicate.
 A failing feed or page is recorded (`sitrep feeds list`, `poll_log`, `entries.error`) and never fails
 the run; a failing task means the database or the machine is in trouble: check the task log, fix,
 and clear the task.
 
-Settings: environment variables `SITREP_*` (README), database from `SITREP_DATABASE_URL` or the
-connection `sitrep_postgres`. Schedule: `SITREP_SCHEDULE` (default every 10 minutes); task retries:
-`SITREP_TASK_RETRIES` (default 3).
+Settings: environment variables `SITREP_*` (README), database from `SITREP_DATABASE_URL` or
+`AIRFLOW_CONN_SITREP_POSTGRES` (a `postgresql://` URI). Schedule: `SITREP_SCHEDULE` (default every 10 minutes); task retries:
+`SITREP_TASK_RETRIES` (default 3, 20 s apart, doubling).
 """
 
 from __future__ import annotations

@@ -153,3 +153,11 @@ def test_help_works_on_every_command():
                                 capture_output=True, text=True, cwd=Path(PROJECT_ROOT))
         assert result.returncode == 0, (command, result.stderr)
         assert "usage:" in result.stdout
+
+
+def test_an_airflow_connection_in_json_form_is_refused_in_one_line(monkeypatch, capsys):
+    monkeypatch.delenv("SITREP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_SITREP_POSTGRES", '{"conn_type": "postgres", "host": "127.0.0.1"}')
+    assert cli.main(["query", "SELECT 1"]) == 2
+    err = capsys.readouterr().err
+    assert "AIRFLOW_CONN_SITREP_POSTGRES must be a URI" in err and len(err.strip().splitlines()) == 1

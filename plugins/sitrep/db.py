@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from sitrep.errors import DatabaseError
+from sitrep.errors import ConfigError, DatabaseError
 from sitrep.settings import PROJECT_ROOT, Settings
 
 __all__ = ["EmbeddedPostgres", "connect", "database_url", "migrate", "sql_dir"]
@@ -322,11 +322,14 @@ def embedded(settings: Settings) -> EmbeddedPostgres:
 
 
 def database_url(settings: Settings, *, start: bool = False) -> str:
-    """The URL in use: SITREP_DATABASE_URL, else the Airflow connection, else the embedded server."""
+    """The URL in use: SITREP_DATABASE_URL, else AIRFLOW_CONN_SITREP_POSTGRES (a URI), else the embedded server."""
     if settings.database_url:
         return settings.database_url
-    conn_uri = os.environ.get("AIRFLOW_CONN_SITREP_POSTGRES")
+    conn_uri = os.environ.get("AIRFLOW_CONN_SITREP_POSTGRES", "").strip()
     if conn_uri:
+        if not conn_uri.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("AIRFLOW_CONN_SITREP_POSTGRES must be a URI such as postgresql://user:password@host:5432/sitrep"
+                              " (sitrep reads it as a URI, not Airflow's JSON form)")
         return conn_uri.replace("postgres://", "postgresql://", 1)
     server = embedded(settings)
     return server.start() if start else server.url()
