@@ -318,3 +318,16 @@ def test_a_webhook_answering_a_byte_at_a_time_is_cut_at_the_delivery_timeout(sit
     with alerts._client(settings, policy) as client:
         status, error = alerts._post(client, policy, url, "json", None, 1, {"rule": "r"})
     assert status is None and error is not None and "Timeout" in error
+
+
+def test_a_slack_message_shows_a_hostile_title_as_text():
+    # A page's title and summary are the page's: unescaped, "<!channel>" pinged everyone and
+    # "<https://evil.example|https://sso.example>" showed one URL over another.
+    report = {"url": "https://news.example/a?x=1&y=2", "source": "Gazette & Co",
+              "title": "Shelling <!channel> re-authenticate at <https://evil.example/login|https://sso.example>",
+              "summary": "Two killed <!here> & more"}
+    body = json.loads(alerts._body("slack", 1, {"rule": "kharkiv", "report": report}))
+    text = body["text"] + body["blocks"][1]["elements"][0]["text"]
+    assert "<!channel>" not in text and "<!here>" not in text and "<https://evil" not in text
+    assert "&lt;!channel&gt;" in text and "Gazette &amp; Co" in text
+    assert text.startswith("*sitrep alert* `kharkiv`: <https://news.example/a?x=1&amp;y=2|Shelling &lt;!channel&gt;")

@@ -387,14 +387,22 @@ def verify_signature(secret: str, body: bytes, header: str, *, tolerance: float 
     return hmac.compare_digest(sign(secret, body, t), f"t={t},v1={parts.get('v1', '')}")
 
 
+def _slack_escape(value: object) -> str:
+    """Slack's mrkdwn control characters escaped: a page's title is the page's, not a way to ping
+    @channel or show one link's text over another's URL."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _body(fmt: str, delivery_id: int, alert: dict[str, Any]) -> bytes:
     if fmt == "slack":
         report = alert["report"]
-        link = f"<{report.get('url')}|{report.get('title') or report.get('url')}>"
-        text = f"*sitrep alert* `{alert['rule']}`: {link} ({report.get('source')})"
+        url = _slack_escape(report.get("url")).replace("|", "%7C")
+        link = f"<{url}|{_slack_escape(report.get('title') or report.get('url'))}>"
+        text = f"*sitrep alert* `{_slack_escape(alert['rule'])}`: {link} ({_slack_escape(report.get('source'))})"
+        summary = _slack_escape((report.get("summary") or "")[:280]) or "-"
         message: dict[str, Any] = {"text": text, "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": (report.get("summary") or "")[:280] or "-"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": summary}]},
         ]}
     else:
         message = {"delivery_id": delivery_id, **alert}
