@@ -106,10 +106,13 @@ def test_db_url_prints_the_url_in_use_on_its_last_line(sitrep, settings):
 def test_query_prints_a_table(sitrep):
     status, out, _ = sitrep("query", "SELECT 41 + 1 AS answer")
     assert status == 0 and "answer" in out and "42" in out
+    status, out, _ = sitrep("query", "SELECT count(*) AS feeds FROM sources")  # every table, not only the views
+    assert status == 0 and "feeds" in out
 
 
 @pytest.mark.parametrize("sql", ["COMMIT; DELETE FROM sources", "SET TRANSACTION READ WRITE; DELETE FROM sources",
-                                 "DELETE FROM sources"])
+                                 "DELETE FROM sources", "SELECT pg_read_file('/etc/hostname')",
+                                 "COPY (SELECT 1) TO PROGRAM 'true'"])
 def test_query_writes_nothing_whatever_the_statement(sitrep, conn, sql):
     sitrep("feeds", "add", "https://a.example/rss.xml")
     status, _, err = sitrep("query", sql)

@@ -288,8 +288,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run one read-only SQL statement and print the result as a table."""
+    import psycopg
+
     with _conn(_settings()) as conn:
         conn.read_only = True
+        # As a reader of every table and nothing more (PostgreSQL's pg_read_all_data), not as the
+        # superuser the embedded server's URL names: a read-only transaction still lets a superuser run
+        # COPY ... TO PROGRAM or read the server's files. A user who may not take that role keeps its own.
+        conn.execute("SELECT 1")  # the query's transaction begins (autocommit is off): the next block is a savepoint
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE pg_read_all_data")
+        except psycopg.errors.InsufficientPrivilege:
+            pass
         # Prepared: one statement only. A simple query runs several, and "COMMIT; DELETE ..." would end
         # the read-only transaction before deleting.
         cur = conn.execute(args.sql, prepare=True)
