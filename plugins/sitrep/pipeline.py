@@ -69,7 +69,8 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
                             "revalidated", "distrusted"), 0)
     hours = settings.fetch.revalidate_after_hours
     stages, started = Stages(), time.perf_counter()
-    with _connect(settings) as conn, db.autocommit(conn), Fetcher(settings.fetch) as fetcher:
+    with _connect(settings) as conn, db.autocommit(conn), Fetcher(settings.fetch) as fetcher, \
+            feeds.BoundedParser(settings.fetch.feed_parse_timeout) as parser:
         batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None,
                                      run_id=run_id)
         if len(batch) < len(source_ids):
@@ -81,7 +82,7 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-poll") as threads:
             polled = threads.map(lambda s: _poll_one(fetcher, s, settings), batch)
             for source, (result, response) in zip(batch, polled, strict=True):
-                _record_poll(conn, source, result, response, settings, run_id)
+                _record_poll(conn, parser, source, result, response, settings, run_id)
                 for key, flag in (("not_modified", result.not_modified), ("unchanged", result.unchanged),
                                   ("parsed", result.parsed), ("failed", not result.ok), ("blocked", result.blocked),
                                   ("revalidated", result.revalidation), ("distrusted", result.distrust_validators)):
@@ -96,8 +97,8 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
     return counts
 
 
-def _record_poll(conn: psycopg.Connection, source: sources.PolledSource, result: sources.PollResult,
-                 response: Response | None, settings: Settings, run_id: str | None) -> None:
+def _record_poll(conn: psycopg.Connection, parser: feeds.BoundedParser, source: sources.PolledSource,
+                 result: sources.PollResult, response: Response | None, settings: Settings, run_id: str | None) -> None:
     """Parse a feed's new bytes and record its new entries with its poll_log row, in one transaction.
 
     Entries the database refuses (a value out of its range or limits: no known case left) roll back
@@ -106,7 +107,7 @@ def _record_poll(conn: psycopg.Connection, source: sources.PolledSource, result:
     try:
         with conn.transaction():
             if response is not None:  # new bytes: parse them and record the entries not seen before
-                _record_entries(conn, source, result, response)
+                _record_entries(conn, parser, source, result, response)
             sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
     except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
         log.exception("feed=%s url=%s entries refused by the database", source.name, source.feed_url)
@@ -122,11 +123,10 @@ def _record_poll(conn: psycopg.Connection, source: sources.PolledSource, result:
                  " (not modified)" if result.not_modified else " (unchanged)" if result.unchanged else "")
 
 
-def _record_entries(conn: psycopg.Connection, source: sources.PolledSource, result: sources.PollResult,
-                    response: Response) -> None:
+def _record_entries(conn: psycopg.Connection, parser: feeds.BoundedParser, source: sources.PolledSource,
+                    result: sources.PollResult, response: Response) -> None:
     try:
-        parsed = feeds.parse_feed(response.body, feed_url=response.final_url,
-                                  content_type=response.headers.get("content-type"))
+        parsed = parser.parse(response.body, feed_url=response.final_url, content_type=response.headers.get("content-type"))
     except FeedError as exc:
         result.error = str(exc)
         result.body_sha256 = None  # parse it again next time, the error stays visible

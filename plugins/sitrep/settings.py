@@ -42,6 +42,7 @@ DEFAULT_MAX_FAILURES = 10
 DEFAULT_REVALIDATE_AFTER_HOURS = 24.0
 DEFAULT_STALE_FACTOR = 4.0
 DEFAULT_STALE_MIN_HOURS = 6.0
+DEFAULT_FEED_PARSE_TIMEOUT = 120.0
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
 DEFAULT_TASK_RETRIES = 3
 #: Reports at or above this relevance are conflict reporting for the alerting and export DAGs (see enrich.py).
@@ -124,6 +125,9 @@ class FetchSettings:
     #: A feed is stale when silent for this many times its usual gap between entries (and at least stale_min_hours).
     stale_factor: float = DEFAULT_STALE_FACTOR
     stale_min_hours: float = DEFAULT_STALE_MIN_HOURS
+    #: Seconds a feed's parse may take (in a child process, stopped past it): feedparser's time grows
+    #: with the square of some hostile inputs. A 10,000-entry feed parses in well under a minute.
+    feed_parse_timeout: float = DEFAULT_FEED_PARSE_TIMEOUT
 
     @classmethod
     def from_env(cls) -> FetchSettings:
@@ -149,6 +153,7 @@ class FetchSettings:
             revalidate_after_hours=_number("REVALIDATE_AFTER_HOURS", DEFAULT_REVALIDATE_AFTER_HOURS),
             stale_factor=_number("STALE_FACTOR", DEFAULT_STALE_FACTOR),
             stale_min_hours=_number("STALE_MIN_HOURS", DEFAULT_STALE_MIN_HOURS),
+            feed_parse_timeout=_number("FEED_PARSE_TIMEOUT", DEFAULT_FEED_PARSE_TIMEOUT, positive=True),
         )
 
 
