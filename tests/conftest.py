@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sitrep import db
+from sitrep import db, roles
 from sitrep.settings import FetchSettings, Settings
 
 # Tests never need the network beyond loopback: make any accidental proxy use impossible.
@@ -30,6 +30,8 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_prox
     os.environ.pop(_var, None)
 
 TEMPLATE = "sitrep_template"
+#: The consumer roles' passwords on the session's server (the server asks every login for one).
+ROLE_PASSWORDS = {"sitrep_reader": "reader-password-for-tests", "sitrep_loader": "loader-password-for-tests"}
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +45,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[db.EmbeddedP
     template_url = server.start(TEMPLATE)
     with db.connect(template_url) as conn:
         db.migrate(conn)
+        roles.set_passwords(conn, ROLE_PASSWORDS)
+        conn.commit()
     yield server
     server.stop()
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from sitrep import db
@@ -18,7 +19,7 @@ def test_embedded_server_starts_on_a_free_loopback_port_and_stops(tmp_path):
     server = db.EmbeddedPostgres(tmp_path / "pg")
     url = server.start("demo")
     port = server.running_port()
-    assert url == f"postgresql://postgres@127.0.0.1:{port}/demo"
+    assert url == f"postgresql://postgres:{server.password_file.read_text().strip()}@127.0.0.1:{port}/demo"
     assert port != 5432
     with db.connect(url) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == "demo"
@@ -199,9 +200,28 @@ def test_several_first_starts_at_once_all_get_the_server(tmp_path):
 def test_a_refused_login_fails_at_once_and_a_password_never_shows(pg_server, caplog):
     url = pg_server.url("no_such_database")
     started = time.monotonic()
-    with pytest.raises(DatabaseError, match='database "no_such_database" does not exist') as caught:
-        db.connect(url + "?password=hunter2")
+    with pytest.raises(DatabaseError, match='password authentication failed for user "postgres"') as caught:
+        db.connect(url + "?password=hunter2")  # the wrong password, in the query
     assert time.monotonic() - started < 2  # not 5 tries with backoff: the server said no
     assert "hunter2" not in str(caught.value) and "hunter2" not in caplog.text
     assert "sitrep db start" not in str(caught.value)  # the server runs; the URL is what to check
     assert "hunter2" not in db._redact("postgresql://u:hunter2@h/db") + db._redact("postgresql://u@h/db?password=hunter2")
+
+
+def test_a_data_folder_that_trusted_every_local_login_asks_for_a_password_after_its_next_start(tmp_path):
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    _initdb_only(server)  # as sitrep made them before: --auth=trust, then its settings
+    with open(server.data / "postgresql.conf", "a") as conf:
+        conf.write(f"\n{db._CONF_MARKER}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
+    try:
+        url = server.start("demo")
+        password = server.password_file.read_text().strip()
+        assert f"postgres:{password}@" in url and (server.password_file.stat().st_mode & 0o777) == 0o600
+        with db.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(url.replace(f":{password}@", "@")).close()
+        assert not [line for line in (server.data / "pg_hba.conf").read_text().splitlines()
+                    if line.split() and not line.startswith("#") and line.split()[-1] == "trust"]
+    finally:
+        server.stop()

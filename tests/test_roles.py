@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -10,12 +10,19 @@ import pytest
 from sitrep import roles
 from sitrep.cli import main
 from sitrep.errors import ConfigError
+from tests.conftest import ROLE_PASSWORDS
 from tests.reports import load_reports, paragraph
 
 
-def _as(db_url: str, role: str) -> str:
+def _as(db_url: str, role: str, password: str | None = None) -> str:
     parts = urlsplit(db_url)
-    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    secret = quote(password or ROLE_PASSWORDS[role], safe="")
+    return urlunsplit(parts._replace(netloc=f"{role}:{secret}@{parts.hostname}:{parts.port}"))
+
+
+def db_url_of(conn: psycopg.Connection) -> str:
+    info = conn.info
+    return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
 
 
 @pytest.mark.parametrize("statement", [
@@ -57,12 +64,25 @@ def test_the_loader_can_stage_and_load_reports(db_url):
 def test_passwords_are_set_from_the_environment_as_scram_verifiers(conn, settings_env, monkeypatch, capsys):
     monkeypatch.setenv("SITREP_READER_PASSWORD", "correct horse battery staple")
     monkeypatch.delenv("SITREP_LOADER_PASSWORD", raising=False)
+    try:
+        assert main(["roles", "passwords"]) == 0
 
-    assert main(["roles", "passwords"]) == 0
+        assert "set from SITREP_READER_PASSWORD" in capsys.readouterr().out
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (roles.READER,)).fetchone()[0]
+        assert stored.startswith("SCRAM-SHA-256$") and "staple" not in stored
+        conn.commit()
+        psycopg.connect(_as(db_url_of(conn), roles.READER, "correct horse battery staple")).close()
+    finally:
+        roles.set_passwords(conn, ROLE_PASSWORDS)  # roles are the server's: the other tests log in with these
+        conn.commit()
 
-    assert "set from SITREP_READER_PASSWORD" in capsys.readouterr().out
-    stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (roles.READER,)).fetchone()[0]
-    assert stored.startswith("SCRAM-SHA-256$") and "staple" not in stored
+
+def test_the_embedded_server_asks_every_login_for_a_password(db_url):
+    # It listens on 127.0.0.1, where every local account can connect: it trusted them all as superuser.
+    parts = urlsplit(db_url)
+    for user in ("postgres", roles.READER, roles.LOADER):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}"))).close()
 
 
 def test_a_short_or_missing_password_is_refused(conn, monkeypatch):

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import random
+import secrets
 import socket
 import subprocess
 import time
@@ -206,11 +207,33 @@ class EmbeddedPostgres:
         command = _command_line(pid)
         return command is not None and (not command or Path(os.fsdecode(command[0])).name != "postgres")
 
+    @property
+    def password_file(self) -> Path:
+        """The superuser's password (0600): the server listens on 127.0.0.1, where every local account
+        can connect, so it asks for one (it trusted every local connection as superuser before)."""
+        return self.root / "password"
+
+    def _password(self) -> str | None:
+        try:
+            return self.password_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _new_password(self) -> str:
+        password = secrets.token_urlsafe(24)
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        return password
+
     def url(self, dbname: str = DEFAULT_DBNAME) -> str:
         port = self.running_port()
         if port is None:
             raise DatabaseError(f"the embedded PostgreSQL in {self.data} is not running: run `sitrep db start`")
-        return f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
+        password = self._password()
+        user = f"postgres:{password}" if password else "postgres"
+        return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
 
     def start(self, dbname: str = DEFAULT_DBNAME) -> str:
         """Start the server if it is not running, create ``dbname``, and return its URL."""
@@ -224,10 +247,21 @@ class EmbeddedPostgres:
             self.data.chmod(0o700)
             self._prepare_permissions()
             if not (self.data / "PG_VERSION").exists():
-                self._run(
-                    self._bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
-                    "--encoding=UTF8", "--locale=C", "--no-sync",
-                )
+                pwfile = self.root / ".initdb-password"  # initdb reads it as the server's user, then it goes
+                pwfile.write_text(self._new_password() + "\n")
+                try:
+                    pwfile.chmod(0o600)
+                    if os.geteuid() == 0:
+                        import pwd
+
+                        entry = pwd.getpwnam(_SYSTEM_USER)
+                        os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+                    self._run(
+                        self._bin("initdb"), "-D", str(self.data), "--auth=scram-sha-256", f"--pwfile={pwfile}",
+                        "-U", "postgres", "--encoding=UTF8", "--locale=C", "--no-sync",
+                    )
+                finally:
+                    pwfile.unlink(missing_ok=True)
                 with open(self.data / "postgresql.conf", "a") as conf:  # last: its marker says the folder is whole
                     conf.write(
                         f"\n{_CONF_MARKER}\n"
@@ -237,8 +271,27 @@ class EmbeddedPostgres:
                     )
             if not running:
                 self._start_on_free_port()
+            self._require_password()
             _create_database(self.url("postgres"), dbname)  # under the lock: two first starts at once
         return self.url(dbname)
+
+    def _require_password(self) -> None:
+        """A data folder made before the server asked for a password (pg_hba.conf: trust) gets one now."""
+        hba = self.data / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        trusting = [i for i, line in enumerate(lines) if line.split() and not line.lstrip().startswith("#")
+                    and line.split()[-1] == "trust"]
+        if not trusting:
+            return
+        password = self._password() or self._new_password()
+        with psycopg.connect(self.url("postgres").replace(f":{password}@", "@"), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+            for i in trusting:
+                lines[i] = lines[i].rsplit("trust", 1)[0] + "scram-sha-256"
+            hba.write_text("\n".join(lines) + "\n")
+            conn.execute("SELECT pg_reload_conf()")
+        log.warning("the embedded PostgreSQL in %s trusted every local connection: it asks for a password now"
+                    " (in %s, and in the URL `sitrep db url` prints)", self.data, self.password_file)
 
     def _set_aside_interrupted(self) -> None:
         """A data folder that a killed first start left half made (initdb's files without sitrep's
