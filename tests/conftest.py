@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,29 @@ from sitrep.settings import FetchSettings, Settings
 # Tests never need the network beyond loopback: make any accidental proxy use impossible.
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_var, None)
+
+#: Connections a test tried beyond loopback (refused; the test fails): a guard that regressed must not
+#: reach the cloud metadata address, or anything else, from a CI machine.
+_BEYOND_LOOPBACK: list[str] = []
+
+
+def _refuse_beyond_loopback(event: str, args: tuple) -> None:
+    if event != "socket.connect" or not isinstance(args[1], tuple) or not args[1]:
+        return  # a local (AF_UNIX) socket
+    host = str(args[1][0]).removeprefix("::ffff:")
+    if not (host.startswith("127.") or host == "::1"):
+        _BEYOND_LOOPBACK.append(f"{host}:{args[1][1]}")
+        raise ConnectionRefusedError(f"the tests connect to loopback only, not to {host}")
+
+
+sys.addaudithook(_refuse_beyond_loopback)
+
+
+@pytest.fixture(autouse=True)
+def _only_loopback() -> Iterator[None]:
+    _BEYOND_LOOPBACK.clear()
+    yield
+    assert not _BEYOND_LOOPBACK, f"the test tried to connect beyond loopback: {_BEYOND_LOOPBACK}"
 
 TEMPLATE = "sitrep_template"
 #: The consumer roles' passwords on the session's server (the server asks every login for one).
