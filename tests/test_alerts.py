@@ -331,3 +331,19 @@ def test_a_slack_message_shows_a_hostile_title_as_text():
     assert "<!channel>" not in text and "<!here>" not in text and "<https://evil" not in text
     assert "&lt;!channel&gt;" in text and "Gazette &amp; Co" in text
     assert text.startswith("*sitrep alert* `kharkiv`: <https://news.example/a?x=1&amp;y=2|Shelling &lt;!channel&gt;")
+
+
+def test_a_delivery_waiting_past_the_budget_is_left_for_the_next_run(conn, settings, receiver, tmp_path):
+    # The delivery task is bounded (SITREP_DELIVERY_BUDGET): a webhook failing with a backoff longer than
+    # what is left of the budget waits in the table, pending, for the next run, instead of the task.
+    receiver.fail("/down", always=503)
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: ['{receiver.url('/down')}']}}]"))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+    slow = replace(settings, downstream=DownstreamSettings(delivery_attempts=3, delivery_backoff=30, delivery_timeout=5))
+
+    result = alerts.deliver(conn, slow, budget=0.5)
+
+    assert (result.delivered, result.dead, result.pending) == (0, 0, 1)
+    assert conn.execute("SELECT status, attempts FROM alert_deliveries").fetchone() == ("pending", 1)
+    assert len(receiver.received) == 1

@@ -17,6 +17,7 @@ import trafilatura
 import yaml
 from lxml import etree
 
+from sitrep import extract
 from sitrep.errors import ExtractionError
 from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, parse_page, split_authors
 from sitrep.pipeline import build_report
@@ -237,6 +238,16 @@ def test_a_short_page_falls_back_to_the_feed_content():
     got = extract_page(SHORT_PAGE.encode(), URL, feed_content=FEED_CONTENT, feed_summary=FEED_SUMMARY)
     assert got.method == "feed-content"
     assert got.text.startswith("Kharkiv: paragraph 1") and "\n" in got.text
+
+
+def test_a_page_text_under_60_percent_of_the_feeds_full_text_is_not_enough():
+    # content:encoded says how long the article is: a page text under 60% of it missed part of it, even
+    # when it is long enough by itself (README, SITREP_EXTRACT_*): the next configurations are tried.
+    full = "".join(f"<p>{p}</p>" for p in paragraphs("Huliaipole", 6))
+    words = len(html_to_text(full).split())
+    assert extract._enough_words(ExtractSettings(), full) == int(0.6 * words) > ExtractSettings().min_words
+    assert extract._enough_words(ExtractSettings(), None) == ExtractSettings().min_words
+    assert extract._enough_words(ExtractSettings(), "<p>A short teaser.</p>") == ExtractSettings().min_words
 
 
 def test_then_to_the_feed_summary():
