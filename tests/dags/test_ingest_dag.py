@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -121,9 +122,11 @@ def test_sitrep_ingest_shows_pages_collected_before_the_batch_loads(site, conn, 
     """The status line of `sitrep ingest` moves while pages are fetched and extracted: the collect commits
     what it staged a chunk at a time (the last page answers only after the CLI has had time to see it)."""
     items = _publish(site, 5, prefix="early")
+    staged_first = threading.Event()  # the early pages were committed while the late one was still on the wire
 
     def late_page(handler: BaseHTTPRequestHandler) -> None:
         if wait_until_staged(db_url, 1, seconds=10):  # under the DAG's read timeout (20 s)
+            staged_first.set()
             time.sleep(1.5)  # three of the status line's counts
         respond(handler, article_html("Shelling hits the late district", paragraphs("late")).encode())
 
@@ -138,8 +141,9 @@ def test_sitrep_ingest_shows_pages_collected_before_the_batch_loads(site, conn, 
     env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "8"}
     assert cli.run_ingest(settings, due_only=False, extra_env=env) == 0
 
+    assert staged_first.is_set()  # staged a chunk at a time, not all at the end of the collect
     collected = [int(n) for n in re.findall(r"pending \((\d+) collected\)", screen.getvalue())]
-    assert max(collected) >= 1, collected  # seen while the late page was still on the wire
+    assert max(collected) >= 1, collected  # and the status line showed it
     assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 6
 
 
