@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 
 import psycopg
@@ -233,3 +234,23 @@ def test_entries_the_database_refuses_fail_their_feed_only(site, conn, settings,
     logged = dict(conn.execute("SELECT source_id, error FROM poll_log").fetchall())
     assert logged[good] is None and "value out of range" in logged[bad]
     assert conn.execute("SELECT body_sha256 FROM sources WHERE source_id = %s", (bad,)).fetchone()[0] is None
+
+
+def test_a_host_slower_than_the_collect_budget_leaves_the_rest_for_the_next_run(site, conn, settings):
+    """A host's Crawl-delay (60 s at most) times its pages could hold a collect for hours, and with one
+    run at a time every feed behind it: past SITREP_COLLECT_BUDGET no request starts, and the pages
+    not fetched stay pending, with why, for the next run."""
+    sid = _add(conn, _publish(site, 6))
+    polite = replace(settings, fetch=replace(settings.fetch, per_host_delay=1.0, per_host_concurrency=1,
+                                             collect_budget=1.5))
+    pipeline.poll_batch(polite, [sid])
+
+    first = pipeline.collect_batch(polite, [sid])
+
+    assert 1 <= first["fetched"] < 6 and first["retry"] == 6 - first["fetched"] and first["failed"] == 0
+    deferred = conn.execute("SELECT error FROM entries WHERE status = 'pending' AND error IS NOT NULL").fetchall()
+    conn.commit()
+    assert len(deferred) == first["retry"] and all("next run" in error for (error,) in deferred)
+    later = pipeline.collect_batch(replace(polite, fetch=replace(polite.fetch, collect_budget=60)), [sid])
+    assert later["fetched"] == first["retry"]
+    assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 6

@@ -151,12 +151,15 @@ class _HostGate:
         self._lanes = list(range(self.concurrency))
 
     @contextmanager
-    def slot(self) -> Iterator[int]:
+    def slot(self, not_after: float | None = None) -> Iterator[int]:
+        """A lane, once the host's delay allows; _Deferred instead when that is past ``not_after``."""
         with self._sem:
             with self._lock:
-                lane = self._lanes.pop()
                 now = time.monotonic()
                 wait = self._next_start - now
+                if not_after is not None and now + max(wait, 0.0) > not_after:
+                    raise _Deferred(max(wait, 0.0))
+                lane = self._lanes.pop()
                 self._next_start = max(now, self._next_start) + self.delay
             try:
                 if wait > 0:
@@ -193,8 +196,12 @@ class _OriginPool:
 class Fetcher:
     """An httpx client with our timeouts, caps, retries, politeness, robots.txt and SSRF guard."""
 
-    def __init__(self, settings: FetchSettings, *, transport: httpx.BaseTransport | None = None):
+    def __init__(self, settings: FetchSettings, *, transport: httpx.BaseTransport | None = None,
+                 not_after: float | None = None):
+        """``not_after``: a time.monotonic() after which no request starts (FetchError reason
+        ``deferred``: the caller leaves the URL for later)."""
         self.settings = settings
+        self.not_after = not_after
         self.policy = AddressPolicy.build(allow_private=settings.allow_private_hosts,
                                           allowed_hosts=settings.allowed_hosts)
         self._transport = transport
@@ -332,7 +339,7 @@ class Fetcher:
         while True:
             attempt += 1
             try:
-                with self._gate(current).slot() as lane, self._global:  # no global slot held while a host makes us wait
+                with self._gate(current).slot(self.not_after) as lane, self._global:  # no global slot held while a host makes us wait
                     if not hops:
                         self.count("requests")
                     response = self._get_once(url, current, hops, lane, max_bytes=max_bytes, headers=headers or {},
@@ -346,6 +353,11 @@ class Fetcher:
                     raise self._disallowed(url, hop.url) from None
                 current, hops = hop.url, hop.hops
                 continue
+            except _Deferred as late:
+                self.count("deferred")
+                raise FetchError(f"can't fetch {url!r} in this run: its host's delay between requests ({late.wait:.0f} s"
+                                 " to go) runs past the collect's time (SITREP_COLLECT_BUDGET); left for the next run",
+                                 url=url, reason="deferred") from None
             except BlockedURLError:
                 self.count("blocked")
                 raise
@@ -541,6 +553,14 @@ class _Elsewhere(Exception):  # noqa: N818 - a signal inside Fetcher._get, never
         super().__init__(url)
         self.url = url
         self.hops = hops
+
+
+class _Deferred(Exception):  # noqa: N818 - a signal inside Fetcher._get, never raised out of it
+    """A host's delay would start the request past the Fetcher's ``not_after``."""
+
+    def __init__(self, wait: float):
+        super().__init__(wait)
+        self.wait = wait
 
 
 class ClosedFetcherError(RuntimeError):

@@ -441,7 +441,7 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
         nonlocal fetched
         links = [str(p.link) for p in plan.to_fetch]
         try:
-            with Fetcher(settings.fetch) as fetcher:
+            with Fetcher(settings.fetch, not_after=time.monotonic() + settings.fetch.collect_budget) as fetcher:
                 for index, response, seconds in fetcher.iter_many(links):
                     stages.add("fetch", seconds, 1)
                     p = plan.to_fetch[index]
@@ -491,7 +491,7 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
 def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
     """(status, problem) of a fetched page: no problem means extract it."""
     if isinstance(response, FetchError):
-        return ("retry" if response.reason in {"timeout", "connect", "unexpected"} else "failed"), str(response)
+        return ("retry" if response.reason in {"timeout", "connect", "unexpected", "deferred"} else "failed"), str(response)
     problem = _page_problem(response)
     if problem:
         log.warning("url=%s skipped: %s", response.url, problem)
