@@ -347,3 +347,21 @@ def test_a_delivery_waiting_past_the_budget_is_left_for_the_next_run(conn, setti
     assert (result.delivered, result.dead, result.pending) == (0, 0, 1)
     assert conn.execute("SELECT status, attempts FROM alert_deliveries").fetchone() == ("pending", 1)
     assert len(receiver.received) == 1
+
+
+def test_a_webhooks_secret_url_reaches_no_log_and_no_listing(conn, fast, receiver, tmp_path, caplog, capsys,
+                                                              settings_env):
+    # Slack's webhooks carry their secret in the path: anyone who reads a task log or `alerts list`
+    # could post to the channel.
+    token = "T000/B000/XyZsecretTOKEN1234567890"
+    receiver.fail(f"/services/{token}", always=200)
+    hook = f"{{url: '{receiver.url(f'/services/{token}')}', format: slack}}"
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: [{hook}]}}]"))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+    with caplog.at_level("DEBUG"):
+        assert alerts.deliver(conn, fast).delivered == 1
+    conn.commit()
+    assert main(["alerts", "list"]) == 0
+    assert "XyZsecretTOKEN" not in caplog.text + capsys.readouterr().out
+    assert "delivered to http://127.0.0.1:" in caplog.text  # the host is still named

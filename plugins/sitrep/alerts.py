@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -417,6 +418,13 @@ class DeliveryResult:
     pending: int = 0  # left for a later run (the time budget ran out)
 
 
+def shown_url(url: str) -> str:
+    """A webhook URL as logs and tables show it: scheme and host only. The rest is the secret of many
+    webhooks (Slack's in its path), and anyone who reads a log could post to it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…" if parts.scheme else "…"
+
+
 def _client(settings: Settings, policy):  # type: ignore[no-untyped-def]
     """An httpx client whose connections go through the SSRF guard (netguard), no redirects."""
     import httpx
@@ -424,6 +432,8 @@ def _client(settings: Settings, policy):  # type: ignore[no-untyped-def]
     from sitrep.netguard import GuardedTransport
 
     timeout = settings.downstream.delivery_timeout
+    # httpx logs every request's URL at INFO: a webhook's URL is its secret (Slack's carry it in the path).
+    logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").getEffectiveLevel(), logging.WARNING))
     return httpx.Client(
         transport=GuardedTransport(policy=policy),
         timeout=httpx.Timeout(timeout, connect=min(timeout, settings.fetch.connect_timeout)),
@@ -466,7 +476,7 @@ def _post(client, policy, url: str, fmt: str, secret_env: str | None, delivery_i
         return None, f"{type(exc).__name__}: {exc}"[:500]
     except Exception as exc:  # noqa: BLE001 - a URL httpx can't build (InvalidURL, IDNAError: a delivery queued
         # before its rule was fixed), or a case nobody foresaw: this delivery's failed attempt, never the run's
-        log.exception("url=%s delivery=%d: unexpected %s", url, delivery_id, type(exc).__name__)
+        log.exception("url=%s delivery=%d: unexpected %s", shown_url(url), delivery_id, type(exc).__name__)
         return None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= status < 300:
         return status, None
@@ -508,7 +518,7 @@ def _attempt(conn: psycopg.Connection, client, policy, settings: Settings, deliv
                          " last_error = NULL, delivered_at = now() WHERE delivery_id = %s",
                          (attempts, status, delivery_id))
             result.delivered += 1
-            log.info("alert %d delivered to %s (attempt %d)", alert_id, url, attempts)
+            log.info("alert %d delivered to %s (attempt %d)", alert_id, shown_url(url), attempts)
         elif attempts >= downstream.delivery_attempts:
             conn.execute("UPDATE alert_deliveries SET status = 'dead', attempts = %s, last_status = %s,"
                          " last_error = %s WHERE delivery_id = %s", (attempts, status, error, delivery_id))
@@ -519,7 +529,7 @@ def _attempt(conn: psycopg.Connection, client, policy, settings: Settings, deliv
                 (delivery_id, alert_id, url, attempts, status, error),
             )
             result.dead += 1
-            log.warning("alert %d to %s: dead-lettered after %d attempts: %s", alert_id, url, attempts, error)
+            log.warning("alert %d to %s: dead-lettered after %d attempts: %s", alert_id, shown_url(url), attempts, error)
         else:
             wait = downstream.delivery_backoff * 2 ** (attempts - 1)
             conn.execute(
@@ -528,7 +538,8 @@ def _attempt(conn: psycopg.Connection, client, policy, settings: Settings, deliv
                 (attempts, status, error, wait, delivery_id),
             )
             result.failed += 1
-            log.warning("alert %d to %s failed (attempt %d, next in %.1fs): %s", alert_id, url, attempts, wait, error)
+            log.warning("alert %d to %s failed (attempt %d, next in %.1fs): %s", alert_id, shown_url(url), attempts, wait,
+                        error)
 
 
 def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | None = None) -> DeliveryResult:

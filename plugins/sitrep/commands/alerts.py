@@ -36,6 +36,8 @@ ORDER BY a.alert_id DESC, d.delivery_id LIMIT %(limit)s
 
 def alerts_table(conn: psycopg.Connection, *, dead: bool = False, limit: int = 50, title: str | None = None) -> Table:
     """Alerts and their deliveries, newest first (also what `make demo` prints)."""
+    from sitrep.alerts import shown_url
+
     rows = conn.execute(_ROWS, {"dead": dead, "limit": limit}).fetchall()
     total = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]  # type: ignore[index]
     conn.commit()
@@ -43,8 +45,8 @@ def alerts_table(conn: psycopg.Connection, *, dead: bool = False, limit: int = 5
     for col in ("alert", "rule", "story", "reports", "title", "delivery", "webhook", "status", "tries", "last error"):
         table.add_column(col, overflow="fold")
     for alert_id, rule, story, reports, title_, delivery, url, status, tries, error, _ in rows:
-        table.add_row(str(alert_id), rule, str(story), reports, title_ or "", str(delivery or "-"), url or "-",
-                      status or "no webhook", str(tries if tries is not None else "-"), error[:80])
+        table.add_row(str(alert_id), rule, str(story), reports, title_ or "", str(delivery or "-"),
+                      shown_url(url) if url else "-", status or "no webhook", str(tries if tries is not None else "-"), error[:80])
     return table
 
 
