@@ -251,6 +251,11 @@ def test_a_host_slower_than_the_collect_budget_leaves_the_rest_for_the_next_run(
     deferred = conn.execute("SELECT error FROM entries WHERE status = 'pending' AND error IS NOT NULL").fetchall()
     conn.commit()
     assert len(deferred) == first["retry"] and all("next run" in error for (error,) in deferred)
+    for _ in range(3):  # a page left for later counts no attempt: it is never failed for having waited
+        pipeline.collect_batch(replace(polite, fetch=replace(polite.fetch, collect_budget=1e-6)), [sid])
+    assert conn.execute("SELECT count(*), max(attempts) FROM entries WHERE status = 'pending' AND error IS NOT NULL"
+                        ).fetchone() == (first["retry"], 0)
+    conn.commit()
     later = pipeline.collect_batch(replace(polite, fetch=replace(polite.fetch, collect_budget=60)), [sid])
     assert later["fetched"] == first["retry"]
     assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 6

@@ -402,7 +402,7 @@ class _Stager:
             sources.mark_entries(self.conn, outcomes)
             extract_health.record(self.conn, jobs, built)
         self.counts["failed"] += sum(1 for _, status, _ in outcomes if status == "failed")
-        self.counts["retry"] += sum(1 for _, status, _ in outcomes if status == "retry")
+        self.counts["retry"] += sum(1 for _, status, _ in outcomes if status in {"retry", "deferred"})
 
 
 def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | None = None) -> dict[str, int]:
@@ -491,7 +491,9 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
 def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
     """(status, problem) of a fetched page: no problem means extract it."""
     if isinstance(response, FetchError):
-        return ("retry" if response.reason in {"timeout", "connect", "unexpected", "deferred"} else "failed"), str(response)
+        if response.reason == "deferred":
+            return "deferred", str(response)  # not tried: pending, no attempt counted
+        return ("retry" if response.reason in {"timeout", "connect", "unexpected"} else "failed"), str(response)
     problem = _page_problem(response)
     if problem:
         log.warning("url=%s skipped: %s", response.url, problem)

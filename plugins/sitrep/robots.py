@@ -90,6 +90,8 @@ class RobotsCache:
         try:
             response = self.fetcher.get(robots_url, max_bytes=MAX_ROBOTS_BYTES)
         except FetchError as exc:
+            if exc.reason == "deferred":  # not tried (the collect's time ran out): nothing to remember
+                raise
             log.warning("url=%s robots.txt unreachable (%s): pages of this host wait for the next run", robots_url, exc)
             return _Unreachable(exc.reason)
         self.fetcher.count("robots_fetched")

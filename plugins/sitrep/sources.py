@@ -259,15 +259,18 @@ def mark_entries(
     """Record (entry_id, status, error) for entries that produced no staged report.
 
     A ``retry`` outcome (a timeout, a 5xx) leaves the entry pending until it has failed max_attempts
-    times; ``failed`` and ``skipped`` are final.
+    times; ``deferred`` (not tried: the collect's time ran out) leaves it pending without counting an
+    attempt; ``failed`` and ``skipped`` are final.
     """
     if not outcomes:
         return
     with conn.cursor() as cur:
         cur.executemany(
             """
-            UPDATE entries SET attempts = attempts + 1, error = %(error)s, updated_at = now(),
+            UPDATE entries SET attempts = attempts + CASE WHEN %(status)s = 'deferred' THEN 0 ELSE 1 END,
+                error = %(error)s, updated_at = now(),
                 status = CASE
+                    WHEN %(status)s = 'deferred' THEN 'pending'
                     WHEN %(status)s = 'retry' AND attempts + 1 < %(max)s THEN 'pending'
                     WHEN %(status)s = 'retry' THEN 'failed'
                     ELSE %(status)s END
