@@ -158,6 +158,14 @@ def test_a_teasers_time_in_the_page_chrome_is_not_the_articles_date(json_ld):
     assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
 
 
+def test_the_articles_own_header_time_is_its_date():
+    body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
+    page = ("<html><head><title>Shelling hits Kharkiv</title></head><body><header><nav>Home</nav></header><article>"
+            "<header><h1>Shelling hits Kharkiv</h1><time datetime='2024-06-03T09:40:00+03:00'>3 June</time></header>"
+            f"{body}</article></body></html>")
+    assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
+
+
 def test_reader_comments_are_stored_only_when_asked_for():
     body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
     page = ("<html><head><title>Shelling hits Kharkiv</title></head><body><article><h1>Shelling hits Kharkiv</h1>"

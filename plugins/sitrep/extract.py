@@ -54,7 +54,8 @@ _HEAD_DATES = etree.XPath(
     " or @name='DC.date.issued' or @name='sailthru.date' or @name='parsely-pub-date']/@content"
 )
 #: Outside the page's chrome: a ticker or a sidebar of other stories is a row of <article>s with their <time>s.
-_NOT_CHROME = "not(ancestor::aside or ancestor::nav or ancestor::footer or ancestor::header)"
+_NOT_CHROME = ("not(ancestor::aside or ancestor::nav or ancestor::footer[not(ancestor::article)]"
+               " or ancestor::header[not(ancestor::article)])")
 _BODY_DATES = etree.XPath(f"//*[@itemprop='datePublished'][{_NOT_CHROME}]/@datetime"
                           f" | (//article//time[@datetime][{_NOT_CHROME}])[1]/@datetime")
 _JSONLD = etree.XPath("//script[@type='application/ld+json']/text()")
