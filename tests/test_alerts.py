@@ -365,3 +365,4 @@ def test_a_webhooks_secret_url_reaches_no_log_and_no_listing(conn, fast, receive
     assert main(["alerts", "list"]) == 0
     assert "XyZsecretTOKEN" not in caplog.text + capsys.readouterr().out
     assert "delivered to http://127.0.0.1:" in caplog.text  # the host is still named
+    assert alerts.shown_url("https://hooks.example:99999/T0/secret") == "https://hooks.example:99999/…"  # shown, not parsed

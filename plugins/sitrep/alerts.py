@@ -421,8 +421,8 @@ class DeliveryResult:
 def shown_url(url: str) -> str:
     """A webhook URL as logs and tables show it: scheme and host only. The rest is the secret of many
     webhooks (Slack's in its path), and anyone who reads a log could post to it."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…" if parts.scheme else "…"
+    parts = urlsplit(url)  # netloc, not .port: a port out of range raises there, and the URL is shown, not used
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…" if parts.scheme else "…"
 
 
 def _client(settings: Settings, policy):  # type: ignore[no-untyped-def]
