@@ -205,6 +205,8 @@ class EmbeddedPostgres:
         try:
             pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
             os.kill(pid, 0)
+        except PermissionError:
+            pass  # alive, another user's: asked below what it is
         except (OSError, ValueError, IndexError):
             return (self.data / "postmaster.pid").exists()
         command = _command_line(pid)
@@ -225,9 +227,7 @@ class EmbeddedPostgres:
     def _new_password(self) -> str:
         password = secrets.token_urlsafe(24)
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(password + "\n")
+        _write_secret(self.password_file, password)
         return password
 
     def url(self, dbname: str = DEFAULT_DBNAME) -> str:
@@ -251,9 +251,8 @@ class EmbeddedPostgres:
             self._prepare_permissions()
             if not (self.data / "PG_VERSION").exists():
                 pwfile = self.root / ".initdb-password"  # initdb reads it as the server's user, then it goes
-                pwfile.write_text(self._new_password() + "\n")
+                _write_secret(pwfile, self._new_password())
                 try:
-                    pwfile.chmod(0o600)
                     if os.geteuid() == 0:
                         import pwd
 
@@ -288,7 +287,8 @@ class EmbeddedPostgres:
             return
         password = self._password() or self._new_password()
         with psycopg.connect(self.url("postgres").replace(f":{password}@", "@"), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+            verifier = conn.pgconn.encrypt_password(password.encode(), b"postgres", b"scram-sha-256")  # never in clear
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(verifier.decode())))
             for i in trusting:
                 lines[i] = lines[i].rsplit("trust", 1)[0] + "scram-sha-256"
             hba.write_text("\n".join(lines) + "\n")
@@ -347,6 +347,14 @@ class EmbeddedPostgres:
                 return False
             self._run(self._bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop", timeout=90)
             return True
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """``secret`` in a file only its owner can read, from its first byte (no moment at the umask's mode)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
 
 
 def _system_group() -> int:
@@ -443,7 +451,7 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
 #: A server's FATAL that another try won't change (a login refused, a database missing, a bad option),
 #: unlike those of a server starting, stopping or full.
 _TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too many clients", "not yet accepting",
-                    "administrator command")
+                    "administrator command", "remaining connection slots")
 
 
 def _refused(detail: str) -> bool:
