@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NoReturn
@@ -118,17 +119,27 @@ def child_process(argv: list[str], *, env: dict[str, str], stdout: IO[bytes]) ->
     """A child that ends with us: SIGTERM when the process that started it dies (Linux's parent-death
     signal), so a `sitrep ingest` stopped by SIGTERM or SIGKILL leaves no DAG run going on alone."""
     return subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent)  # noqa: PLW1509 - async-signal-safe: one prctl call
+                            preexec_fn=_die_with_parent)  # noqa: PLW1509 - one prctl call, looked up before the fork
 
 
 def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the child outlives an interrupted parent, as before
-        pass
+    if _PRCTL is not None:  # not Linux: the child outlives an interrupted parent, as before
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up here, in the parent: the forked child (other threads' locks copied, held)
+    only calls it, nothing that could allocate or take a lock."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
 
 
 #: DAGs whose tasks extract pages in sitrep.workers: the child starts the workers' forkserver first.
