@@ -292,9 +292,10 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     with _conn(_settings()) as conn:
         conn.read_only = True
-        # As a reader of every table and nothing more (PostgreSQL's pg_read_all_data), not as the
-        # superuser the embedded server's URL names: a read-only transaction still lets a superuser run
-        # COPY ... TO PROGRAM or read the server's files. A user who may not take that role keeps its own.
+        # As a reader of every table (PostgreSQL's pg_read_all_data), not as the superuser the embedded
+        # server's URL names, so that a pasted COPY ... TO PROGRAM or pg_read_file is refused. A guard
+        # against mistakes, not a sandbox: the session is still the URL's user, whose statement could
+        # set its role back. A user who may not take that role keeps its own.
         conn.execute("SELECT 1")  # the query's transaction begins (autocommit is off): the next block is a savepoint
         try:
             with conn.transaction():

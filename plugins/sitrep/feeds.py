@@ -61,7 +61,7 @@ IN_PROCESS_BYTES = 128 * 1024
 
 
 class BoundedParser:
-    """parse_feed in a child process (from the workers' forkserver), killed past ``timeout`` seconds.
+    """parse_feed in a child process (from this process's forkserver), killed past ``timeout`` seconds.
 
     feedparser's time grows with the square of some inputs (one element with 40,000 attributes, 0.4 MB:
     22 s; a 20 MB feed of them: hours), and one hostile feed must not hold its batch, nor every run

@@ -387,7 +387,10 @@ class Fetcher:
         accept_types: frozenset[str] | None, robots: bool = False,
     ) -> Response:
         """``url``'s request from ``start`` (``url`` itself, or the redirect target it has reached after
-        ``first_hop`` hops) in ``start``'s host gate; a hop that leaves that host raises _Elsewhere."""
+        ``first_hop`` hops) in ``start``'s host gate; a hop that leaves that host raises _Elsewhere.
+
+        The total timeout bounds each host's part of the chain (waiting for the next host's gate is not
+        the request's slowness), so a chain takes at most max_redirects + 1 of them."""
         started = time.monotonic()
         deadline = started + self.settings.total_timeout
         with request_deadline(deadline):  # every read and write of the request, headers included

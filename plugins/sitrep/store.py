@@ -355,8 +355,8 @@ ORDER BY n.report_id
 """
 
 _FINISH = """
--- The latest fetch of each matched report's own page, when it is newer than the report's text: the page
--- was seen unchanged then (an older fetch loaded later must not revise the report back: _UPDATE_CHANGED).
+-- The latest fetch matched to each report by URL or canonical URL, when it is newer than the report's
+-- text: the report's page was seen then (an older fetch loaded later must not revise it back: _UPDATE_CHANGED).
 UPDATE reports r SET checked_at = c.at
 FROM (SELECT report_id, max(fetched_at) AS at FROM merge_rows WHERE how IN ('url', 'canonical') GROUP BY report_id) c
 WHERE r.report_id = c.report_id AND c.at > r.fetched_at AND (r.checked_at IS NULL OR c.at > r.checked_at);
