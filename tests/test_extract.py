@@ -143,26 +143,25 @@ def test_metadata_from_json_ld_when_the_page_has_no_meta_tags():
     assert got.sitename == "Dnipro Daily"
 
 
-@pytest.mark.parametrize("json_ld", [True, False])
-def test_a_teasers_time_in_the_page_chrome_is_not_the_articles_date(json_ld):
+_LD = ('<script type="application/ld+json">{"@context": "https://schema.org", "@type": "NewsArticle",'
+       ' "datePublished": "2024-06-03T09:40:00+03:00"}</script>')
+_TICKER = ("<aside class='ticker'><article><a href='/old'>Earlier: talks collapse</a>"
+           "<time datetime='2022-02-24T05:00:00+02:00'>24 Feb 2022</time></article></aside>")
+_DATED = "<time datetime='2024-06-03T09:40:00+03:00'>3 June</time>"
+
+
+@pytest.mark.parametrize(("head", "chrome", "article_head"), [
     # A ticker of older stories before the article, each an <article> with its <time>: the first of
     # them was taken (labelled the article's), before the article's own JSON-LD and <time>.
+    (_LD, _TICKER, f"<h1>Shelling hits Kharkiv</h1>{_DATED}"),
+    ("", _TICKER, f"<h1>Shelling hits Kharkiv</h1>{_DATED}"),
+    # The article's own <header> is not the page's chrome.
+    ("", "<header><nav>Home</nav></header>", f"<header><h1>Shelling hits Kharkiv</h1>{_DATED}</header>"),
+], ids=["ticker-json-ld", "ticker", "article-header"])
+def test_the_articles_date_is_its_own_not_the_page_chromes(head, chrome, article_head):
     body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
-    ld = ('<script type="application/ld+json">{"@context": "https://schema.org", "@type": "NewsArticle",'
-          ' "datePublished": "2024-06-03T09:40:00+03:00"}</script>') if json_ld else ""
-    page = (f"<html><head><title>Shelling hits Kharkiv</title>{ld}</head><body>"
-            "<aside class='ticker'><article><a href='/old'>Earlier: talks collapse</a>"
-            "<time datetime='2022-02-24T05:00:00+02:00'>24 Feb 2022</time></article></aside>"
-            "<main><article><h1>Shelling hits Kharkiv</h1><time datetime='2024-06-03T09:40:00+03:00'>3 June</time>"
-            f"{body}</article></main></body></html>")
-    assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
-
-
-def test_the_articles_own_header_time_is_its_date():
-    body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
-    page = ("<html><head><title>Shelling hits Kharkiv</title></head><body><header><nav>Home</nav></header><article>"
-            "<header><h1>Shelling hits Kharkiv</h1><time datetime='2024-06-03T09:40:00+03:00'>3 June</time></header>"
-            f"{body}</article></body></html>")
+    page = (f"<html><head><title>Shelling hits Kharkiv</title>{head}</head><body>{chrome}"
+            f"<main><article>{article_head}{body}</article></main></body></html>")
     assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
 
 
