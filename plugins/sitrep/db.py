@@ -180,37 +180,33 @@ class EmbeddedPostgres:
         The pid file's process must be a postgres of this data folder: after a reboot its pid may be
         any other process's (which ``db stop`` would signal).
         """
-        pid_file = self.data / "postmaster.pid"
+        found = self._postmaster()
+        return found[0] if found is not None and found[1] is not False else None
+
+    def _stale_pid_file(self) -> bool:
+        """postmaster.pid is there but names no postgres of this data folder (or can't be read)."""
+        found = self._postmaster()
+        return (self.data / "postmaster.pid").exists() and (found is None or found[1] is False)
+
+    def _postmaster(self) -> tuple[int, bool | None] | None:
+        """(port, whether its process is a live postgres of this data folder) from postmaster.pid; None
+        when there is no readable pid file; whether is None where there is no /proc to ask (alive)."""
         try:
-            lines = pid_file.read_text().splitlines()
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return None
+            return port, False
         except PermissionError:
-            pass
+            pass  # alive, another user's: its command line says what it is
         command = _command_line(pid)
         if command is None:
-            return port  # no /proc to ask: trust the live pid
+            return port, None
         folders = {os.fsencode(str(self.data)), os.fsencode(os.path.realpath(self.data))}
-        if not command or Path(os.fsdecode(command[0])).name != "postgres" or not folders & set(command):
-            return None
-        return port
-
-    def _stale_pid_file(self) -> bool:
-        """postmaster.pid names a dead process, or a live one that is no postgres at all."""
-        try:
-            pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
-            os.kill(pid, 0)
-        except PermissionError:
-            pass  # alive, another user's: asked below what it is
-        except (OSError, ValueError, IndexError):
-            return (self.data / "postmaster.pid").exists()
-        command = _command_line(pid)
-        return command is not None and (not command or Path(os.fsdecode(command[0])).name != "postgres")
+        return port, bool(command) and Path(os.fsdecode(command[0])).name == "postgres" and bool(folders & set(command))
 
     @property
     def password_file(self) -> Path:
