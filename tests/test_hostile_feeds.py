@@ -216,3 +216,28 @@ def test_a_feed_that_takes_feedparser_too_long_is_stopped_and_the_batch_goes_on(
     assert "took longer than 1 s to parse" in errors["slow"] and errors["fine"] is None
     assert {p.pid for p in psutil.Process().children(recursive=True)
             if "forkserver" not in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())} <= before
+
+
+def test_a_feed_of_too_many_entries_records_only_the_newest_and_says_so(site, conn, settings, caplog):
+    """A 20 MB feed of bare links holds some 400,000 entries, each a page to fetch anywhere on the web:
+    one poll records the newest SITREP_MAX_FEED_ENTRIES (undated ones last), counts the rest in
+    poll_log.problems, and logs the feed."""
+    items = [f"<item><link>{site.url(f'/old-{i}.html')}</link><pubDate>Mon, 0{1 + i % 9} Jun 2026 10:00:00 GMT"
+             "</pubDate></item>" for i in range(40)]
+    items.insert(3, f"<item><link>{site.url('/undated.html')}</link></item>")
+    items.insert(20, f"<item><link>{site.url('/newest.html')}</link><pubDate>Mon, 20 Jul 2026 10:00:00 GMT</pubDate></item>")
+    body = f'<rss version="2.0"><channel><title>Flood</title>{"".join(items)}</channel></rss>'.encode()
+    url = site.add("/flood.xml", body, headers={"Content-Type": "application/rss+xml"})
+    sources.add_feeds(conn, [sources.FeedSpec(url=url, name="flood")])
+    conn.commit()
+    ids = [row[0] for row in conn.execute("SELECT source_id FROM sources")]
+    capped = replace(settings, fetch=replace(settings.fetch, max_feed_entries=6))
+
+    counts = pipeline.poll_batch(capped, ids)
+
+    links = [row[0].rsplit("/", 1)[1] for row in conn.execute("SELECT link FROM entries ORDER BY entry_id")]
+    assert counts["new"] == 6 and links == ["old-7.html", "old-8.html", "old-17.html", "newest.html", "old-26.html", "old-35.html"] and "undated.html" not in links
+    assert conn.execute("SELECT problems FROM poll_log").fetchone()[0] == {"over_limit": 36}
+    assert "holds 42 entries: only the newest 6 recorded (SITREP_MAX_FEED_ENTRIES)" in caplog.text
+    assert "flood.xml" in caplog.text
+    assert feeds.newest(list(range(3)), 3) == [0, 1, 2]  # type: ignore[arg-type]

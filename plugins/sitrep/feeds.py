@@ -33,7 +33,7 @@ from sitrep.errors import FeedError
 from sitrep.normalize import canonical_url, http_url
 from sitrep.records import FeedEntry
 
-__all__ = ["ParsedFeed", "parse_feed"]
+__all__ = ["ParsedFeed", "newest", "parse_feed"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,16 @@ def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -
         log.info("feed url=%s entries with problems (handled): %s", feed_url, dict(problems))
     return ParsedFeed(title=parsed.feed.get("title"), entries=entries, bozo=bozo,
                       skipped=problems["no_key"] + problems["duplicate_guid"], problems=dict(problems))
+
+
+def newest(entries: list[FeedEntry], limit: int) -> list[FeedEntry]:
+    """The ``limit`` newest entries (by date; undated ones after dated, in the feed's order), kept in
+    the feed's order: a feed's size bounds its bytes, this bounds the pages one poll can queue."""
+    if len(entries) <= limit:
+        return entries
+    order = sorted(range(len(entries)), key=lambda i: (entries[i].published_at is None,
+                                                       -(entries[i].published_at or _EARLIEST).timestamp()))
+    return [entries[i] for i in sorted(order[:limit])]
 
 
 def _absolute(link: object, base: str, feed_url: str, problems: Counter[str]) -> str | None:

@@ -107,7 +107,7 @@ def _record_poll(conn: psycopg.Connection, parser: feeds.BoundedParser, source: 
     try:
         with conn.transaction():
             if response is not None:  # new bytes: parse them and record the entries not seen before
-                _record_entries(conn, parser, source, result, response)
+                _record_entries(conn, parser, source, result, response, settings.fetch.max_feed_entries)
             sources.touch_poll(conn, source, result, run_id=run_id, settings=settings.fetch)
     except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
         log.exception("feed=%s url=%s entries refused by the database", source.name, source.feed_url)
@@ -124,7 +124,7 @@ def _record_poll(conn: psycopg.Connection, parser: feeds.BoundedParser, source: 
 
 
 def _record_entries(conn: psycopg.Connection, parser: feeds.BoundedParser, source: sources.PolledSource,
-                    result: sources.PollResult, response: Response) -> None:
+                    result: sources.PollResult, response: Response, limit: int) -> None:
     try:
         parsed = parser.parse(response.body, feed_url=response.final_url, content_type=response.headers.get("content-type"))
     except FeedError as exc:
@@ -132,8 +132,13 @@ def _record_entries(conn: psycopg.Connection, parser: feeds.BoundedParser, sourc
         result.body_sha256 = None  # parse it again next time, the error stays visible
         return
     result.parsed = True
-    result.seen, result.skipped, result.problems = len(parsed.entries), parsed.skipped, parsed.problems
-    result.new = sources.record_entries(conn, source.source_id, parsed.entries)
+    kept = feeds.newest(parsed.entries, limit)
+    result.seen, result.skipped, result.problems = len(parsed.entries), parsed.skipped, dict(parsed.problems)
+    if len(kept) < len(parsed.entries):
+        result.problems["over_limit"] = len(parsed.entries) - len(kept)
+        log.warning("feed=%s url=%s holds %d entries: only the newest %d recorded (SITREP_MAX_FEED_ENTRIES)",
+                    source.name, source.feed_url, len(parsed.entries), limit)
+    result.new = sources.record_entries(conn, source.source_id, kept)
     if parsed.bozo:
         log.info("feed=%s url=%s parsed with errors (recovered %d entries): %s",
                  source.name, source.feed_url, result.seen, parsed.bozo)

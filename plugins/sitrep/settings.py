@@ -43,6 +43,7 @@ DEFAULT_REVALIDATE_AFTER_HOURS = 24.0
 DEFAULT_STALE_FACTOR = 4.0
 DEFAULT_STALE_MIN_HOURS = 6.0
 DEFAULT_FEED_PARSE_TIMEOUT = 120.0
+DEFAULT_MAX_FEED_ENTRIES = 1000
 DEFAULT_COLLECT_BUDGET = 600.0
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
 DEFAULT_TASK_RETRIES = 3
@@ -129,6 +130,9 @@ class FetchSettings:
     #: Seconds a feed's parse may take (in a child process, stopped past it): feedparser's time grows
     #: with the square of some hostile inputs. A 10,000-entry feed parses in well under a minute.
     feed_parse_timeout: float = DEFAULT_FEED_PARSE_TIMEOUT
+    #: Entries recorded from one poll of a feed, the newest first: a 20 MB feed of bare links holds some
+    #: 400,000, every one a page to fetch, anywhere on the web. The rest are counted as over_limit.
+    max_feed_entries: int = DEFAULT_MAX_FEED_ENTRIES
     #: Seconds after its start a collect starts no more requests; the pages left stay pending for the next
     #: run (a host's Crawl-delay times its pages must not hold the run, and every run behind it, for hours).
     collect_budget: float = DEFAULT_COLLECT_BUDGET
@@ -158,6 +162,7 @@ class FetchSettings:
             stale_factor=_number("STALE_FACTOR", DEFAULT_STALE_FACTOR),
             stale_min_hours=_number("STALE_MIN_HOURS", DEFAULT_STALE_MIN_HOURS),
             feed_parse_timeout=_number("FEED_PARSE_TIMEOUT", DEFAULT_FEED_PARSE_TIMEOUT, positive=True),
+            max_feed_entries=int(_number("MAX_FEED_ENTRIES", DEFAULT_MAX_FEED_ENTRIES, int, positive=True)),
             collect_budget=_number("COLLECT_BUDGET", DEFAULT_COLLECT_BUDGET, positive=True),
         )
 
