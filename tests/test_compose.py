@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,21 @@ def test_readme_and_docs_document_the_compose_commands():
     for command in ("docker compose up -d", "--scale airflow-worker=", "cp .env.example .env"):
         assert command in operations, command
     assert Path(PROJECT_ROOT / "docs" / "scaling.md").exists()
+
+
+def test_init_refuses_to_start_while_env_holds_a_change_me_value(tmp_path):
+    """.env.example's placeholders are public: airflow-init stops with one line naming each one left,
+    before it migrates anything (so no service starts with a known password)."""
+    script = SERVICES["airflow-init"]["command"][-1]
+    check = script[:script.index("mkdir -p")].replace("$$", "$")  # what docker compose hands to bash
+    example = {k: v for k, v in _env_file().items() if "change-me" in v}
+    assert {"SITREP_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW_CONN_SITREP_POSTGRES"} <= set(example)
+    base = {"PATH": "/usr/bin:/bin"}
+
+    refused = subprocess.run(["bash", "-c", check], env={**base, **example}, capture_output=True, text=True)
+    fine = subprocess.run(["bash", "-c", check + "echo ok"], env={**base, "SITREP_DB_PASSWORD": "s3cret"},
+                          capture_output=True, text=True)
+
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
+    assert f"change-me values ({' '.join(sorted(example))}): set each one" in refused.stderr
+    assert (fine.returncode, fine.stdout, fine.stderr) == (0, "ok\n", "")
