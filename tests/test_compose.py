@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sitrep import db
+from sitrep import db, roles
 from sitrep.settings import PROJECT_ROOT, Settings
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
@@ -166,13 +166,28 @@ def test_env_example_defines_the_sitrep_connection_that_sitrep_uses(monkeypatch)
     url = db.database_url(Settings())
     assert url == uri
     assert "@sitrep-postgres:5432/sitrep" in url
-    sitrep_db = SERVICES["sitrep-postgres"]["environment"]
-    assert url.startswith(f"postgresql://{sitrep_db['POSTGRES_USER']}:{values['SITREP_DB_PASSWORD']}@")
+    assert url.startswith(f"postgresql://{roles.LOADER}:{values['SITREP_LOADER_PASSWORD']}@")
+
+
+def test_tasks_run_as_the_loader_and_only_init_as_the_owner():
+    """The owner migrates and sets the roles' passwords in airflow-init; every other service (the
+    tasks) has the loader's connection only: rows, no DDL (tests/dags/test_loader_role.py runs every DAG so)."""
+    owner = SERVICES["sitrep-postgres"]["environment"]["POSTGRES_USER"]
+    init = _env("airflow-init")
+    assert init["SITREP_DATABASE_URL"] == (f"postgresql://{owner}:${{SITREP_DB_PASSWORD:?set it in .env}}"
+                                           "@sitrep-postgres:5432/sitrep")
+    assert {init[var] for var in roles.ROLES.values()} == {f"${{{var}:?set it in .env}}" for var in roles.ROLES.values()}
+    script = SERVICES["airflow-init"]["command"][-1]
+    assert script.index("sitrep db migrate") < script.index("sitrep roles passwords")
+    for name in AIRFLOW_SERVICES:
+        assert "SITREP_DATABASE_URL" not in _env(name), name
+    assert owner != roles.LOADER and "SITREP_DATABASE_URL" not in _env_file()
 
 
 def test_env_example_holds_no_real_secret_and_env_is_never_committed_or_copied():
     values = _env_file()
-    for key in ("AIRFLOW_DB_PASSWORD", "SITREP_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY",
+    for key in ("AIRFLOW_DB_PASSWORD", "SITREP_DB_PASSWORD", "SITREP_LOADER_PASSWORD", "SITREP_READER_PASSWORD",
+                "AIRFLOW__CORE__FERNET_KEY",
                 "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "_AIRFLOW_WWW_USER_PASSWORD"):
         assert values[key].startswith("change-me"), key
     assert ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
