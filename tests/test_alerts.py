@@ -87,6 +87,20 @@ def test_sync_upserts_by_name_and_disables_a_rule_removed_from_the_file(conn, tm
     assert rows == [("a", True, "changed"), ("b", False, "y")]
 
 
+def test_a_rule_taken_out_of_the_file_and_put_back_is_enabled_again(conn, tmp_path):
+    both = "rules: [{name: a, query: shelling}, {name: b, query: shelling}]"
+    alerts.sync_rules(conn, _rules(tmp_path, both))
+    alerts.sync_rules(conn, _rules(tmp_path, "rules: [{name: b, query: shelling}]"))  # a commented out for a day
+    alerts.sync_rules(conn, _rules(tmp_path, both))
+    load_reports(conn, {"key": "k", "title": "Shelling", "text": "shelling " + paragraph("k"), "relevance": 0.9})
+
+    alerts.evaluate(conn, threshold=0.5)
+
+    assert dict(conn.execute("SELECT name, enabled FROM alert_rules").fetchall()) == {"a": True, "b": True}
+    fired = [n for (n,) in conn.execute("SELECT r.name FROM alerts JOIN alert_rules r USING (rule_id) ORDER BY 1")]
+    assert fired == ["a", "b"]
+
+
 # --------------------------------------------------------------------------------------- matching
 
 REPORTS = [

@@ -239,6 +239,7 @@ def sync_rules(conn: psycopg.Connection, rules: Sequence[Rule]) -> dict[str, int
                     min_relevance = EXCLUDED.min_relevance, webhooks = EXCLUDED.webhooks,
                     definition = EXCLUDED.definition, updated_at = now()
                 WHERE alert_rules.definition IS DISTINCT FROM EXCLUDED.definition
+                   OR alert_rules.enabled IS DISTINCT FROM EXCLUDED.enabled  -- a rule put back in the file
                 """,
                 {
                     "name": rule.name, "enabled": rule.enabled, "query": rule.query, "text_config": rule.text_config,
