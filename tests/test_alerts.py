@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import select
 import tracemalloc
@@ -102,6 +103,20 @@ def test_a_rule_taken_out_of_the_file_and_put_back_is_enabled_again(conn, tmp_pa
 
 
 # --------------------------------------------------------------------------------------- matching
+
+
+def test_a_report_too_long_for_a_tsvector_never_stops_the_alerts(conn, tmp_path):
+    """1.3 MB of distinct tokens (a data dump under the 10 MB page cap) is past PostgreSQL's 1 MB limit
+    of a tsvector: the query matches the report's first 100,000 characters, and the reports after it alert."""
+    dump = " ".join(hashlib.sha256(str(i).encode()).hexdigest()[:10] for i in range(120_000))
+    load_reports(conn, {"key": "dump", "title": "Data dump", "text": "shelling " + dump, "relevance": 0.9},
+                 {"key": "k", "title": "Shelling", "text": "shelling of the market " + paragraph("k"), "relevance": 0.9})
+    alerts.sync_rules(conn, _rules(tmp_path, "rules: [{name: r, query: shelling}]"))
+
+    alerts.evaluate(conn, threshold=0.5)
+
+    assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 2
+    assert conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = 'alerts'").fetchone()[0] == 2
 
 REPORTS = [
     {"key": "kharkiv", "title": "Shelling hits Kharkiv market", "text": paragraph("Artillery shelling of the market"),

@@ -258,12 +258,15 @@ def sync_rules(conn: psycopg.Connection, rules: Sequence[Rule]) -> dict[str, int
 
 # ---------------------------------------------------------------------------------------- evaluate
 
+#: A query matches the first 100,000 characters of a report (title, then text): every news article, and
+#: never PostgreSQL's 1 MB limit of a tsvector, which one page of distinct tokens (a data dump, 1.3 MB)
+#: passed, failing every evaluation after it.
 _MATCH = """
 SELECT r.story_id, array_agg(r.report_id ORDER BY r.ingest_seq) AS report_ids
 FROM reports_v1 r
 WHERE r.ingest_seq > %(lo)s AND r.ingest_seq <= %(hi)s AND r.story_id IS NOT NULL
   AND coalesce(r.relevance, 0) >= %(min_relevance)s
-  AND (%(query)s::text IS NULL OR to_tsvector(%(config)s::regconfig, coalesce(r.title, '') || ' ' || r.text)
+  AND (%(query)s::text IS NULL OR to_tsvector(%(config)s::regconfig, left(coalesce(r.title, '') || ' ' || r.text, 100000))
                                   @@ websearch_to_tsquery(%(config)s::regconfig, %(query)s))
   AND (cardinality(%(sources)s::text[]) = 0 OR r.source = ANY(%(sources)s))
   AND (%(language)s::text IS NULL OR r.language = %(language)s)
