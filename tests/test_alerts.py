@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import select
+import socket
+import threading
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
@@ -376,6 +378,52 @@ def test_a_delivery_waiting_past_the_budget_is_left_for_the_next_run(conn, setti
     assert (result.delivered, result.dead, result.pending) == (0, 0, 1)
     assert conn.execute("SELECT status, attempts FROM alert_deliveries").fetchone() == ("pending", 1)
     assert len(receiver.received) == 1
+
+
+class _Silent:
+    """A webhook host that accepts connections and never answers: each attempt waits out the timeout."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.server.accept()[0])
+            except OSError:
+                return
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}{path}"
+
+    def close(self) -> None:
+        self.server.close()
+        for peer in self.accepted:
+            peer.close()
+
+
+def test_a_webhook_that_hangs_costs_one_timeout_per_round_and_the_others_go_out(conn, settings, receiver, tmp_path):
+    # Eight alerts to a host that never answers and to a healthy one: before, each round waited out the
+    # timeout eight times (8 s past a 2 s budget) and the healthy deliveries queued behind them.
+    silent = _Silent()
+    hang = silent.url("/h")
+    hooks = f"['{hang}', '{receiver.url('/ok')}']"
+    alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{{name: r, query: shelling, webhooks: {hooks}}}]"))
+    load_reports(conn, *[{"key": f"s{i}", "title": "Shelling", "text": f"shelling {i} " + paragraph(f"s{i}"),
+                          "relevance": 0.9} for i in range(8)])
+    assert len(alerts.evaluate(conn, threshold=0.5)) == 8
+    hanging = replace(settings, downstream=DownstreamSettings(delivery_attempts=5, delivery_backoff=2,
+                                                              delivery_timeout=1, delivery_budget=2))
+    try:
+        result = alerts.deliver(conn, hanging)
+    finally:
+        silent.close()
+
+    assert len(receiver.delivered("/ok")) == result.delivered == 8
+    tried = conn.execute("SELECT sum(attempts) FROM alert_deliveries WHERE url = %s", (hang,)).fetchone()[0]
+    assert 1 <= tried == len(silent.accepted) <= 2 and result.pending == 8
 
 
 def test_a_webhooks_secret_url_reaches_no_log_and_no_listing(conn, fast, receiver, tmp_path, caplog, capsys,

@@ -492,7 +492,7 @@ _REPLY_BYTES = 200
 
 
 _DUE = """
-SELECT d.delivery_id FROM alert_deliveries d
+SELECT d.delivery_id, d.url FROM alert_deliveries d
 WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at, d.delivery_id
 """
 
@@ -505,17 +505,22 @@ FOR UPDATE OF d SKIP LOCKED
 
 
 def _attempt(conn: psycopg.Connection, client, policy, settings: Settings, delivery_id: int,  # type: ignore[no-untyped-def]
-             result: DeliveryResult) -> None:
-    """One attempt at one delivery, holding its row lock so that no other deliverer sends it too."""
+             result: DeliveryResult) -> bool:
+    """One attempt at one delivery, holding its row lock so that no other deliverer sends it too.
+
+    Returns True when the attempt failed only after a timeout's worth of waiting (a webhook that hangs).
+    """
     downstream = settings.downstream
     with conn.transaction():
         row = conn.execute(_CLAIM, (delivery_id,)).fetchone()
         if row is None:
-            return
+            return False
         url, fmt, secret_env, attempts, alert_id, story_id, report_ids, payload, created_at = row
         alert = {"alert_id": alert_id, "story_id": story_id, "report_ids": list(report_ids),
                  "created_at": created_at.astimezone(UTC).isoformat(), **payload}
+        started = time.monotonic()
         status, error = _post(client, policy, url, fmt, secret_env, delivery_id, alert)
+        hung = error is not None and time.monotonic() - started >= client.timeout.connect
         attempts += 1
         if error is None:
             conn.execute("UPDATE alert_deliveries SET status = 'delivered', attempts = %s, last_status = %s,"
@@ -544,12 +549,15 @@ def _attempt(conn: psycopg.Connection, client, policy, settings: Settings, deliv
             result.failed += 1
             log.warning("alert %d to %s failed (attempt %d, next in %.1fs): %s", alert_id, shown_url(url), attempts, wait,
                         error)
+    return hung
 
 
 def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | None = None) -> DeliveryResult:
     """Send every due delivery; keep retrying failures (backoff) until all are done or the budget is spent.
 
-    Each round tries every due delivery once, so one failing webhook never holds up the others.
+    Each round tries every due delivery once, so one failing webhook never holds up the others: after a
+    webhook's host hangs up to the timeout, its other deliveries wait for the next round (no attempt
+    counted), and no attempt starts past the budget.
     """
     budget = settings.downstream.delivery_budget if budget is None else budget
     deadline = time.monotonic() + budget
@@ -560,10 +568,15 @@ def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | Non
                                  allowed_hosts=settings.fetch.allowed_hosts)
     with autocommit(conn), _client(settings, policy) as client:
         while True:
-            due = [int(r[0]) for r in conn.execute(_DUE).fetchall()]
+            due = conn.execute(_DUE).fetchall()
             before = (result.delivered, result.failed, result.dead)
-            for delivery_id in due:
-                _attempt(conn, client, policy, settings, delivery_id, result)
+            hung: set[str] = set()  # hosts that hung this round
+            for delivery_id, url in due:
+                if time.monotonic() >= deadline:
+                    break
+                host = _host(url)
+                if host not in hung and _attempt(conn, client, policy, settings, int(delivery_id), result):
+                    hung.add(host)
             progressed = before != (result.delivered, result.failed, result.dead)
             wait_row = conn.execute(
                 "SELECT extract(epoch FROM min(next_attempt_at) - now()), count(*) FROM alert_deliveries"
@@ -579,6 +592,10 @@ def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | Non
                 break
             time.sleep(wait)
     return result
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.rpartition("@")[2].lower()
 
 
 def retry_dead(conn: psycopg.Connection, delivery_ids: Sequence[int] | None = None) -> int:
