@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import select
 import socket
 import threading
@@ -88,6 +89,29 @@ def test_sync_upserts_by_name_and_disables_a_rule_removed_from_the_file(conn, tm
 
     rows = conn.execute("SELECT name, enabled, query FROM alert_rules ORDER BY name").fetchall()
     assert rows == [("a", True, "changed"), ("b", False, "y")]
+
+
+def test_one_place_or_one_webhook_written_without_a_list_is_that_one(conn, tmp_path, receiver):
+    # `places: Kharkiv` was the filters K, h, a, r, k, i, v (the rule never fired, no error), and
+    # `webhooks: URL` (the seed file's own wording) failed with "webhook URL 'h' is not an http(s) URL".
+    rules = _rules(tmp_path, f"rules:\n- name: one\n  places: Kharkiv\n  webhooks: {receiver.url('/one')}\n")
+    assert [p.name for p in rules[0].places] == ["Kharkiv"] and [w.url for w in rules[0].webhooks] == [receiver.url("/one")]
+    alerts.sync_rules(conn, rules)
+    load_reports(conn, REPORTS[0])
+
+    assert len(alerts.evaluate(conn, threshold=0.5)) == 1
+
+
+@pytest.mark.parametrize(("rule", "message"), [
+    ("{name: r, query: shelling, text_config: englsh}",
+     "rule 'r': text_config 'englsh' is not a text search configuration of this database; use one of "),
+    ("{name: r, query: shelling, text_config: 'a.b.c.d'}", "rule 'r': text_config 'a.b.c.d' is not"),
+    ("{name: r, query: shelling, enabled: 'false'}", "rule 'r': enabled must be true or false (unquoted), not 'false'"),
+])
+def test_a_rule_the_database_would_refuse_or_misread_is_a_config_error_naming_it(conn, tmp_path, rule, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        alerts.sync_rules(conn, _rules(tmp_path, f"rules: [{rule}]"))
+    assert conn.execute("SELECT count(*) FROM alert_rules").fetchone()[0] == 0
 
 
 def test_a_rule_taken_out_of_the_file_and_put_back_is_enabled_again(conn, tmp_path):

@@ -124,6 +124,13 @@ def _strings(value: Any, where: str) -> list[str]:
     raise ConfigError(f"{where}: expected a string or a list of strings, not {value!r}")
 
 
+def _listed(value: Any) -> list[Any]:
+    """A list as written, or one item written without a list (``places: Kharkiv``, ``webhooks: URL``)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def _place(value: Any, where: str) -> PlaceFilter:
     if isinstance(value, (str, int)):
         value = {"geonames_id": value} if isinstance(value, int) or str(value).isdigit() else {"name": value}
@@ -202,17 +209,19 @@ def load_rules(path: Path) -> list[Rule]:
         unknown = set(item) - _RULE_KEYS
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        if not isinstance(item.get("enabled", True), bool):
+            raise ConfigError(f"{where}: enabled must be true or false (unquoted), not {item['enabled']!r}")
         relevance = item.get("min_relevance")
         if relevance is not None and not (isinstance(relevance, (int, float)) and 0 <= relevance <= 1):
             raise ConfigError(f"{where}: min_relevance must be a number between 0 and 1")
         rule = Rule(
             name=str(item["name"]), query=item.get("query"), text_config=str(item.get("text_config", "english")),
-            places=[_place(p, where) for p in (item.get("places") or [])],
+            places=[_place(p, where) for p in _listed(item.get("places"))],
             actors=_strings(item.get("actors"), where), event_types=_strings(item.get("event_types"), where),
             sources=_strings(item.get("sources"), where), language=item.get("language"),
             min_relevance=None if relevance is None else float(relevance),
-            webhooks=[_webhook(w, where) for w in (item.get("webhooks") or [])],
-            enabled=bool(item.get("enabled", True)),
+            webhooks=[_webhook(w, where) for w in _listed(item.get("webhooks"))],
+            enabled=item.get("enabled", True),
         )
         if not (rule.query or rule.places or rule.actors or rule.event_types or rule.sources or rule.language):
             raise ConfigError(f"{where}: set at least one condition (query, places, actors, event_types, sources, language)")
@@ -223,9 +232,23 @@ def load_rules(path: Path) -> list[Rule]:
     return rules
 
 
+def _check_text_config(conn: psycopg.Connection, rule: Rule) -> None:
+    """A misspelled text_config is the rule's ConfigError, not a bare error of the database."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT %s::regconfig", (rule.text_config,))
+    except (psycopg.errors.UndefinedObject, psycopg.errors.InvalidName, psycopg.errors.InvalidSchemaName,
+            psycopg.errors.FeatureNotSupported, psycopg.errors.SyntaxError):
+        known = ", ".join(r[0] for r in conn.execute("SELECT cfgname FROM pg_ts_config ORDER BY 1"))
+        raise ConfigError(f"rule {rule.name!r}: text_config {rule.text_config!r} is not a text search"
+                          f" configuration of this database; use one of {known}") from None
+
+
 def sync_rules(conn: psycopg.Connection, rules: Sequence[Rule]) -> dict[str, int]:
     """Upsert the rules by name; a rule no longer in the file is disabled (its alerts stay)."""
     with autocommit(conn), conn.transaction():
+        for rule in rules:
+            _check_text_config(conn, rule)
         for rule in rules:
             conn.execute(
                 """
