@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from sitrep import db
+from sitrep import db, roles
 from sitrep.errors import DatabaseError
+from tests.test_roles import _as
 
 
 def test_embedded_server_starts_on_a_free_loopback_port_and_stops(tmp_path):
@@ -79,6 +82,53 @@ def test_a_failing_migration_names_its_file_and_leaves_nothing_half_done(pg_serv
             db.migrate(conn, folder)
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert "kept" in tables and "half" not in tables
+
+
+def _migrated_copy(pg_server, tmp_path: Path) -> tuple[str, Path]:
+    """A database migrated from a copy of sql/ that the test may add files to (the next release)."""
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    db._create_database(pg_server.url("postgres"), name)
+    folder = tmp_path / "sql"
+    shutil.copytree(db.sql_dir(), folder)
+    with db.connect(pg_server.url(name)) as conn:
+        db.migrate(conn, folder)
+    return pg_server.url(name), folder
+
+
+def test_an_up_to_date_database_migrates_as_the_loader_without_ddl_or_lock(pg_server, tmp_path):
+    # Every command migrates first: as sitrep_loader (the compose deployment's tasks and CLI) it failed
+    # with "permission denied for schema public", and every command queued on the migration lock.
+    url, folder = _migrated_copy(pg_server, tmp_path)
+    with db.connect(url) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (db._MIGRATION_LOCK,))  # a migration under way elsewhere
+        with db.connect(_as(url, roles.LOADER), statement_timeout_ms=2000) as loader:
+            assert db.migrate(loader, folder) == []
+
+
+def test_a_pending_migration_as_the_loader_says_to_run_it_as_the_owner(pg_server, tmp_path):
+    url, folder = _migrated_copy(pg_server, tmp_path)
+    (folder / "migrations" / "0999_next.sql").write_text("ALTER TABLE reports ADD COLUMN next_thing text;")
+    with db.connect(_as(url, roles.LOADER)) as loader, pytest.raises(DatabaseError) as refused:
+        db.migrate(loader, folder)
+    assert str(refused.value).startswith("0999_next.sql is pending and role 'sitrep_loader' may not apply it (")
+    assert str(refused.value).endswith("): run `sitrep db migrate` as the database's owner")
+    with db.connect(url) as owner:
+        assert db.migrate(owner, folder) == ["0999_next.sql"]
+
+
+def test_a_new_view_version_is_granted_to_the_reader_without_a_migration(pg_server, tmp_path):
+    # DESIGN.md: new columns go to a new view version. A release adding only reports_v2.sql ran it, but
+    # not zz_reader_grants.sql (its own text unchanged): the reader could not read the new view.
+    url, folder = _migrated_copy(pg_server, tmp_path)
+    (folder / "views" / "reports_v2.sql").write_text("CREATE OR REPLACE VIEW reports_v2 AS SELECT report_id FROM reports;")
+    with db.connect(url) as conn:
+        assert db.migrate(conn, folder) == []
+        granted = conn.execute("SELECT has_table_privilege('sitrep_reader', 'reports_v2', 'SELECT')").fetchone()[0]
+        conn.commit()
+        (folder / "views" / "reports_v2.sql").write_text("CREATE OR REPLACE VIEW reports_v2 AS SELECT nope FROM reports;")
+        with pytest.raises(DatabaseError, match=r"^view .*reports_v2.sql failed and was rolled back: .*nope"):
+            db.migrate(conn, folder)
+    assert granted is True
 
 
 def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):

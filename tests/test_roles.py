@@ -92,3 +92,13 @@ def test_a_short_or_missing_password_is_refused(conn, monkeypatch):
         roles.passwords_from_env()
     with pytest.raises(ConfigError, match="shorter than 12"):
         roles.set_passwords(conn, {roles.LOADER: "short"})
+
+
+def test_the_operator_commands_run_as_the_loader(sitrep, settings_env, monkeypatch):
+    """The compose deployment's containers connect as sitrep_loader: every command migrates first, which
+    failed for it with "permission denied for schema public" before anything else ran."""
+    monkeypatch.setenv("SITREP_DATABASE_URL", _as(str(settings_env.database_url), roles.LOADER))
+    for argv in (["feeds", "add", "http://127.0.0.1:9/feed.xml"], ["feeds", "list"], ["alerts", "list"], ["stats"],
+                 ["stories"], ["db", "migrate"]):
+        status, out, err = sitrep(*argv)
+        assert status == 0 and "permission denied" not in out + err, (argv, err)

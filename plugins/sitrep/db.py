@@ -472,56 +472,100 @@ def _checksum(text: str) -> str:
 
 
 def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str]:
-    """Apply pending migrations in order and recreate the views; return the names applied."""
+    """Apply pending migrations in order and recreate changed views; return the names applied.
+
+    Every command calls this first, so a database that is up to date costs one read and no lock, and
+    any role that reads (sitrep_loader among them) passes; only pending work needs the owner.
+    """
     directory = directory or sql_dir()
     migrations = sorted((directory / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
     if not migrations:
         raise DatabaseError(f"no migrations found in {directory / 'migrations'}: set SITREP_SQL_DIR")
-    applied: list[str] = []
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise DatabaseError("migrate() needs a connection outside a transaction: commit or roll back first")
+    views = sorted((directory / "views").glob("*.sql"))
     conn.autocommit = True
-    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
     try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
-        for path in migrations:
-            version = path.name.split("_", 1)[0]
-            text = path.read_text()
-            if version in done:
-                if done[version] != _checksum(text):
-                    log.warning("migration %s changed after it was applied; migrations are forward-only", path.name)
-                continue
-            try:
-                with conn.transaction():
-                    conn.execute(text)  # type: ignore[arg-type]
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (version, path.name, _checksum(text)),
-                    )
-            except psycopg.Error as exc:  # rolled back whole: fix the file (or the database) and run again
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise DatabaseError(f"migration {path} failed and was rolled back: {first}") from exc
-            applied.append(path.name)
-        # Views are recreated only when their SQL changed (or a migration ran): CREATE OR REPLACE VIEW
-        # takes an exclusive lock that would wait behind every open reader.
-        for view in sorted((directory / "views").glob("*.sql")):
-            text = view.read_text()
-            key = f"view:{view.stem}"
-            if not applied and done.get(key) == _checksum(text):
-                continue
-            with conn.transaction():
-                conn.execute(text)  # type: ignore[arg-type]
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
-                    (key, view.name, _checksum(text)),
-                )
+        if not _pending(_applied(conn), migrations, views):
+            return []
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        except psycopg.errors.QueryCanceled:
+            raise DatabaseError("another sitrep migration held its lock past the statement timeout: let it finish"
+                                " (see pg_stat_activity), then run `sitrep db migrate` again") from None
+        try:
+            return _migrate_locked(conn, migrations, views)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
         conn.autocommit = False
+
+
+def _applied(conn: psycopg.Connection) -> dict[str, str] | None:
+    """version -> checksum of what this database has applied; None before its first migration."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+        return None
+    return {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
+
+
+def _pending(done: dict[str, str] | None, migrations: list[Path], views: list[Path]) -> list[Path]:
+    """The migrations not applied, then the view files to run: the first changed one and all after it
+    (a new reports_v2.sql must be followed by the grants file, whose own text did not change)."""
+    if done is None:
+        return [*migrations, *views]
+    pending = [path for path in migrations if path.name.split("_", 1)[0] not in done]
+    if pending:
+        return [*pending, *views]
+    for index, view in enumerate(views):
+        if done.get(f"view:{view.stem}") != _checksum(view.read_text()):
+            return views[index:]
+    return []
+
+
+def _migrate_locked(conn: psycopg.Connection, migrations: list[Path], views: list[Path]) -> list[str]:
+    done = _applied(conn)
+    if done is None:
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            raise DatabaseError(f"this database needs its first migration, which role {conn.info.user!r} may not"
+                                " run: run `sitrep db migrate` as the database's owner") from None
+        done = {}
+    applied: list[str] = []
+    for path in migrations:
+        version = path.name.split("_", 1)[0]
+        text = path.read_text()
+        if version in done:
+            if done[version] != _checksum(text):
+                log.warning("migration %s changed after it was applied; migrations are forward-only", path.name)
+            continue
+        _run_sql(conn, path, text, version)
+        applied.append(path.name)
+    # Views are recreated only from the first whose SQL changed (or all, after a migration): CREATE OR
+    # REPLACE VIEW takes an exclusive lock that would wait behind every open reader.
+    for view in _pending(done if not applied else {}, [], views):
+        _run_sql(conn, view, view.read_text(), f"view:{view.stem}")
     return applied
+
+
+def _run_sql(conn: psycopg.Connection, path: Path, text: str, version: str) -> None:
+    """One migration or view file in its own transaction, recorded with it; a failure names the file."""
+    try:
+        with conn.transaction():
+            conn.execute(text)  # type: ignore[arg-type]
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
+                " ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+                (version, path.name, _checksum(text)),
+            )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseError(f"{path.name} is pending and role {conn.info.user!r} may not apply it"
+                            f" ({str(exc).splitlines()[0]}): run `sitrep db migrate` as the database's owner") from exc
+    except psycopg.Error as exc:  # rolled back whole: fix the file (or the database) and run again
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"{'view' if version.startswith('view:') else 'migration'} {path} failed and was"
+                            f" rolled back: {first}") from exc
