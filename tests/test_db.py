@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -289,3 +290,23 @@ def test_the_server_runs_in_its_own_users_group_not_roots(pg_server):
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     groups = next(line for line in status if line.startswith("Groups:")).split()[1:]
     assert os.geteuid() != 0 or "0" not in groups  # root's group, which it kept before
+
+
+def test_db_migrate_waits_for_another_migration_only_as_long_as_the_statement_timeout(sitrep, settings_env, tmp_path,
+                                                                                        monkeypatch):
+    """`sitrep db migrate` took 120 s whatever SITREP_STATEMENT_TIMEOUT_MS said (the one way to give a long
+    migration more time, or less); behind another migration it says so in one line."""
+    folder = tmp_path / "sql"
+    shutil.copytree(db.sql_dir(), folder)
+    (folder / "migrations" / "0999_next.sql").write_text("SELECT 1;")
+    monkeypatch.setenv("SITREP_SQL_DIR", str(folder))
+    monkeypatch.setenv("SITREP_STATEMENT_TIMEOUT_MS", "300")
+    done: list[tuple[int, str, str]] = []
+    with db.connect(str(settings_env.database_url)) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (db._MIGRATION_LOCK,))
+        worker = threading.Thread(target=lambda: done.append(sitrep("db", "migrate")), daemon=True)
+        worker.start()
+        worker.join(60)  # far past 300 ms, far short of the 120 s it waited before
+    assert done, "sitrep db migrate ignored SITREP_STATEMENT_TIMEOUT_MS"
+    status, _, err = done[0]
+    assert status == 2 and "another sitrep migration held its lock past the statement timeout" in err

@@ -72,7 +72,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.action == "start":
         url = _url(settings, start=True)
-        with db.connect(url) as conn:
+        with db.connect(url, statement_timeout_ms=settings.statement_timeout_ms) as conn:
             applied = db.migrate(conn)
         console.print(f"PostgreSQL is running; {len(applied)} migration(s) applied.")
         console.print(url)
@@ -87,7 +87,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         console.print(_url(settings, start=False), soft_wrap=True)
     elif args.action == "migrate":
         url = _url(settings, start=True)
-        with db.connect(url) as conn:
+        with db.connect(url, statement_timeout_ms=settings.statement_timeout_ms) as conn:  # a long one: raise it
             applied = db.migrate(conn)
         console.print(f"{len(applied)} migration(s) applied: {', '.join(applied) or 'already up to date'}")
     return 0
