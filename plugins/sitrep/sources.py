@@ -448,18 +448,20 @@ def feed_health(conn: psycopg.Connection, settings: FetchSettings, *, unhealthy_
         ), rhythm AS (
             SELECT source_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS rhythm
             FROM gaps WHERE gap IS NOT NULL GROUP BY source_id
+        ), loaded AS (  -- one pass over reports, not one per feed (reports.source_id has no index of its own)
+            SELECT source_id, count(*) AS reports FROM reports GROUP BY source_id
         ), health AS (
-            SELECT s.*, r.rhythm,
+            SELECT s.*, r.rhythm, coalesce(l.reports, 0) AS reports,
                    s.enabled AND s.consecutive_failures = 0 AND s.last_success_at IS NOT NULL
                    AND now() - coalesce(s.last_new_entry_at, s.added_at)
                        > greatest(coalesce(r.rhythm, interval '0') * %(factor)s,
                                   make_interval(secs => %(min_s)s)) AS stale
-            FROM sources s LEFT JOIN rhythm r USING (source_id)
+            FROM sources s LEFT JOIN rhythm r USING (source_id) LEFT JOIN loaded l USING (source_id)
             WHERE s.kind = 'feed'
         )
         SELECT source_id, name, feed_url, enabled, last_status, consecutive_failures, last_polled_at, next_poll_at,
                entries_seen, last_new_entry_at, coalesce(disabled_reason, last_error), validators_trusted,
-               (SELECT count(*) FROM reports rp WHERE rp.source_id = health.source_id), rhythm, stale
+               reports, rhythm, stale
         FROM health
         WHERE NOT %(unhealthy)s OR NOT enabled OR consecutive_failures > 0 OR stale
         ORDER BY name, feed_url
