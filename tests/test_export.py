@@ -171,3 +171,21 @@ def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, 
     assert f"holds a backfill since {since}" in capsys.readouterr().err
     assert main(["export", "--since", str(since), "--to", str(backfill)]) == 0  # the same: resumed, nothing new
     assert "0 row(s)" in capsys.readouterr().out
+
+
+def test_a_report_scored_exactly_at_the_threshold_is_conflict_and_alerts(conn, tmp_path):
+    # relevance is a real: 0.7 is stored as 0.69999999, below the float8 0.7 it was compared with, so
+    # SITREP_RELEVANCE_THRESHOLD=0.7 (or a rule's min_relevance: 0.7) left out a report scored 0.7.
+    from sitrep import alerts
+
+    load_reports(conn, {"key": "k", "title": "Shelling", "text": "shelling " + paragraph("k"), "relevance": 0.7})
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n- {name: default, query: shelling}\n- {name: explicit, query: shelling, min_relevance: 0.7}\n")
+    alerts.sync_rules(conn, alerts.load_rules(rules))
+
+    alerts.evaluate(conn, threshold=0.7)
+    export.run(conn, str(tmp_path / "e"), threshold=0.7)
+
+    fired = sorted(n for (n,) in conn.execute("SELECT r.name FROM alerts JOIN alert_rules r USING (rule_id)"))
+    assert fired == ["default", "explicit"]
+    assert ds.dataset(tmp_path / "e", format="parquet", partitioning="hive").to_table()["conflict"].to_pylist() == [True]

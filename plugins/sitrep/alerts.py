@@ -288,7 +288,7 @@ _MATCH = """
 SELECT r.story_id, array_agg(r.report_id ORDER BY r.ingest_seq) AS report_ids
 FROM reports_v1 r
 WHERE r.ingest_seq > %(lo)s AND r.ingest_seq <= %(hi)s AND r.story_id IS NOT NULL
-  AND coalesce(r.relevance, 0) >= %(min_relevance)s
+  AND coalesce(r.relevance, 0) >= %(min_relevance)s::real  -- relevance is real: 0.7 stored is 0.69999999
   AND (%(query)s::text IS NULL OR to_tsvector(%(config)s::regconfig, left(coalesce(r.title, '') || ' ' || r.text, 100000))
                                   @@ websearch_to_tsquery(%(config)s::regconfig, %(query)s))
   AND (cardinality(%(sources)s::text[]) = 0 OR r.source = ANY(%(sources)s))

@@ -198,7 +198,7 @@ def _parquet(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 _ROWS = (
-    "SELECT {cols}, relevance >= %s AS conflict, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS ingest_date"
+    "SELECT {cols}, relevance >= %s::real AS conflict, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS ingest_date"
     " FROM reports_v1"
     " WHERE ingest_seq > %s AND ingest_seq <= %s ORDER BY ingest_seq"
 )
