@@ -6,6 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -189,3 +190,29 @@ def test_a_report_scored_exactly_at_the_threshold_is_conflict_and_alerts(conn, t
     fired = sorted(n for (n,) in conn.execute("SELECT r.name FROM alerts JOIN alert_rules r USING (rule_id)"))
     assert fired == ["default", "explicit"]
     assert ds.dataset(tmp_path / "e", format="parquet", partitioning="hive").to_table()["conflict"].to_pylist() == [True]
+
+
+def test_a_second_exporter_of_one_target_waits_for_the_first_past_the_statement_timeout(conn, db_url, tmp_path):
+    # The DAG's doc says a second run "would only wait for the first": it failed at the statement timeout
+    # (120 s) with QueryCanceled, e.g. `sitrep export` by hand during a long export by the DAG.
+    load_reports(conn, {"key": "a", "title": "A report", "text": paragraph("a")})
+    conn.commit()
+    base = str(tmp_path / "e")
+    done: list[export.ExportResult | BaseException] = []
+    with db.connect(db_url) as first:
+        first.autocommit = True
+        first.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (export.EXPORT_LOCK, base))  # mid-run
+        with db.connect(db_url, statement_timeout_ms=300) as second:
+            def export_second() -> None:
+                try:
+                    done.append(export.run(second, base))
+                except BaseException as exc:  # noqa: BLE001 - the failure is the assertion below
+                    done.append(exc)
+
+            worker = threading.Thread(target=export_second)
+            worker.start()
+            worker.join(1.5)  # five statement timeouts: still waiting, not failed
+            assert done == []
+            first.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (export.EXPORT_LOCK, base))
+            worker.join(60)
+    assert isinstance(done[0], export.ExportResult) and done[0].watermark == 1

@@ -401,6 +401,17 @@ def database_url(settings: Settings, *, start: bool = False) -> str:
     return server.start() if start else server.url()
 
 
+def wait_for_lock(conn: psycopg.Connection, statement: str, params: tuple[object, ...], wait: str) -> None:
+    """Run a lock-taking statement inside the current transaction, waiting up to ``wait`` (e.g. "1h")
+    whatever the statement timeout: a job queued behind another must not fail at it and spend a retry.
+    The statements after it are bounded by the statement timeout again."""
+    timeout = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").fetchone()
+    assert timeout is not None
+    conn.execute("SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', %s, true)", (wait,))
+    conn.execute(statement, params)  # type: ignore[arg-type]
+    conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", timeout)
+
+
 @contextmanager
 def autocommit(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
     """Autocommit for the block, so that each ``conn.transaction()`` inside is a real commit.

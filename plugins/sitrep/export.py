@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from sitrep.db import autocommit
+from sitrep.db import autocommit, wait_for_lock
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.settings import Settings
 
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Serialises exporters of one base path (second key: hashtext of the path).
 EXPORT_LOCK = 0x5175_0006
+#: How long a second exporter of one target waits for the first, whatever the statement timeout.
+EXPORT_LOCK_WAIT = "1h"
 
 #: The columns of reports_v1 that are exported, in file order.
 COLUMNS = [
@@ -316,7 +318,8 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
     consumer = f"export:{base}"
     result = ExportResult(target=base, watermark=start_seq)
     with autocommit(conn):
-        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (EXPORT_LOCK, base))
+        with conn.transaction():  # a second exporter of this target waits for the first (an hour at most)
+            wait_for_lock(conn, "SELECT pg_advisory_lock(%s, hashtext(%s))", (EXPORT_LOCK, base), EXPORT_LOCK_WAIT)
         try:
             if kind == "backfill":
                 _check_backfill_start(conn, base, consumer, start_seq)

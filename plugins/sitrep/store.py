@@ -57,7 +57,7 @@ import zstandard
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from sitrep import dedup
+from sitrep import db, dedup
 from sitrep.normalize import canonical_url
 from sitrep.records import Report
 from sitrep.settings import DedupSettings
@@ -387,12 +387,7 @@ def _take_load_lock(conn: psycopg.Connection) -> None:
     """LOAD_LOCK for this transaction, waited for up to LOAD_LOCK_WAIT whatever the statement timeout (a
     batch queued behind other loads failed at it and spent a retry); every statement after it is bounded
     by the statement timeout again."""
-    timeout = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").fetchone()
-    assert timeout is not None
-    conn.execute("SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', %s, true)",
-                 (LOAD_LOCK_WAIT,))
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
-    conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", timeout)
+    db.wait_for_lock(conn, "SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,), LOAD_LOCK_WAIT)
 
 
 def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: DedupSettings | None = None) -> LoadResult:
