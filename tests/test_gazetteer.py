@@ -126,3 +126,16 @@ def test_missing_lexicon_says_what_to_do(tmp_path: Path) -> None:
 
 def test_default_lexicon_path() -> None:
     assert places_lexicon_path().name == "places.yaml" and places_lexicon_path().is_file()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("U.S. and British warplanes struck Houthi targets in Yemen.", {"United States", "Yemen"}),
+    ("Ракети влучили по Україні. Дані свідчать про загиблих.", {"Ukraine"}),
+    ("Войска России обстреляли Харьков, сообщили власти Украины.", {"Russia", "Kharkiv", "Ukraine"}),
+    ("He told us the convoy left London on Monday.", {"London"}),
+    ("Us and them, they said of the talks.", set()),
+], ids=["us-initials", "ukrainian-locative-not-data", "russian-genitives", "london-not-us", "pronoun"])
+def test_function_words_that_name_a_country_or_a_big_city_count_when_written_as_names(gaz, text, expected):
+    """jusText's function words hold real names ("U.S.", "London", "Україні", "России"): they were never
+    places. Now one is, capitalised where no sentence starts, or in capitals; "Дані" (data) is not Denmark."""
+    assert set(_found(gaz, text)) == expected

@@ -257,7 +257,10 @@ class Gazetteer:
         self.lexicon = lexicon
         self.country_index = country_index
         self.demonym_automaton = demonym_automaton
-        self.stopwords = lexicon.stopwords | _justext_stopwords()
+        self.stopwords = lexicon.stopwords
+        #: Function words (jusText's lists), among them real names ("U.S.", "London", "Україні", "России"):
+        #: one is a place only when it names a country or a city of a million and is written as a name.
+        self.function_words = _justext_stopwords() - lexicon.stopwords
 
     # ------------------------------------------------------------------------------------- building
 
@@ -462,6 +465,8 @@ class Gazetteer:
         word = low[start:end]
         if word in self.stopwords:
             return True
+        if word in self.function_words and not self._written_as_a_landmark(text, start, end, key):
+            return True
         before = low[max(0, start - 16):start].rstrip(" ")
         previous = re.split(r"[^\w]+", before)[-1] if before else ""
         if previous in _TITLES and before.endswith((previous, previous + ".")):
@@ -500,6 +505,17 @@ class Gazetteer:
                     division in (table.admin1[i], (table.iso.get(i) or "").replace("-", ".", 1)):
                 return i
         return index
+
+    def _written_as_a_landmark(self, text: str, start: int, end: int, key: _Key) -> bool:
+        """A function word that is a landmark's name, capitalised where a sentence does not start (or in
+        capitals: "US", "США"): "по Україні", "the U.S. said", never "told us" or "Дані свідчать"."""
+        surface = text[start:end]
+        if not self._landmark(key) or not surface[:1].isupper():
+            return False
+        if sum(c.isalpha() for c in surface) <= 3:
+            return surface.isupper()
+        before = text[:start].rstrip()
+        return bool(before) and before[-1] not in '.!?:;"\'«»“”„(\n' and not surface.isupper()
 
     def _landmark(self, key: _Key) -> bool:
         """A country or a city of a million: "Paris Fashion Week" is still about Paris."""
