@@ -310,3 +310,14 @@ def test_db_migrate_waits_for_another_migration_only_as_long_as_the_statement_ti
     assert done, "sitrep db migrate ignored SITREP_STATEMENT_TIMEOUT_MS"
     status, _, err = done[0]
     assert status == 2 and "another sitrep migration held its lock past the statement timeout" in err
+
+
+@pytest.mark.parametrize("url", ["postgresql://sitrep:Tr0ub%zz4dor@127.0.0.1:5432/sitrep",
+                                 "postgresql://u:Tr0ub%zz4dor@[::1/db"])
+def test_a_malformed_url_is_one_line_that_never_shows_its_password(url, sitrep, settings_env, monkeypatch):
+    # libpq refuses such a URL before connecting (ProgrammingError, not OperationalError), quoting it:
+    # "invalid percent-encoded token: "Tr0ub%zz4dor"" reached the terminal and any task log.
+    monkeypatch.setenv("SITREP_DATABASE_URL", url)
+    status, out, err = sitrep("feeds", "list")
+    assert status == 2 and "zz4dor" not in out + err and len(err.strip().splitlines()) == 1
+    assert "is malformed: percent-encode the reserved characters of its password" in err

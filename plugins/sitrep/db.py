@@ -441,6 +441,10 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
                 application_name="sitrep",
                 options=f"-c statement_timeout={int(statement_timeout_ms)}",
             )
+        except psycopg.ProgrammingError:  # libpq refused the URL itself, quoting it (the password with it)
+            raise DatabaseError(f"the database URL {_redact_loosely(url)} is malformed: percent-encode the reserved"
+                                " characters of its password (% as %25, @ as %40, / as %2F) and check its"
+                                " host, port and parameters") from None
         except psycopg.OperationalError as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             refused = _refused(detail)
@@ -463,6 +467,14 @@ _TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too man
 
 def _refused(detail: str) -> bool:
     return "FATAL:" in detail and not any(phrase in detail for phrase in _TRANSIENT_FATAL)
+
+
+def _redact_loosely(url: str) -> str:
+    """The URL with everything between "://" and the last "@" hidden: it may not even parse."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return f"{scheme}{sep}***" if sep else "***"
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _redact(url: str) -> str:
