@@ -178,6 +178,15 @@ def test_event_types_an_analyst_would_expect(title, text, types):
         assert types["not"] not in got, got
 
 
+def test_one_word_is_one_mention_of_its_actor_and_one_piece_of_evidence():
+    # An actor's name is also among its aliases, and "protest*" and "protester*" both match "Protesters":
+    # each word counted twice (mentions 2 for one "Hamas", the protest score doubled).
+    found = enrich("Russian forces shelled the town overnight. Hamas said protesters gathered. Protesters marched.")
+    assert {a["name"]: a["mentions"] for a in found.actors} == {"Russian forces": 1, "Hamas": 1}
+    protest = found.evidence["event_types"]["protest"]["matches"]
+    assert [m["at"] for m in protest] == sorted({m["at"] for m in protest}) and len(protest) == 3  # 2 words, "marched"
+
+
 def test_threshold_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITREP_RELEVANCE_THRESHOLD", "0.7")
     assert Settings.from_env().relevance_threshold == 0.7

@@ -211,7 +211,7 @@ def _drop_overlapped(hits: list[_Hit], group_prefix: str) -> list[_Hit]:
     chosen = sorted((h for h in hits if h.term.group.startswith(group_prefix)), key=lambda h: (h.start, -(h.end - h.start)))
     out: list[_Hit] = []
     for hit in chosen:
-        if any(o.start <= hit.start and hit.end <= o.end and (o.end - o.start) > (hit.end - hit.start)
+        if any(o.start <= hit.start and hit.end <= o.end and (o.end - o.start) >= (hit.end - hit.start)
                and o.term.group == hit.term.group for o in out):
             continue
         out.append(hit)
