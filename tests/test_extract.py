@@ -308,6 +308,17 @@ def test_options_reach_the_extraction():
     assert "Kharkiv" not in extract_page(table_page.encode(), URL, options=ExtractSettings(include_tables=False)).text
 
 
+def test_lines_pointing_at_other_articles_and_newsletter_boxes_are_not_article_text():
+    # A "Read also" line inside the article (Kyiv Independent, Ukrinform, Ukrainska Pravda do it) gave the
+    # report that article's places (Chasiv Yar, Toretsk) and broke near-duplicate grouping with its copies.
+    body = paragraphs("Kharkiv", 2) + ["Read also: Russian forces advance near Chasiv Yar and Toretsk",
+                                       "Читайте також: Обстріл Херсона вночі", "Sign up here."] + paragraphs("Izium", 2)
+    text = extract_page(article_html("Strike on Kharkiv grid", body).encode(), URL).text or ""
+    assert "Chasiv Yar" not in text and "Херсона" not in text and "Sign up here" not in text
+    assert "Kharkiv" in text and "Izium" in text
+    assert "Read also the report" in (extract._tidy("Read also the report, which the ministry published.") or "")
+
+
 # ------------------------------------------------------------------------------------- demo corpus
 
 

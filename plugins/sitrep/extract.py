@@ -249,18 +249,26 @@ def _enough_words(options: ExtractSettings, feed_content: str | None) -> int:
     return max(options.min_words, int(0.6 * feed_words))
 
 
-_TRAILER = re.compile(r"^(?:©|\(c\)\s|copyright\b)|all rights reserved", re.IGNORECASE)
+_TRAILER = re.compile(r"^(?:©|\(c\)\s|copyright\b)|all rights reserved|^our standards:", re.IGNORECASE)
+#: A line that points at other articles ("Read also: ...", "Читайте також: ..."): in the text it adds their
+#: places, actors and events to this report and breaks near-duplicate grouping with its other copies.
+_POINTER = re.compile(r"^\W*(?:read (?:also|more)|also read|see also|related(?: articles?| stories| coverage)?|"
+                      r"more (?:from|on this)|читайте (?:також|также)|дивіться також|смотрите также|"
+                      r"(?:à )?lire aussi|اقرأ أيضا[ًً]?)\b\s*[:\-–—]"
+                      r"|^(?:sign up here|subscribe (?:now|here)|join now|become a member)\W*$", re.IGNORECASE)
 
 
 def _tidy(text: str | None) -> str | None:
     """Drop what trafilatura sometimes keeps and is never article text, on any site.
 
     - a paragraph repeated, or contained in another (a pull quote repeats a sentence of the body);
-    - copyright and "all rights reserved" lines at the end.
+    - copyright and "all rights reserved" lines at the end;
+    - short lines that point at other articles ("Read also: ...").
     """
     if not text:
         return text
-    lines = [line for line in text.split("\n") if line.strip()]
+    lines = [line for line in text.split("\n") if line.strip()
+             and not (len(line.split()) <= 40 and _POINTER.match(line.strip()))]
     keys = [_squash(line) for line in lines]
     kept = []
     for i, (line, key) in enumerate(zip(lines, keys, strict=True)):
