@@ -25,7 +25,9 @@ For each corpus size (1k and 5k pages; 20k with --full):
 - the run's phases (Airflow's start-up, poll, collect, load, shut-down): wall seconds and how busy the
   whole machine was meanwhile, beside the time the ceiling takes for the same pages: a phase that
   leaves cores idle shows here;
-- the peak RSS of the whole process tree of the run.
+- the peak memory of the run: the proportional set size (PSS) of the DAG run's process tree and
+  PostgreSQL's, summed (RSS would count the pages the workers share with their forkserver once per
+  worker; the loopback web server, standing in for the web, is not counted).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def one_process(corpus: Corpus, sample: int = 200, rounds: int = 5) -> dict[str,
 
 
 class ProcessMeter:
-    """Samples process trees until stopped: the peak summed RSS of the run's tree, and the CPU seconds each
+    """Samples process trees until stopped: the peak summed PSS of the watched trees, and the CPU seconds each
     watched tree spent meanwhile (per process, its last sample less its first; a process that exits loses
     at most one interval, one born since is found within RELIST intervals and counts from zero).
 
@@ -174,8 +176,9 @@ class ProcessMeter:
                 spent = times.user + times.system
                 if proc.pid == self.postgres_pid:
                     spent += times.children_user + times.children_system
-                if group != "postgres":
-                    rss += proc.memory_info().rss
+                # PSS: a page shared by n processes (the forkserver's warmed heap in every worker,
+                # PostgreSQL's shared buffers) counts 1/n in each, so the sum is what the run holds.
+                rss += proc.memory_full_info().pss
                 # A process already there at the start counts from then; one born since, from zero.
                 self._first.setdefault(proc.pid, spent if self._opening else 0.0)
                 self._last[proc.pid] = (group, spent)
@@ -269,7 +272,7 @@ def run_pipeline(corpus: Corpus, home: Path, url: str) -> dict[str, object]:
         ).fetchall()
     # The tasks' own time: from the first task's start to the last one's end (task_stage_log, per task kind).
     span = max(end for _, _, end in windows) - min(start for _, start, _ in windows) if windows else wall
-    return {"wall": wall, "tasks": span, "pages": loaded, "failed": failed, "peak_rss": meter.peak,
+    return {"wall": wall, "tasks": span, "pages": loaded, "failed": failed, "peak_memory": meter.peak,
             "stages": stages, "cpu": cpu, "phases": _phases(meter, began, ended, windows)}
 
 
@@ -289,10 +292,10 @@ def run(args: argparse.Namespace) -> list[Table]:
     sizes = [1000, 5000] + ([20000] if args.full else [])
     summary = Table(title="pipeline vs ceiling (pages/s; same pages, same cores)")
     for col in ("pages", "ceiling pages/s", "ceiling after / before", "DAG run pages/s", "ratio", "tasks pages/s",
-                "ratio (tasks)", "ms/page (tasks)", "failed", "peak RSS MB"):
+                "ratio (tasks)", "ms/page (tasks)", "failed", "peak PSS MB"):
         summary.add_column(col, justify="right")
     shares = Table(title="ms per page by stage (CPU: fetch, extract, enrich, dedup; wall: poll, stage, load)"
-                         " and share of their sum")
+                         " and share of their sum (CPU and wall added: a rough share)")
     shares.add_column("pages", justify="right")
     stage_names = ["poll", "fetch", "extract", "enrich", "dedup", "stage", "load"]
     for name in stage_names:
@@ -311,7 +314,7 @@ def run(args: argparse.Namespace) -> list[Table]:
     single = Table(title="one process, the same pages: CPU ms per page of sitrep's worker path vs bare"
                          " trafilatura.extract, and what all the cores give over one")
     for col in ("pages", "bare trafilatura.extract ms/page", "sitrep worker path ms/page", "ratio",
-                "ceiling pages/s (all cores)", "one process pages/s (bare)", "all cores / one"):
+                "ceiling pages/s (all cores)", "one process pages/s (bare, from its CPU time)", "all cores / one"):
         single.add_column(col, justify="right")
     costs: list[tuple[int, float, float]] = []  # (pages, tasks ms per page, ceiling pages/s)
     with tempfile.TemporaryDirectory(prefix="sitrep-bench-") as tmp:
@@ -346,7 +349,7 @@ def run(args: argparse.Namespace) -> list[Table]:
                 costs.append((size, 1000 / task_rate, top))
                 summary.add_row(str(size), f"{top:.1f}", f"{after / before:.2f}", f"{rate:.1f}", f"{rate / top:.2f}",
                                 f"{task_rate:.1f}", f"{task_rate / top:.2f}", f"{1000 / task_rate:.1f}", str(result["failed"]),
-                                f"{int(result['peak_rss']) / 2**20:.0f}")  # type: ignore[call-overload]
+                                f"{int(result['peak_memory']) / 2**20:.0f}")  # type: ignore[call-overload]
                 stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
                 total = sum(stages.get(n, 0.0) for n in stage_names) or 1.0
                 shares.add_row(str(size), *(f"{1000 * stages.get(n, 0.0) / max(pages, 1):.1f} "
@@ -367,7 +370,10 @@ def run(args: argparse.Namespace) -> list[Table]:
                         " by side. Busy: CPU time of every process on the machine over cores x the phase's wall time")
     single.caption = ("sitrep's worker path: extraction (fast mode), metadata, normalization, enrichment and LSH"
                       " keys, as build_report runs it in the workers; the two paths take turns page by page;"
-                      " medians of five rounds")
+                      " medians of five rounds. Bare extract runs trafilatura's defaults (the ceiling's);"
+                      " the worker path fast=True, favor_precision=True (sitrep's defaults)")
+    shares.caption = ("dedup here is the workers' LSH keys; the exact and near-duplicate checks against stored"
+                      " reports run inside load")
     return [summary, single, shares, budget, timeline]
 
 
