@@ -139,3 +139,15 @@ def test_function_words_that_name_a_country_or_a_big_city_count_when_written_as_
     """jusText's function words hold real names ("U.S.", "London", "Україні", "России"): they were never
     places. Now one is, capitalised where no sentence starts, or in capitals; "Дані" (data) is not Denmark."""
     assert set(_found(gaz, text)) == expected
+
+
+@pytest.mark.parametrize(("text", "name", "country"), [
+    ("Russian drones struck Odessa overnight. The United States condemned the attack on Ukraine.", "Odesa", "UA"),
+    ("The U.S. envoy arrived in Paris for talks with European ministers.", "Paris", "FR"),
+    ("Washington said the talks in Vienna would go on, the United States said.", "Vienna", "AT"),
+    ("A shooting in Odessa, Texas left three dead, police in Midland said.", "Odessa", "US"),
+], ids=["odessa-us-named", "paris-us-named", "vienna-us-named", "odessa-texas-region-named"])
+def test_a_named_country_does_not_move_a_city_of_a_million_to_its_small_namesake(gaz, text, name, country):
+    """Naming the United States gave Paris, Vienna, Warsaw and Odessa to small US towns (the country's
+    weight beat a population ten to twenty times larger); the town's region named still wins."""
+    assert _found(gaz, text).get(name, (None,))[0] == country

@@ -579,8 +579,17 @@ class Gazetteer:
             candidates = key.candidates
         surface = _ascii(text[start:end]).lower()
         kind_bonus = (6.0, 4.0 if key.multiword or regional else -1.0, 0.0, 5.0)  # country, region, city, area
+        # A city of a million is what a name means unless the text says otherwise: a town a fifth its size
+        # in another country needs more than its country named ("the U.S. condemned the strike on Odessa"
+        # is not Odessa, Texas); its region named (admin1, below) or a dateline "Paris, Texas" still wins.
+        landmarks = [(table.population[i], table.cc[i]) for i in candidates
+                     if table.kind[i] == _CITY and table.population[i] >= 1_000_000]
         for index in candidates:
-            score = math.log10(table.population[index] + 10) + 3.0 * min(context.get(table.cc[index], 0.0), 2.0)
+            here = context.get(table.cc[index], 0.0)
+            if table.kind[index] == _CITY and any(cc != table.cc[index] and table.population[index] * 5 < population
+                                                  for population, cc in landmarks):
+                here = min(here, 0.5)
+            score = math.log10(table.population[index] + 10) + 3.0 * min(here, 2.0)
             if table.admin1[index] and table.admin1[index] in admin1:
                 score += 1.5
             if surface and table.name[index].lower() == surface or _ascii(table.name[index]).lower() == surface:
