@@ -339,3 +339,32 @@ def test_the_server_reaches_its_data_without_making_the_folders_above_it_listabl
     root = os.geteuid() == 0
     assert (private.stat().st_mode & 0o777, (private / "inner").stat().st_mode & 0o777) == \
         ((0o701, 0o751) if root else (0o700, 0o750))
+
+
+@pytest.mark.parametrize("attributes", ["NOCREATEROLE", "CREATEROLE"])
+def test_a_database_owner_who_is_no_superuser_migrates_beside_existing_roles(pg_server, attributes):
+    # The roles are the server's: made by another sitrep database on it (or by hand, as 0006's own error
+    # says). Migration 0006 then failed for the database's owner (a managed PostgreSQL's application
+    # role): "permission denied to alter role", on ALTER ROLE sitrep_reader SET ... .
+    role = f"own_{uuid.uuid4().hex[:8]}"
+    with db.connect(pg_server.url("postgres")) as admin:
+        admin.autocommit = True
+        admin.execute(f"CREATE ROLE {role} LOGIN {attributes} PASSWORD 'owner-password-123'")
+        admin.execute(f"CREATE DATABASE {role} OWNER {role}")
+    with db.connect(_as(pg_server.url(role), role, "owner-password-123")) as owner:
+        applied = db.migrate(owner)
+        assert applied[0].startswith("0001_") and owner.execute("SELECT count(*) FROM reports_v1").fetchone() == (0,)
+    with db.connect(pg_server.url(role)) as admin:
+        assert db.migrate(admin) == []  # and nothing is left for the superuser
+
+
+@pytest.mark.parametrize(("recorded", "warned"), [("ec1b8f49056b14eb198ff1c0174d0fd89df3aa9f90a780c0caf370fe240ef524", False),
+                                                  ("a text nobody released", True)])
+def test_0006_as_first_released_is_no_changed_migration(pg_server, tmp_path, caplog, recorded, warned):
+    url, folder = _migrated_copy(pg_server, tmp_path)
+    (folder / "migrations" / "0999_next.sql").write_text("SELECT 1;")
+    with db.connect(url) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = '0006'", (recorded,))
+        conn.commit()
+        assert db.migrate(conn, folder) == ["0999_next.sql"]
+    assert ("0006_downstream.sql changed after it was applied" in caplog.text) is warned

@@ -28,8 +28,19 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE EXCEPTION 'sitrep 0006 must create the roles sitrep_reader and sitrep_loader: run the migration as a role with CREATEROLE, or create both roles (LOGIN) by hand first';
 END $$;
 
--- Every session of the reader is read-only (defence in depth beside the grants).
-ALTER ROLE sitrep_reader SET default_transaction_read_only = on;
+-- Every session of the reader is read-only (defence in depth beside the grants). The roles may exist
+-- already (another sitrep database on this server, or made by hand), and an owner without the right to
+-- alter them must not fail the migration for it: it is told what to run instead.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                   WHERE r.rolname = 'sitrep_reader' AND s.setdatabase = 0
+                     AND 'default_transaction_read_only=on' = ANY(s.setconfig)) THEN
+        ALTER ROLE sitrep_reader SET default_transaction_read_only = on;
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'sitrep 0006: could not make sitrep_reader''s sessions read-only; a superuser should run: ALTER ROLE sitrep_reader SET default_transaction_read_only = on';
+END $$;
 
 DO $$
 BEGIN
