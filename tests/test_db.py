@@ -368,3 +368,22 @@ def test_0006_as_first_released_is_no_changed_migration(pg_server, tmp_path, cap
         conn.commit()
         assert db.migrate(conn, folder) == ["0999_next.sql"]
     assert ("0006_downstream.sql changed after it was applied" in caplog.text) is warned
+
+
+def test_a_migration_behind_an_open_reader_waits_briefly_then_names_it(pg_server, tmp_path, monkeypatch):
+    # An ALTER waiting for a reader's lock makes every later query of that table wait behind it: it
+    # waited up to the statement timeout (120 s: the whole pipeline stalled), then failed with no word
+    # of a lock. Now it waits MIGRATION_LOCK_WAIT per try, and at last names the sessions in the way.
+    monkeypatch.setattr(db, "MIGRATION_LOCK_WAIT", "100ms")
+    monkeypatch.setattr(db, "MIGRATION_LOCK_TRIES", 2)
+    url, folder = _migrated_copy(pg_server, tmp_path)
+    (folder / "migrations" / "0999_next.sql").write_text("ALTER TABLE reports ADD COLUMN next_thing text;")
+    with db.connect(url) as reader, db.connect(url) as owner:
+        reader.execute("SELECT count(*) FROM reports")  # a transaction left open (a BI tool, a psql session)
+        pid = reader.info.backend_pid
+        with pytest.raises(DatabaseError) as waited:
+            db.migrate(owner, folder)
+        assert f"0999_next.sql could not take its locks in 2 tries of 100ms: sessions with open transactions: pid {pid}" \
+            in str(waited.value) and str(waited.value).endswith("then run `sitrep db migrate` again")
+        reader.commit()  # the reader is done: the next run goes through
+        assert db.migrate(owner, folder) == ["0999_next.sql"]

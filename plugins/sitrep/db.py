@@ -596,10 +596,37 @@ def _migrate_locked(conn: psycopg.Connection, migrations: list[Path], views: lis
     return applied
 
 
+#: A migration's wait for a table's lock (an open reader's transaction), and how often it tries: every
+#: query on that table queues behind a waiting ALTER, so it waits briefly, several times, not for minutes.
+MIGRATION_LOCK_WAIT = "5s"
+MIGRATION_LOCK_TRIES = 6
+
+
 def _run_sql(conn: psycopg.Connection, path: Path, text: str, version: str) -> None:
     """One migration or view file in its own transaction, recorded with it; a failure names the file."""
+    for attempt in range(1, MIGRATION_LOCK_TRIES + 1):
+        try:
+            return _run_sql_once(conn, path, text, version)
+        except psycopg.errors.LockNotAvailable:
+            if attempt == MIGRATION_LOCK_TRIES:
+                holders = "; ".join(
+                    f"pid {pid} ({user}, {app or 'no application name'}, {state}: {query!r})"
+                    for pid, user, app, state, query in conn.execute(
+                        "SELECT pid, usename, application_name, state, left(query, 60) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+                        " ORDER BY xact_start LIMIT 3"))
+                raise DatabaseError(f"{path.name} could not take its locks in {MIGRATION_LOCK_TRIES} tries of"
+                                    f" {MIGRATION_LOCK_WAIT}: sessions with open transactions: {holders or 'none now'};"
+                                    " end them (or wait), then run `sitrep db migrate` again") from None
+            log.warning("%s waits for a lock (try %d of %d): open transactions on its tables", path.name, attempt,
+                        MIGRATION_LOCK_TRIES)
+            time.sleep(min(2.0 ** attempt, 30.0))
+
+
+def _run_sql_once(conn: psycopg.Connection, path: Path, text: str, version: str) -> None:
     try:
         with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (MIGRATION_LOCK_WAIT,))
             conn.execute(text)  # type: ignore[arg-type]
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
@@ -609,6 +636,8 @@ def _run_sql(conn: psycopg.Connection, path: Path, text: str, version: str) -> N
     except psycopg.errors.InsufficientPrivilege as exc:
         raise DatabaseError(f"{path.name} is pending and role {conn.info.user!r} may not apply it"
                             f" ({str(exc).splitlines()[0]}): run `sitrep db migrate` as the database's owner") from exc
+    except psycopg.errors.LockNotAvailable:
+        raise
     except psycopg.Error as exc:  # rolled back whole: fix the file (or the database) and run again
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"{'view' if version.startswith('view:') else 'migration'} {path} failed and was"
