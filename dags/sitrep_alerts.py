@@ -23,8 +23,9 @@ rules (e.g. `SITREP_WEBHOOK_SECRET`), and `SITREP_ALLOW_PRIVATE_HOSTS` (webhooks
 are refused unless it is on). The database from `SITREP_DATABASE_URL` or the connection `sitrep_postgres`.
 
 **When it fails:** a bad rules file fails `sync_rules` with the rule and the fix: correct it and clear
-the task. A failing webhook never fails the run: see `sitrep alerts list --dead`, fix the receiver,
-then `sitrep alerts retry --all`. Re-running any task is safe: nothing alerts twice.
+the task. A failing webhook never fails the run: see `sitrep alerts list --dead`, fix the receiver (or
+its URL in the rules file: a replay goes to the rule's webhook as now written), then
+`sitrep alerts retry --all`. Re-running any task is safe: nothing alerts twice.
 """
 
 from __future__ import annotations

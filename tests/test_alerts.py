@@ -282,6 +282,29 @@ rules:
     assert conn.execute("SELECT count(*) FROM alert_dead_letters").fetchone()[0] == 0
 
 
+def test_replaying_after_fixing_a_webhooks_url_in_the_rules_file_sends_to_the_fixed_url(conn, fast, receiver, tmp_path,
+                                                                                         settings_env, monkeypatch, capsys):
+    # Each delivery kept the URL it was queued with: after fixing a typo in the rules file and
+    # `sitrep alerts retry --all` (as the DAG's doc says), the alert went to the typo again and died again.
+    receiver.fail("/hooks/kharkv", always=404)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"rules: [{{name: r, query: shelling, webhooks: ['{receiver.url('/hooks/kharkv')}', "
+                     f"'{receiver.url('/hooks/other')}']}}]")
+    monkeypatch.setenv("SITREP_ALERT_RULES", str(rules))
+    alerts.sync_rules(conn, alerts.load_rules(rules))
+    load_reports(conn, REPORTS[0])
+    alerts.evaluate(conn, threshold=0.5)
+    assert alerts.deliver(conn, fast).dead == 1
+    conn.commit()
+    rules.write_text(rules.read_text().replace("/hooks/kharkv", "/hooks/kharkiv"))  # the typo fixed
+
+    assert main(["alerts", "retry", "--all"]) == 0
+
+    assert "1 dead letter(s) replayed: 1 delivered" in capsys.readouterr().out
+    assert len(receiver.delivered("/hooks/kharkiv")) == 1 and len(receiver.delivered("/hooks/other")) == 1
+    assert [r.path for r in receiver.received].count("/hooks/kharkv") == 3  # never again after the fix
+
+
 def test_a_missing_signing_secret_fails_the_delivery_with_what_to_do(conn, fast, receiver, tmp_path, monkeypatch):
     monkeypatch.delenv("SITREP_WEBHOOK_SECRET")
     hook = f"{{url: '{receiver.url('/signed')}', secret_env: SITREP_WEBHOOK_SECRET}}"

@@ -622,19 +622,47 @@ def _host(url: str) -> str:
 
 
 def retry_dead(conn: psycopg.Connection, delivery_ids: Sequence[int] | None = None) -> int:
-    """Move dead-lettered deliveries (all, or these) back to pending with a fresh count of attempts."""
+    """Move dead-lettered deliveries (all, or these) back to pending with a fresh count of attempts.
+
+    A delivery whose URL its rule no longer lists goes to the rule's one webhook this alert has not been
+    sent to (the URL fixed in the rules file); with none or several such, it keeps its URL.
+    """
     with autocommit(conn), conn.transaction():
-        ids = conn.execute(
+        ids = [int(r[0]) for r in conn.execute(
             "DELETE FROM alert_dead_letters WHERE (%(ids)s::bigint[] IS NULL OR delivery_id = ANY(%(ids)s))"
             " RETURNING delivery_id",
             {"ids": list(delivery_ids) if delivery_ids is not None else None},
-        ).fetchall()
+        ).fetchall()]
         conn.execute(
             "UPDATE alert_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now()"
             " WHERE delivery_id = ANY(%s)",
-            ([int(r[0]) for r in ids],),
+            (ids,),
         )
+        for delivery_id in ids:
+            _repoint(conn, delivery_id)
     return len(ids)
+
+
+def _repoint(conn: psycopg.Connection, delivery_id: int) -> None:
+    row = conn.execute(
+        "SELECT d.url, r.webhooks, array(SELECT o.url FROM alert_deliveries o WHERE o.alert_id = d.alert_id)"
+        " FROM alert_deliveries d JOIN alerts a USING (alert_id) JOIN alert_rules r USING (rule_id)"
+        " WHERE d.delivery_id = %s", (delivery_id,)).fetchone()
+    if row is None:
+        return
+    url, hooks, sent_to = row
+    if any(hook.get("url") == url for hook in hooks):
+        return
+    fresh = [hook for hook in hooks if hook.get("url") not in sent_to]
+    if len(fresh) != 1:
+        log.warning("delivery %d: its rule no longer lists %s, and has %d webhook(s) this alert was not sent to:"
+                    " replayed to the old URL", delivery_id, shown_url(url), len(fresh))
+        return
+    hook = fresh[0]
+    conn.execute("UPDATE alert_deliveries SET url = %s, format = %s, secret_env = %s WHERE delivery_id = %s",
+                 (hook["url"], hook.get("format", "json"), hook.get("secret_env"), delivery_id))
+    log.info("delivery %d: replayed to the rule's webhook as now written, %s (was %s)", delivery_id,
+             shown_url(hook["url"]), shown_url(url))
 
 
 # ------------------------------------------------------------------------------ the DAG's three steps
