@@ -216,3 +216,34 @@ def test_a_second_exporter_of_one_target_waits_for_the_first_past_the_statement_
             first.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (export.EXPORT_LOCK, base))
             worker.join(60)
     assert isinstance(done[0], export.ExportResult) and done[0].watermark == 1
+
+
+def test_one_folder_spelled_two_ways_is_one_export(conn, tmp_path, monkeypatch):
+    # The watermark and lock were keyed by the string: "/data/export" (Airflow's setting) and
+    # "/data/export/" or a relative path (a shell's) each exported everything, and readers saw it twice.
+    load_reports(conn, {"key": "a", "title": "A report", "text": paragraph("a")},
+                 {"key": "b", "title": "B report", "text": paragraph("b")})
+    monkeypatch.chdir(tmp_path)
+    export.run(conn, str(tmp_path / "e"))
+    load_reports(conn, {"key": "c", "title": "C report", "text": paragraph("c")})
+
+    again = export.run(conn, "e/")
+
+    assert again.target == str(tmp_path / "e") and sum(s.rows for s in again.steps) == 1
+    table = ds.dataset(tmp_path / "e", format="parquet", partitioning="hive").to_table()
+    assert sorted(table["report_id"].to_pylist()) == [1, 2, 3]
+
+
+def test_an_export_recorded_under_another_spelling_of_its_folder_carries_on(conn, tmp_path):
+    # What the one-spelling change must not do to a deployment whose setting ends in "/": export all again.
+    load_reports(conn, {"key": "a", "title": "A report", "text": paragraph("a")})
+    export.run(conn, str(tmp_path / "e"))
+    legacy = str(tmp_path / "e") + "/"  # recorded before spellings were made one
+    conn.execute("UPDATE downstream_watermarks SET consumer = %s WHERE consumer LIKE 'export:%%'", (f"export:{legacy}",))
+    conn.execute("UPDATE export_manifests SET target = %s", (legacy,))
+    conn.commit()
+    load_reports(conn, {"key": "b", "title": "B report", "text": paragraph("b")})
+
+    again = export.run(conn, legacy)  # the deployment's setting, as it was: nothing exported twice
+
+    assert sum(s.rows for s in again.steps) == 1 and len(export.committed_files(conn, str(tmp_path / "e"))) == 2

@@ -132,6 +132,26 @@ def target(settings: Settings) -> str:
     return settings.downstream.export_path or str(settings.home / "export")
 
 
+def canonical_target(base: str) -> str:
+    """One spelling per export folder: its watermark, lock and manifests are keyed by it, and
+    "/data/export" (Airflow's) beside "/data/export/" (a shell's) exported everything twice."""
+    if "://" in base:
+        scheme, _, rest = base.partition("://")
+        return f"{scheme}://{rest.rstrip('/') or rest}"
+    return os.path.realpath(os.path.expanduser(base))
+
+
+def _adopt_legacy_spelling(conn: psycopg.Connection, spelled: str, base: str) -> None:
+    """Export state recorded under another spelling of this folder (before canonical_target) is its own."""
+    if spelled == base:
+        return
+    mine = conn.execute("SELECT 1 FROM downstream_watermarks WHERE consumer = %s", (f"export:{base}",)).fetchone()
+    if mine is None and conn.execute("UPDATE downstream_watermarks SET consumer = %s WHERE consumer = %s",
+                                     (f"export:{base}", f"export:{spelled}")).rowcount:
+        conn.execute("UPDATE export_manifests SET target = %s WHERE target = %s", (base, spelled))
+        log.info("export %s: its state recorded as %s adopted", base, spelled)
+
+
 def _filesystem(base: str):  # type: ignore[no-untyped-def]
     import fsspec
 
@@ -313,6 +333,7 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
     destination of its own (``kind='backfill'``) that starts at the ``--since`` sequence number.
     ``threshold`` (SITREP_RELEVANCE_THRESHOLD) sets the derived ``conflict`` column.
     """
+    spelled, base = base, canonical_target(base)
     fs, root = _filesystem(base)
     root = root.rstrip("/")
     consumer = f"export:{base}"
@@ -321,6 +342,8 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
         with conn.transaction():  # a second exporter of this target waits for the first (an hour at most)
             wait_for_lock(conn, "SELECT pg_advisory_lock(%s, hashtext(%s))", (EXPORT_LOCK, base), EXPORT_LOCK_WAIT)
         try:
+            with conn.transaction():
+                _adopt_legacy_spelling(conn, spelled, base)
             if kind == "backfill":
                 _check_backfill_start(conn, base, consumer, start_seq)
             while True:
@@ -355,7 +378,8 @@ def _check_backfill_start(conn: psycopg.Connection, base: str, consumer: str, st
 def committed_files(conn: psycopg.Connection, base: str) -> list[ExportedFile]:
     """Every file of the committed manifests of ``base``, oldest first (what a reader should see)."""
     rows = conn.execute(
-        "SELECT files FROM export_manifests WHERE target = %s AND status = 'committed' ORDER BY min_seq", (base,)
+        "SELECT files FROM export_manifests WHERE target = %s AND status = 'committed' ORDER BY min_seq",
+        (canonical_target(base),)
     ).fetchall()
     conn.commit()
     return [ExportedFile(**item) for (files,) in rows for item in files]

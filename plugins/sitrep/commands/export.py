@@ -66,8 +66,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _same_place(a: str, b: str) -> bool:
     """Two export paths naming one folder (a local path however spelled, or the same URL)."""
-    import os
+    from sitrep.export import canonical_target
 
-    if "://" in a or "://" in b:
-        return a.rstrip("/") == b.rstrip("/")
-    return os.path.realpath(a) == os.path.realpath(b)
+    return canonical_target(a) == canonical_target(b)
