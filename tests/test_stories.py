@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from sitrep import roles
+from tests.test_roles import _as
 from tests.test_store import DAY, _load, _report, _source
 from tests.texts import article, text
 
@@ -46,6 +48,16 @@ def test_stories_reindex_builds_the_index_of_older_reports(sitrep, conn):
     status, out, _ = sitrep("stories", "--reindex", "missing")
     assert status == 0 and "1 report(s) indexed" in out
     assert conn.execute("SELECT count(DISTINCT report_id) FROM story_bands").fetchone()[0] == 1
+
+
+def test_stories_reindex_all_runs_as_the_loader(sitrep, conn, settings_env, monkeypatch):
+    # The compose deployment's commands connect as sitrep_loader, which could not TRUNCATE story_bands.
+    src = _source(conn, "wire")
+    _load(conn, src, _report(conn, src, "https://wire.example/a.html", text(article(3))))
+    conn.commit()
+    monkeypatch.setenv("SITREP_DATABASE_URL", _as(str(settings_env.database_url), roles.LOADER))
+    status, out, err = sitrep("stories", "--reindex", "all")
+    assert status == 0 and "1 report(s) indexed" in out, err
 
 
 @pytest.mark.parametrize("argv", [["--days", "0"], ["--limit", "0"], ["--min-reports", "-1"]])
