@@ -148,8 +148,17 @@ def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):
 
 
 def test_dead_database_is_one_clear_error():
-    with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x"):
+    with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x") as dead:
         db.connect("postgresql://nobody@127.0.0.1:9/x", attempts=2)
+    assert str(dead.value).endswith("is that server running and reachable? (sitrep's embedded one: `sitrep db start`)")
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@127.0.0.1:99999/db", "postgresql://u:p@127.0.0.1:9/db?sslmode=bogus"])
+def test_a_setting_libpq_rejects_is_not_retried(url, caplog):
+    # Four warnings and 7.5 s of retries before the one line, for a port or sslmode no retry can mend.
+    with pytest.raises(DatabaseError, match=r": invalid (port number|sslmode value): .*check the user, password"):
+        db.connect(url)
+    assert "retrying" not in caplog.text
 
 
 def test_a_restarted_server_keeps_its_port_though_its_last_connections_sit_in_time_wait(tmp_path):

@@ -466,7 +466,7 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
             if attempt == attempts or refused:
                 tries = "" if attempt == 1 else f" after {attempt} tries"
                 advice = ("check the user, password, database and options in SITREP_DATABASE_URL" if refused
-                          else "check SITREP_DATABASE_URL or run `sitrep db start`")
+                          else "is that server running and reachable? (sitrep's embedded one: `sitrep db start`)")
                 raise DatabaseError(f"can't connect to PostgreSQL at {_redact(url)}{tries}: {detail}; {advice}") from exc
             log.warning("connection to %s failed (try %d/%d), retrying in %.1fs", _redact(url), attempt, attempts, delay)
             time.sleep(delay)
@@ -481,6 +481,9 @@ _TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too man
 
 
 def _refused(detail: str) -> bool:
+    """A failure no retry can mend: a login refused, or a setting libpq rejects ("invalid port number")."""
+    if detail.startswith("invalid ") or ": invalid " in detail:
+        return True
     return "FATAL:" in detail and not any(phrase in detail for phrase in _TRANSIENT_FATAL)
 
 
