@@ -47,6 +47,9 @@ def test_stats_on_an_empty_database_and_bad_arguments(sitrep):  # noqa: F811
     assert status == 2 and "--runs must be at least 1" in err
     status, _, err = sitrep("feeds-enable")
     assert status == 2 and "--all-disabled" in err
+    # A mistyped URL said "0 feed(s) enabled: none were disabled" and exited 0.
+    status, _, err = sitrep("feeds-enable", "https://example.org/feed.xml")
+    assert status == 2 and "not a feed of this database: https://example.org/feed.xml; see `sitrep feeds list`" in err
 
 
 def test_stats_counts_the_pages_of_the_runs_it_shows_only(conn):

@@ -26,5 +26,10 @@ def cmd_feeds_enable(args: argparse.Namespace) -> int:
     with _conn(_settings()) as conn:
         _migrated(conn)
         enabled = sources.enable_feeds(conn, None if args.all_disabled else args.urls)
+        known = {row[0] for row in conn.execute("SELECT feed_url FROM sources WHERE feed_url = ANY(%s)",
+                                                (list(args.urls),))}
     console.print(f"{len(enabled)} feed(s) enabled: " + (", ".join(enabled) or "none were disabled"))
+    unknown = [url for url in args.urls if url not in known]
+    if unknown:
+        raise ConfigError(f"not a feed of this database: {', '.join(unknown)}; see `sitrep feeds list` for their URLs")
     return 0
