@@ -165,6 +165,18 @@ def test_the_articles_date_is_its_own_not_the_page_chromes(head, chrome, article
     assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
 
 
+def test_the_pages_own_json_ld_date_comes_before_the_lists_after_it():
+    # An @graph of [the article, a list of related articles]: the lists were walked last item first, so
+    # the oldest related article's date was the page's.
+    graph = ('<script type="application/ld+json">{"@context": "https://schema.org", "@graph": ['
+             '{"@type": "NewsArticle", "datePublished": "2024-06-03T09:40:00+03:00"},'
+             '{"@type": "ItemList", "itemListElement": [{"@type": "NewsArticle", "datePublished": "2024-05-01T08:00:00Z"}]}'
+             ']}</script>')
+    body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
+    page = f"<html><head><title>Shelling hits Kharkiv</title>{graph}</head><body><article>{body}</article></body></html>"
+    assert extract_page(page.encode(), URL).date == "2024-06-03T09:40:00+03:00"
+
+
 def test_reader_comments_are_stored_only_when_asked_for():
     body = "".join(f"<p>{p}</p>" for p in paragraphs("Kharkiv", 5))
     page = ("<html><head><title>Shelling hits Kharkiv</title></head><body><article><h1>Shelling hits Kharkiv</h1>"

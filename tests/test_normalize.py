@@ -152,6 +152,11 @@ UNDATED = "https://a.example/news/strike.html"
         ("2024-06-02", datetime(2024, 6, 3, 1, 30, tzinfo=UTC), UNDATED, datetime(2024, 6, 3, 1, 30, tzinfo=UTC), "feed"),
         ("2024-06-03", datetime(2024, 6, 2, 14, 30, tzinfo=UTC), UNDATED, datetime(2024, 6, 2, 14, 30, tzinfo=UTC), "feed"),
         ("2024-06-01", datetime(2024, 6, 3, 1, 30, tzinfo=UTC), UNDATED, datetime(2024, 6, 1, tzinfo=UTC), "article"),
+        # A bare day found on the page more than a day from its URL's (htmldate's oldest date: a sidebar
+        # teaser's) gave way to nothing: the URL's day, or the feed's time, is the article's.
+        ("2024-05-20", FEED, DATED, FEED, "feed"),
+        ("2024-05-20", None, DATED, datetime(2024, 6, 2, tzinfo=UTC), "url"),
+        ("2024-05-20T10:00:00Z", FEED, DATED, datetime(2024, 5, 20, 10, tzinfo=UTC), "article"),  # with its time: kept
     ],
 )
 def test_published_at_resolves_in_order_in_utc_with_its_source(article, feed, url, expected, source):

@@ -101,14 +101,14 @@ def _jsonld_dates(tree: lxml_html.HtmlElement) -> list[str]:
             found += re.findall(r'"datePublished"\s*:\s*"([^"]+)"', script)
             continue
         stack = [data]
-        while stack:
+        while stack:  # depth first, in document order: the page's own article before the lists after it
             item = stack.pop()
             if isinstance(item, dict):
                 if isinstance(item.get("datePublished"), str):
                     found.append(item["datePublished"])
-                stack.extend(v for v in item.values() if isinstance(v, dict | list))
+                stack.extend(reversed([v for v in item.values() if isinstance(v, dict | list)]))
             elif isinstance(item, list):
-                stack.extend(item)
+                stack.extend(reversed(item))
     return found
 
 

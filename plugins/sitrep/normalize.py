@@ -272,15 +272,20 @@ def resolve_published(
 
     Implausible dates (before 1990, or in the future beyond clock skew) fall through to the next
     source. When the article gives only a day and the feed a timestamp on that day (in some time zone),
-    the feed's timestamp is the more precise answer and is taken (source "feed").
+    the feed's timestamp is the more precise answer and is taken (source "feed"). An article's bare day
+    more than a day from the date in its URL gives way (htmldate's oldest date on the page can be a
+    teaser's; a CMS puts the day of publication in the URL).
     """
     now = now or datetime.now(UTC)
     feed_at, _ = _parse_date(feed)
+    url_day = date_from_url(url)
     candidates = [("article", *_parse_date(article)), ("feed", feed_at, True),
-                  ("url", date_from_url(url), False), ("fetched", *_parse_date(fetched))]
+                  ("url", url_day, False), ("fetched", *_parse_date(fetched))]
     for source, candidate, has_time in candidates:
         if candidate is None or candidate < _EARLIEST_DATE:
             continue
+        if source == "article" and not has_time and url_day is not None and abs(candidate - url_day) > timedelta(days=1):
+            continue  # a bare day found on the page (a teaser's?) against the day its URL was made on: the URL's
         if candidate > now + (_SKEW if has_time else timedelta(days=1)):
             continue
         if not has_time and feed_at is not None and source != "feed" and _EARLIEST_DATE <= feed_at <= now + _SKEW \
