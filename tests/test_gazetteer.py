@@ -151,3 +151,18 @@ def test_a_named_country_does_not_move_a_city_of_a_million_to_its_small_namesake
     """Naming the United States gave Paris, Vienna, Warsaw and Odessa to small US towns (the country's
     weight beat a population ten to twenty times larger); the town's region named still wins."""
     assert _found(gaz, text).get(name, (None,))[0] == country
+
+
+@pytest.mark.parametrize("text", [
+    "Officials said Marco Rubio met the envoy.", "The talks, said Lloyd Austin, went well.",
+    "Senator Lindsey Graham visited the front.", "The ICC prosecutor Karim Khan said so.",
+])
+def test_a_surname_after_a_given_name_is_no_place(gaz, text):
+    """Only the word after a match and a title before it were looked at: a given name before a surname
+    made Rubio (Venezuela), Austin (US), Graham (US), Haan (Germany) places."""
+    assert _found(gaz, text) == {}
+
+
+def test_a_place_after_a_qualifier_or_another_place_is_still_a_place(gaz):
+    found = _found(gaz, "Shelling hit Eastern Kharkiv overnight. Fighting near Pokrovsk and Kurakhove went on.")
+    assert set(found) == {"Kharkiv", "Pokrovsk", "Kurakhove"}

@@ -76,6 +76,11 @@ _CYR_ALTERNATION = {"к": "ц", "г": "з", "х": "с"}
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "president", "minister", "general", "gen", "colonel", "col",
                      "commander", "governor", "mayor", "king", "queen", "prince", "saint", "st", "pope",
                      "sheikh"})
+#: Capitalised words that come before a place's name without making it a person's.
+_QUALIFIERS = frozenset({"north", "south", "east", "west", "northern", "southern", "eastern", "western", "central",
+                         "greater", "upper", "lower", "old", "new", "downtown", "occupied", "liberated", "besieged",
+                         "the", "in", "at", "near", "from", "to", "and", "or", "of", "outside", "around", "across",
+                         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
 _KIND_COUNTRY, _KIND_REGION, _KIND_CITY, _KIND_AREA = "country", "region", "city", "area"
 #: Countries whose towns are spelt many ways in English news (transliterated from Cyrillic or Arabic):
 #: every GeoNames alternate name is kept for their towns, not only for cities of 15,000 or more.
@@ -471,6 +476,8 @@ class Gazetteer:
         previous = re.split(r"[^\w]+", before)[-1] if before else ""
         if previous in _TITLES and before.endswith((previous, previous + ".")):
             return True
+        if self._after_a_given_name(text, start) and not self._landmark(key):
+            return True
         after = text[end:end + 30]
         follower = re.match(r" ([A-Z\u0400-\u042f][\w\-]*)", after)
         if follower and follower.group(1).lower() not in self.lexicon.followers and not self._landmark(key):
@@ -505,6 +512,21 @@ class Gazetteer:
                     division in (table.admin1[i], (table.iso.get(i) or "").replace("-", ".", 1)):
                 return i
         return index
+
+    def _after_a_given_name(self, text: str, start: int) -> bool:
+        """Right after a capitalised word that is no place, region word, direction or demonym, inside a
+        sentence: a surname ("Lloyd Austin", "Marco Rubio", "Lindsey Graham"), not a town."""
+        match = re.search(r"([A-Z\u0400-\u042f][a-z\u0430-\u045f'’]+) $", text[max(0, start - 40):start])
+        if not match:
+            return False
+        word = match.group(1)
+        ahead = text[:start - len(word) - 1].rstrip()
+        if not ahead or ahead[-1] in '.!?:;"\'«»“”„(\n—–-':
+            return False  # the sentence's first word: capitalised whatever it is
+        low = lower_same_length(word)
+        if low in _QUALIFIERS or low in REGION_WORDS or self.automaton.exists(low):
+            return False
+        return not any(True for _ in self.demonym_automaton.iter(f" {low} ")) if len(self.demonym_automaton) else True
 
     def _written_as_a_landmark(self, text: str, start: int, end: int, key: _Key) -> bool:
         """A function word that is a landmark's name, capitalised where a sentence does not start (or in
