@@ -170,7 +170,15 @@ def _is_site_part(part: str, names: set[str], *, strong: bool) -> bool:
     words = part.split()
     if strong:
         return len(words) <= 4
+    if any(c.isdigit() for c in part) or any(w.casefold().strip(".,!") in _HEADLINE_WORDS for w in words):
+        return False  # "... Apartment Block – 7 Killed", "... Gaza School - Dozens Dead": the headline's own
     return len(words) <= 3 and all(w[:1].isupper() or not w[:1].isalpha() for w in words)
+
+
+#: Words of a headline's last clause, never of a site's name.
+_HEADLINE_WORDS = frozenset({"killed", "dead", "dies", "die", "died", "wounded", "injured", "hurt", "missing",
+                             "captured", "destroyed", "hit", "hits", "struck", "strikes", "evacuated", "displaced",
+                             "fled", "arrested", "detained", "freed", "released", "says", "said", "warns"})
 
 
 def content_hash(text: str) -> str:
