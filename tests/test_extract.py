@@ -211,6 +211,13 @@ def test_bytes_in_a_legacy_encoding_are_decoded_from_the_page_declaration():
         ("Olena Kovalenko; olena@news.example; Olena Kovalenko", ["Olena Kovalenko"]),
         (None, []),
         ("", []),
+        # Agencies, roles, places and the outlet after a "|" were names.
+        ("Staff and agencies", ["Staff and agencies"]),  # a credit and no person: the credit, whole
+        ("Reuters", ["Reuters"]),
+        ("By Jane Doe | BBC News, Kyiv", ["Jane Doe"]),
+        ("Jonathan Beale, Defence correspondent, in Kharkiv", ["Jonathan Beale"]),
+        ("Olena Kovalenko, Reuters", ["Olena Kovalenko"]),
+        ("Amina Yusuf; The Associated Press", ["Amina Yusuf"]),
     ],
 )
 def test_authors_are_a_list_of_names(raw, names):

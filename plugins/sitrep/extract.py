@@ -74,13 +74,28 @@ _AUTHOR_SPLIT = re.compile(r"\s*(?:;|,|\band\b|&|\bи\b|\bі\b|\bта\b)\s*")
 _BY = re.compile(r"^(?:by|von|par|por|автор[:]?|від)\s+", re.IGNORECASE)
 
 
+#: Byline parts that are no person: wire agencies and words of a role or a place ("Staff and agencies",
+#: "Jonathan Beale, Defence correspondent, in Kharkiv", "Jane Doe | BBC News, Kyiv", "..., Reuters").
+_NOT_A_NAME = re.compile(
+    r"^(?:staff|agencies|reuters|ap|afp|dpa|upi|tass|ria novosti|interfax|ukrinform|associated press|"
+    r"the associated press|agence france-presse|bbc news|al jazeera|our correspondent|news desk|newsroom)$"
+    r"|\b(?:correspondent|editor|reporter|writer|columnist|contributor|staff)\b", re.IGNORECASE)
+_PLACE_PART = re.compile(r"^(?:in|at|from|reporting from|в|у|из|з)\s", re.IGNORECASE)
+
+
 def split_authors(raw: str | None) -> list[str]:
-    """trafilatura joins authors with "; ": one name per item, without "By", duplicates or e-mail addresses."""
+    """trafilatura joins authors with "; ": one name per item, without "By", duplicates, e-mail addresses,
+    agencies, roles and places ("in Kharkiv"), or what follows a "|" (the outlet)."""
     names = []
-    for part in _AUTHOR_SPLIT.split(raw or ""):
-        name = _BY.sub("", " ".join(part.split())).strip(" .-|")
-        if name and "@" not in name and not name.lower().startswith(("http", "www.")) and len(name) <= 80:
-            names.append(name)
+    for line in (raw or "").split(";"):
+        for part in _AUTHOR_SPLIT.split(line.split("|")[0]):
+            name = _BY.sub("", " ".join(part.split())).strip(" .-|")
+            if (name and "@" not in name and not name.lower().startswith(("http", "www.")) and len(name) <= 80
+                    and name[:1].isupper() and not _NOT_A_NAME.search(name) and not _PLACE_PART.match(name)):
+                names.append(name)
+    if not names and raw and raw.strip():  # a credit and no person ("Staff and agencies", "Reuters"): the credit
+        credit = _BY.sub("", " ".join(raw.split("|")[0].split())).strip(" .-|;")
+        return [credit] if credit and "@" not in credit and len(credit) <= 80 else []
     return list(dict.fromkeys(names))
 
 
