@@ -261,12 +261,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "8"}
     with demo.serve_corpus(demo.DEMO_ROOT, demo.remembered_ports(ports_file)) as sites:
         demo.remember_ports(ports_file, sites)
+        feed_urls = [s.feed_url for s in sites]
         with db.connect(url) as conn:
             sources.add_feeds(conn, [sources.FeedSpec(url=s.feed_url, name=s.name, interval_minutes=10) for s in sites])
+            sources.enable_feeds(conn, feed_urls)  # the last demo took them off the schedule
         console.print(f"[bold]2.[/] serving {len(sites)} demo sites on 127.0.0.1: "
                       + ", ".join(f"{s.name} ({s.feed_url})" for s in sites))
         console.print("[bold]3.[/] running the ingestion DAG through Airflow (dag.test())...")
-        status = run_ingest(settings, due_only=False, extra_env=env)
+        try:
+            status = run_ingest(settings, due_only=False, extra_env=env)
+        finally:  # served only while the demo runs: a later `sitrep ingest` or `make airflow` must not poll them
+            with db.connect(url) as conn:
+                sources.disable_feeds(conn, feed_urls, "a demo feed, served on 127.0.0.1 only while `make demo`"
+                                                       " runs (the next demo enables it again)")
         if status:
             return status
     samples = sorted((PROJECT_ROOT / "seeds" / "samples").glob("*.txt"))
@@ -281,7 +288,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\nQuery it yourself:\n"
         f"  psql '{url}' -c 'SELECT source, title, published_at, places FROM reports_v1 ORDER BY ingest_seq'\n"
         "  .venv/bin/sitrep query 'SELECT count(*) FROM reports_v1'\n"
-        "The database keeps running; `make down` stops it."
+        "The database keeps running; `make down` stops it. The demo's reports stay in it and its feeds are"
+        " disabled; to start afresh: `make down && rm -rf .sitrep`."
     )
     return 0
 

@@ -471,6 +471,17 @@ def feed_health(conn: psycopg.Connection, settings: FetchSettings, *, unhealthy_
     return [FeedHealth(*row) for row in rows]
 
 
+def disable_feeds(conn: psycopg.Connection, urls: Sequence[str], reason: str) -> list[str]:
+    """Take feeds off the schedule with the reason shown by `sitrep feeds list` (feeds-enable undoes it)."""
+    with conn.transaction():
+        rows = conn.execute(
+            "UPDATE sources SET enabled = false, disabled_reason = %s, disabled_at = now()"
+            " WHERE kind = 'feed' AND feed_url = ANY(%s) RETURNING feed_url",
+            (reason, list(urls)),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def enable_feeds(conn: psycopg.Connection, urls: Sequence[str] | None) -> list[str]:
     """Re-enable disabled feeds (all of them when ``urls`` is None), due at once, failures forgotten."""
     with conn.transaction():
