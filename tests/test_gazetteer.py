@@ -166,3 +166,15 @@ def test_a_surname_after_a_given_name_is_no_place(gaz, text):
 def test_a_place_after_a_qualifier_or_another_place_is_still_a_place(gaz):
     found = _found(gaz, "Shelling hit Eastern Kharkiv overnight. Fighting near Pokrovsk and Kurakhove went on.")
     assert set(found) == {"Kharkiv", "Pokrovsk", "Kurakhove"}
+
+
+@pytest.mark.parametrize(("text", "name", "kind", "country"), [
+    ("Houthi rebels fired a missile at a vessel in the Red Sea off Yemen.", "Red Sea", "area", None),
+    ("Egypt's Red Sea governorate closed its ports.", "Red Sea", "region", "EG"),
+    ("Officials in the Kurdistan Region said drones hit Erbil.", "Kurdistan Region", "area", "IQ"),
+], ids=["the-sea", "egypts-governorate", "iraqi-kurdistan"])
+def test_an_area_of_the_lexicon_beats_a_same_named_region_unless_its_country_is_named(gaz, text, name, kind, country):
+    """The Red Sea was Egypt's governorate (its name voted for Egypt and Sudan, then won on the votes),
+    the Kurdistan Region Iran's province (a region word kept only regions)."""
+    match = next(m for m in gaz.find(text) if m.place.name == name)
+    assert (match.place.kind, match.place.country_code) == (kind, country)

@@ -563,11 +563,15 @@ class Gazetteer:
                     bump(cc, 0.5)  # "Russian sources said...": a hint, weaker than a named country
         table = self.places  # columns, read directly: Place objects for every candidate cost a tenth of enrich
         for _, _, key in hits:
+            # A named region or area says its country, when its name says only one ("Red Sea" is a sea and
+            # a governorate of Egypt and of Sudan: it must not vote for both and then win on their votes).
+            areas = [i for i in key.candidates
+                     if table.kind[i] == _AREA or (table.kind[i] == _REGION and key.multiword)]
+            if len({table.cc[i] for i in areas}) == 1:
+                bump(table.cc[areas[0]], 1.5)
             for i in key.candidates:
                 if table.kind[i] == _COUNTRY:
                     bump(table.cc[i], 2.0)
-                elif table.kind[i] == _AREA or (table.kind[i] == _REGION and key.multiword):
-                    bump(table.cc[i], 1.5)
             sizes = sorted((table.population[i] for i in key.candidates if table.kind[i] == _CITY), reverse=True)
             if sizes and sizes[0] >= 100_000 and (len(sizes) == 1 or sizes[0] >= 10 * sizes[1]):
                 bump(next(table.cc[i] for i in key.candidates if table.kind[i] == _CITY and table.population[i] == sizes[0]), 0.5)
@@ -589,8 +593,8 @@ class Gazetteer:
         table = self.places  # columns, read directly: this loop runs for every candidate of every hit
         regions = tuple(i for i in key.candidates if table.kind[i] == _REGION)
         others = tuple(i for i in key.candidates if table.kind[i] != _REGION)
-        if regional and regions:
-            candidates = regions
+        if regional and regions:  # "Kurdistan Region": a region, or an area of the lexicon named so
+            candidates = regions + tuple(i for i in others if table.kind[i] == _AREA)
         elif key.stem:
             candidates = others  # a region's adjective without область/обл. is not the region
         elif not key.multiword:
@@ -611,7 +615,10 @@ class Gazetteer:
             if table.kind[index] == _CITY and any(cc != table.cc[index] and table.population[index] * 5 < population
                                                   for population, cc in landmarks):
                 here = min(here, 0.5)
-            score = math.log10(table.population[index] + 10) + 3.0 * min(here, 2.0)
+            # An area of the lexicon (a sea, a conflict zone) has no population: it counts as a region's
+            # placeholder million, so that "the Red Sea" is the sea, not Egypt's governorate of that name.
+            people = max(table.population[index], 1_000_000) if table.kind[index] == _AREA else table.population[index]
+            score = math.log10(people + 10) + 3.0 * min(here, 2.0)
             if table.admin1[index] and table.admin1[index] in admin1:
                 score += 1.5
             if surface and table.name[index].lower() == surface or _ascii(table.name[index]).lower() == surface:
