@@ -520,7 +520,7 @@ class Gazetteer:
         if not match:
             return False
         word = match.group(1)
-        ahead = text[:start - len(word) - 1].rstrip()
+        ahead = text[max(0, start - len(word) - 41):start - len(word) - 1].rstrip()
         if not ahead or ahead[-1] in '.!?:;"\'«»“”„(\n—–-':
             return False  # the sentence's first word: capitalised whatever it is
         low = lower_same_length(word)
@@ -536,7 +536,7 @@ class Gazetteer:
             return False
         if sum(c.isalpha() for c in surface) <= 3:
             return surface.isupper()
-        before = text[:start].rstrip()
+        before = text[max(0, start - 40):start].rstrip()  # a window: this runs for every such word
         return bool(before) and before[-1] not in '.!?:;"\'«»“”„(\n' and not surface.isupper()
 
     def _landmark(self, key: _Key) -> bool:
