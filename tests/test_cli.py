@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,35 @@ def test_query_writes_nothing_whatever_the_statement(sitrep, conn, sql):
     assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
 
 
+def test_query_refuses_a_do_block_that_would_reset_its_role(sitrep, tmp_path):
+    # DO $$ RESET ROLE; EXECUTE 'COPY ... TO PROGRAM' $$ ran a shell command as the server's user.
+    witness = tmp_path / "ran"
+    block = "DO $$BEGIN RESET ROLE; EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch " + str(witness) + "'''; END$$"
+    status, _, err = sitrep("query", block)
+    assert status == 2 and "sitrep query runs one statement that reads" in err and "use psql" in err
+    assert not witness.exists()
+
+
+def test_query_reads_only_the_rows_it_prints_and_shows_values_as_sql_users_read_them(sitrep):
+    # fetchall() then [:limit]: `SELECT * FROM reports_v1` on a production database read every report.
+    status, out, _ = sitrep("query", "SELECT g FROM generate_series(1, 100000) g", "--limit", "3")
+    assert status == 0 and "More rows were not read: raise --limit (now 3)" in out and "100000" not in out
+    status, _, err = sitrep("query", "SELECT 1", "--limit", "0")
+    assert status == 2 and "--limit must be at least 1" in err
+    status, out, _ = sitrep("query", """SELECT '{"a": true, "b": null}'::jsonb AS j, ARRAY['x', 'y'] AS arr""")
+    assert status == 0 and '{"a": true, "b": null}' in out and '["x", "y"]' in out
+
+
+def test_values_from_the_web_are_shown_as_written_not_read_as_markup(sitrep):
+    # "[/i] ..." in a title or a feed's name crashed the listing with a traceback (rich's MarkupError);
+    # "[bold]" or "[link=...]" silently changed what was shown.
+    status, out, err = sitrep("query", "SELECT '[/x] closing' AS t, '[bold]loud' AS u, '[video] Kyiv' AS v")
+    assert status == 0 and "[/x] closing" in out and "[bold]loud" in out and "[video] Kyiv" in out, err
+    sitrep("feeds", "add", "https://a.example/rss.xml", "--name", "Kyiv [/Post]")
+    status, out, err = sitrep("feeds", "list")
+    assert status == 0 and "Kyiv [/Post]" in out and "Traceback" not in err
+
+
 def test_a_home_folder_that_cannot_be_made_is_one_line(monkeypatch, capsys, tmp_path):
     (tmp_path / "file").write_text("")
     monkeypatch.delenv("SITREP_DATABASE_URL", raising=False)
@@ -164,3 +194,17 @@ def test_an_airflow_connection_in_json_form_is_refused_in_one_line(monkeypatch, 
     assert cli.main(["query", "SELECT 1"]) == 2
     err = capsys.readouterr().err
     assert "AIRFLOW_CONN_SITREP_POSTGRES must be a URI" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ingest_files_takes_each_file_once_however_named_and_refuses_one_over_the_cap(sitrep, conn, tmp_path,
+                                                                                     monkeypatch):
+    # A folder and a file in it: "duplicate key value violates unique constraint staged_reports_pkey",
+    # nothing loaded. A file of any size went to the extraction whole (a 30 MB one ran for over 13 minutes).
+    folder = tmp_path / "wire"
+    folder.mkdir()
+    shutil.copy(SEED, folder / "a.txt")
+    (folder / "huge.txt").write_text("date 2024-06-03 " + "Shelling went on overnight. " * 400)
+    monkeypatch.setenv("SITREP_MAX_PAGE_BYTES", "5000")
+    status, out, err = sitrep("ingest-files", str(folder), str(folder / "a.txt"), str(folder / ".." / "wire" / "a.txt"))
+    assert status == 0, err
+    assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 1

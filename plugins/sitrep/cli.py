@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from sitrep.errors import SitrepError
+from sitrep.errors import ConfigError, SitrepError
 from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
+from sitrep.tables import Table
 
 
 def _console(stderr: bool = False) -> Console:
@@ -298,6 +298,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     """Run one read-only SQL statement and print the result as a table."""
     import psycopg
 
+    if args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    first = args.sql.lstrip(" \t\r\n(").split(None, 1)[0].lower() if args.sql.strip() else ""
+    if first not in _QUERY_VERBS:
+        raise ConfigError(f"sitrep query runs one statement that reads ({', '.join(sorted(_QUERY_VERBS))}), not"
+                          f" {first or 'an empty one'!r}: use psql with the URL from `sitrep db url` for anything else")
     with _conn(_settings()) as conn:
         conn.read_only = True
         # As a reader of every table (PostgreSQL's pg_read_all_data), not as the superuser the embedded
@@ -313,15 +319,38 @@ def cmd_query(args: argparse.Namespace) -> int:
         # Prepared: one statement only. A simple query runs several, and "COMMIT; DELETE ..." would end
         # the read-only transaction before deleting.
         cur = conn.execute(args.sql, prepare=True)
-        rows = cur.fetchall() if cur.description else []
+        rows = cur.fetchmany(args.limit + 1) if cur.description else []  # never the whole result in memory
         names = [c.name for c in cur.description or []]
-    table = Table(title=f"{len(rows)} row(s)")
+    more = len(rows) > args.limit
+    table = Table(title=f"the first {args.limit} row(s)" if more else f"{len(rows)} row(s)")
     for name in names:
         table.add_column(name, overflow="fold")
     for row in rows[: args.limit]:
-        table.add_row(*("" if v is None else str(v)[:200] for v in row))
+        table.add_row(*("" if v is None else _cell(v) for v in row))
     console.print(table)
+    if more:
+        console.print(f"More rows were not read: raise --limit (now {args.limit}) to see them.")
     return 0
+
+
+#: What `sitrep query` runs: statements that read. (DO, CALL, SET, COPY... go to psql: a DO block could
+#: RESET ROLE and run what the read-only role refuses.)
+_QUERY_VERBS = frozenset({"select", "with", "values", "table", "explain", "show"})
+
+
+def _cell(value: object) -> str:
+    """A value as SQL users read it: JSON for jsonb and arrays, ISO times; long ones cut with a mark."""
+    import json
+
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    elif isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, bytes | memoryview):
+        text = "\\x" + bytes(value).hex()
+    else:
+        text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 # ---------------------------------------------------------------------------------------- parser

@@ -11,9 +11,9 @@ import secrets
 import time
 
 from rich.console import Console
-from rich.table import Table
 
 from sitrep.settings import Settings
+from sitrep.tables import Table
 from sitrep.webhooks import WebhookReceiver
 
 __all__ = ["run_downstream"]

@@ -37,11 +37,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 from rich.console import Console
-from rich.table import Table
 
 from sitrep.db import _free_port, _port_is_free
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings
+from sitrep.tables import Table
 
 __all__ = ["COMPONENTS", "LocalAirflow", "airflow_db_url", "register", "start", "status", "stop"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 import psycopg
-from rich.table import Table
 
 from sitrep.errors import ConfigError
+from sitrep.tables import Table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

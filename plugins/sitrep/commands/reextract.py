@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
+
+from sitrep.tables import Table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,7 +75,7 @@ def health_table(rows: list) -> Table:  # type: ignore[type-arg]
     for row in rows:
         table.add_row(row.source, str(row.recent), pct(row.recent_degraded), pct(row.recent_failed),
                       words(row.recent_median_words), str(row.history), pct(row.history_degraded),
-                      words(row.history_median_words), f"[red]{row.flag}[/]" if row.flag else "")
+                      words(row.history_median_words), Text(row.flag, style="red") if row.flag else "")
     return table
 
 

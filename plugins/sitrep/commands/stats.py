@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from rich.table import Table
-
 from sitrep.errors import ConfigError
+from sitrep.tables import Table
 
 __all__ = ["register", "rhythm_text", "runs_table", "unhealthy_table"]
 

@@ -12,9 +12,9 @@ import argparse
 from datetime import datetime
 
 import psycopg
-from rich.table import Table
 
 from sitrep.errors import ConfigError
+from sitrep.tables import Table
 
 __all__ = ["recent_stories", "register", "stories_table"]
 
