@@ -168,3 +168,40 @@ def test_the_command_prints_a_table_and_errors_in_one_line(conn, settings_env: S
     assert "YYYY-MM-DD" in err.out + err.err and "Traceback" not in err.out + err.err
     assert cli.main(["extraction-health"]) == 0
     assert "Extraction health per source" in capsys.readouterr().out
+
+
+def test_a_report_seen_again_since_its_page_is_still_reextracted(conn, settings):
+    # A later fetch (its AMP copy, declaring the same canonical) stamps the report's checked_at; the page
+    # was re-staged with its old fetch time, which the loader took for an older fetch: "unchanged".
+    no_tables = replace(settings.extract, include_tables=False)
+    wire, amp = _source(conn, "wire"), _source(conn, "amp")
+    url = "https://news.example/kharkiv.html"
+    html = article_html("Kharkiv under fire", paragraphs("Kharkiv", 5), date="2024-06-03T09:40:00+03:00", canonical=url)
+    body = html.replace("</article>", f"{TABLE}</article>").encode()
+    first = _fetched(conn, wire, "kharkiv", body)
+    conn.commit()
+    _load(conn, [first], no_tables)
+    again = _fetched(conn, amp, "amp/kharkiv", body, fetched_at=FETCHED + timedelta(hours=1))
+    conn.commit()
+    _load(conn, [again], no_tables)
+
+    result = reextract(replace(settings, extract=replace(settings.extract, include_tables=True)), conn)
+
+    assert result.changed == 1 and "Kharkiv oblast" in _reports(conn)[url][2]
+
+
+def test_an_interrupted_reextract_leaves_nothing_for_the_next_load(conn, settings_env, loaded, monkeypatch):
+    # Each chunk committed its staged rows, then merged them in another transaction: a Ctrl-C between the
+    # two left them staged, and the next scheduled load applied the re-extraction the user had stopped.
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "load_staged", interrupted)
+    monkeypatch.setenv("SITREP_EXTRACT_INCLUDE_TABLES", "1")
+    assert cli.main(["reextract"]) == 130
+    monkeypatch.undo()
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
+    before = _reports(conn)
+    store.load_staged(conn, [loaded["wire"], loaded["herald"]])  # what the next scheduled load does
+    assert _reports(conn) == before

@@ -95,8 +95,11 @@ WHERE (%(since)s::timestamptz IS NULL OR p.fetched_at >= %(since)s)
 ORDER BY p.page_id
 """
 
+#: A page's time is when its report was last seen unchanged, if later (a fetch of its AMP copy, say):
+#: the loader revises a report only from a fetch newer than that, and a re-extraction is the newest.
 _PAGES = """
-SELECT p.page_id, e.entry_id, e.source_id, e.link, p.url, p.final_url, p.fetched_at, p.body_zlib,
+SELECT p.page_id, e.entry_id, e.source_id, e.link, p.url, p.final_url,
+       greatest(p.fetched_at, (SELECT max(r.checked_at) FROM reports r WHERE r.page_id = p.page_id)), p.body_zlib,
        e.title, e.summary, e.content, e.author, e.published_at, e.status
 FROM pages p JOIN entries e USING (entry_id)
 WHERE p.page_id = ANY(%s)
@@ -136,14 +139,15 @@ def _round(settings: Settings, conn: psycopg.Connection, page_ids: list[int], re
         result.failed += 1
         kept = " (its report is kept)" if status_of.get(rejected.entry_id) != "failed" else ""
         log.warning("url=%s re-extraction failed%s: %s", rejected.url, kept, rejected.reason)
+    sources = sorted({r.source_id for r in reports})
+    # One transaction for the chunk: staged, merged and marked, or nothing (an interrupted re-extraction
+    # left its rows staged, and the next scheduled load applied what the user had stopped).
     with conn.transaction():
         store.stage_reports(conn, reports)
         extract_health.record(conn, jobs, built, reextract=True)
-    sources = sorted({r.source_id for r in reports})
-    if not sources:
-        return
-    loaded = store.load_staged(conn, sources, rules=settings.dedup)
-    with conn.transaction():
+        if not sources:
+            return
+        loaded = store.load_staged(conn, sources, rules=settings.dedup)
         # load_staged marks every merged entry as loaded (new) or duplicate (matched a report); an entry
         # that was already loaded and is matched to its own report again stays what it was.
         conn.execute(
