@@ -561,7 +561,13 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
             files.append(path)
         else:
             raise ConfigError(f"{path}: no such file or folder")
+    files = list(dict.fromkeys(p.resolve() for p in files))  # a folder and a file in it, a.txt and ./a.txt: once
     counts = {"files": len(files), "inserted": 0, "updated": 0, "aliased": 0, "failed": 0}
+    cap = settings.fetch.max_page_bytes
+    for path in [p for p in files if p.stat().st_size > cap]:
+        log.warning("file=%s: %d bytes, over the %d of SITREP_MAX_PAGE_BYTES: not loaded", path, path.stat().st_size, cap)
+        files.remove(path)
+        counts["failed"] += 1
     if not files:
         return counts
     now = datetime.now(UTC)
