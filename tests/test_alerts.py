@@ -280,6 +280,9 @@ rules:
     assert "1 dead letter(s) replayed: 1 delivered" in capsys.readouterr().out
     assert len(receiver.delivered("/down")) == 1
     assert conn.execute("SELECT count(*) FROM alert_dead_letters").fetchone()[0] == 0
+    # No SITREP_ALERT_RULES here: the replay read no rules file (the default one would have replaced the
+    # DAG's rules until its next run).
+    assert dict(conn.execute("SELECT name, enabled FROM alert_rules").fetchall()) == {"broken": True, "fine": True}
 
 
 def test_replaying_after_fixing_a_webhooks_url_in_the_rules_file_sends_to_the_fixed_url(conn, fast, receiver, tmp_path,

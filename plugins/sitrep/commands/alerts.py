@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import psycopg
 
@@ -69,10 +70,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
     settings = _settings()
     with _conn(settings) as conn:
         db.migrate(conn)
-        try:  # the rules as the file says now (a webhook just fixed there), not as the DAG last synced them
-            alerts.sync_rules(conn, alerts.load_rules(settings.downstream.alert_rules_file))
-        except ConfigError as exc:
-            console.print(f"The rules were not read again ({exc}): replaying to the webhooks as last synced.")
+        # The rules as the file says now (a webhook just fixed there), not as the DAG last synced them; only
+        # the file named in this environment, never the default one in place of the DAG's own.
+        if os.environ.get("SITREP_ALERT_RULES"):
+            try:
+                alerts.sync_rules(conn, alerts.load_rules(settings.downstream.alert_rules_file))
+            except ConfigError as exc:
+                console.print(f"The rules were not read again ({exc}): replaying to the webhooks as last synced.")
         replayed = alerts.retry_dead(conn, None if args.all else args.ids)
         if args.ids and replayed < len(set(args.ids)):
             console.print(f"{len(set(args.ids)) - replayed} of the given id(s) are not dead letters: skipped.")
