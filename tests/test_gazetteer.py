@@ -166,6 +166,9 @@ def test_a_surname_after_a_given_name_is_no_place(gaz, text):
 def test_a_place_after_a_qualifier_or_another_place_is_still_a_place(gaz):
     found = _found(gaz, "Shelling hit Eastern Kharkiv overnight. Fighting near Pokrovsk and Kurakhove went on.")
     assert set(found) == {"Kharkiv", "Pokrovsk", "Kurakhove"}
+    # One place right after another: the "is it a place?" lookups never matched (keys are stored padded).
+    assert set(_found(gaz, "Israel Gaza militants clashed.")) == {"Israel", "Gaza"}
+    assert {"Donetsk", "Avdiivka"} <= set(_found(gaz, "Shelling of Donetsk Avdiivka went on."))
 
 
 @pytest.mark.parametrize(("text", "name", "kind", "country"), [

@@ -476,13 +476,13 @@ class Gazetteer:
         previous = re.split(r"[^\w]+", before)[-1] if before else ""
         if previous in _TITLES and before.endswith((previous, previous + ".")):
             return True
-        if self._after_a_given_name(text, start) and not self._landmark(key):
+        if not self._landmark(key) and self._after_a_given_name(text, start):
             return True
         after = text[end:end + 30]
         follower = re.match(r" ([A-Z\u0400-\u042f][\w\-]*)", after)
         if follower and follower.group(1).lower() not in self.lexicon.followers and not self._landmark(key):
             nxt = follower.group(1).lower()
-            if not any(self.automaton.exists(nxt[:k]) for k in (len(nxt),)) and nxt not in REGION_WORDS:
+            if not self.automaton.exists(f" {nxt} ") and nxt not in REGION_WORDS:  # keys are stored padded
                 return True
         return False
 
@@ -524,9 +524,19 @@ class Gazetteer:
         if not ahead or ahead[-1] in '.!?:;"\'«»“”„(\n—–-':
             return False  # the sentence's first word: capitalised whatever it is
         low = lower_same_length(word)
-        if low in _QUALIFIERS or low in REGION_WORDS or self.automaton.exists(low):
+        if low in _QUALIFIERS or low in REGION_WORDS or self._sizable_place(low):
             return False
         return not any(True for _ in self.demonym_automaton.iter(f" {low} ")) if len(self.demonym_automaton) else True
+
+    def _sizable_place(self, low: str) -> bool:
+        """Is this word a place's whole name (keys are stored padded) of some size: a country, a region, an
+        area or a town of 100,000 ("Israel Gaza", "Russia Kursk"), not a village named like a given name
+        ("Marco")?"""
+        index = self.automaton.get(f" {low} ", None)
+        if index is None:
+            return False
+        table = self.places
+        return any(table.kind[i] != _CITY or table.population[i] >= 100_000 for i in self.keys[index].candidates)
 
     def _written_as_a_landmark(self, text: str, start: int, end: int, key: _Key) -> bool:
         """A function word that is a landmark's name, capitalised where a sentence does not start (or in
