@@ -218,6 +218,7 @@ def test_bytes_in_a_legacy_encoding_are_decoded_from_the_page_declaration():
         ("Jonathan Beale, Defence correspondent, in Kharkiv", ["Jonathan Beale"]),
         ("Olena Kovalenko, Reuters", ["Olena Kovalenko"]),
         ("Amina Yusuf; The Associated Press", ["Amina Yusuf"]),
+        ("محمد أحمد; علي حسن", ["محمد أحمد", "علي حسن"]),  # a script without capitals
     ],
 )
 def test_authors_are_a_list_of_names(raw, names):

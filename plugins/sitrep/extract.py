@@ -91,7 +91,7 @@ def split_authors(raw: str | None) -> list[str]:
         for part in _AUTHOR_SPLIT.split(line.split("|")[0]):
             name = _BY.sub("", " ".join(part.split())).strip(" .-|")
             if (name and "@" not in name and not name.lower().startswith(("http", "www.")) and len(name) <= 80
-                    and name[:1].isupper() and not _NOT_A_NAME.search(name) and not _PLACE_PART.match(name)):
+                    and not name[:1].islower() and not _NOT_A_NAME.search(name) and not _PLACE_PART.match(name)):
                 names.append(name)
     if not names and raw and raw.strip():  # a credit and no person ("Staff and agencies", "Reuters"): the credit
         credit = _BY.sub("", " ".join(raw.split("|")[0].split())).strip(" .-|;")
