@@ -98,11 +98,12 @@ ORDER BY p.page_id
 #: A page's time is when its report was last seen unchanged, if later (a fetch of its AMP copy, say):
 #: the loader revises a report only from a fetch newer than that, and a re-extraction is the newest.
 _PAGES = """
-SELECT p.page_id, e.entry_id, e.source_id, e.link, p.url, p.final_url,
-       greatest(p.fetched_at, (SELECT max(r.checked_at) FROM reports r WHERE r.page_id = p.page_id)), p.body_zlib,
+SELECT p.page_id, e.entry_id, e.source_id, e.link, p.url, p.final_url, greatest(p.fetched_at, c.checked_at), p.body_zlib,
        e.title, e.summary, e.content, e.author, e.published_at, e.status
 FROM pages p JOIN entries e USING (entry_id)
-WHERE p.page_id = ANY(%s)
+LEFT JOIN (SELECT page_id, max(checked_at) AS checked_at FROM reports WHERE page_id = ANY(%(pages)s)
+           GROUP BY page_id) c USING (page_id)  -- one pass over reports for the chunk, not one per page
+WHERE p.page_id = ANY(%(pages)s)
 ORDER BY p.page_id
 """
 
@@ -123,7 +124,7 @@ def reextract(settings: Settings, conn: psycopg.Connection, *, since: datetime |
 
 
 def _round(settings: Settings, conn: psycopg.Connection, page_ids: list[int], result: ReextractResult) -> None:
-    rows = conn.execute(_PAGES, (page_ids,)).fetchall()
+    rows = conn.execute(_PAGES, {"pages": page_ids}).fetchall()
     jobs, status_of = [], {}
     for (page_id, entry_id, source_id, link, url, final_url, fetched_at, body, title, summary, content, author,
          published_at, status) in rows:
