@@ -136,6 +136,8 @@ def test_query_reads_only_the_rows_it_prints_and_shows_values_as_sql_users_read_
     assert status == 0 and "More rows were not read: raise --limit (now 3)" in out and "100000" not in out
     status, _, err = sitrep("query", "SELECT 1", "--limit", "0")
     assert status == 2 and "--limit must be at least 1" in err
+    status, out, _ = sitrep("query", "-- a note\n/* and another */ SELECT(41 + 1) AS answer")
+    assert status == 0 and "42" in out  # comments and a parenthesis before the first word
     status, out, _ = sitrep("query", """SELECT '{"a": true, "b": null}'::jsonb AS j, ARRAY['x', 'y'] AS arr""")
     assert status == 0 and '{"a": true, "b": null}' in out and '["x", "y"]' in out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -300,7 +301,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ConfigError("--limit must be at least 1")
-    first = args.sql.lstrip(" \t\r\n(").split(None, 1)[0].lower() if args.sql.strip() else ""
+    verb = _FIRST_WORD.match(args.sql)
+    first = verb.group(1).lower() if verb else ""
     if first not in _QUERY_VERBS:
         raise ConfigError(f"sitrep query runs one statement that reads ({', '.join(sorted(_QUERY_VERBS))}), not"
                           f" {first or 'an empty one'!r}: use psql with the URL from `sitrep db url` for anything else")
@@ -336,6 +338,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 #: What `sitrep query` runs: statements that read. (DO, CALL, SET, COPY... go to psql: a DO block could
 #: RESET ROLE and run what the read-only role refuses.)
 _QUERY_VERBS = frozenset({"select", "with", "values", "table", "explain", "show"})
+#: The statement's first word, after spaces, parentheses and SQL comments (-- ... and /* ... */).
+_FIRST_WORD = re.compile(r"(?:\s|\(|--[^\n]*(?:\n|$)|/\*.*?\*/)*(\w+)", re.DOTALL)
 
 
 def _cell(value: object) -> str:
