@@ -265,6 +265,15 @@ def test_due_feeds_only_and_batches_keep_each_host_together(site, conn):
     assert sorted(sum(sources.plan_batches(conn, due_only=True, batch_size=3), [])) == ids[:5]
 
 
+def test_credentials_in_a_feed_url_are_not_its_name_or_host(site, conn):
+    """Feed lists and logs show the name and host; a password in the URL must not become either."""
+    sources.add_feeds(conn, [sources.FeedSpec(url="http://reader:s3cret@A.example/feed.xml"),
+                             sources.FeedSpec(url="http://a.example/other.xml")])
+    rows = conn.execute("SELECT name, host FROM sources ORDER BY source_id").fetchall()
+    assert rows == [("a.example", "a.example"), ("a.example", "a.example")]
+    assert len(sources.plan_batches(conn, due_only=False, batch_size=10)) == 1  # one host, one batch
+
+
 def test_a_feed_with_10000_entries_is_recorded_once(site, conn, settings):
     feed = Feed(site, n=10_000)
     [sid] = _add(conn, feed.url)

@@ -585,7 +585,7 @@ def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | Non
     budget = settings.downstream.delivery_budget if budget is None else budget
     deadline = time.monotonic() + budget
     result = DeliveryResult()
-    from sitrep.netguard import AddressPolicy
+    from sitrep.netguard import AddressPolicy, url_host
 
     policy = AddressPolicy.build(allow_private=settings.fetch.allow_private_hosts,
                                  allowed_hosts=settings.fetch.allowed_hosts)
@@ -597,7 +597,7 @@ def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | Non
             for delivery_id, url in due:
                 if time.monotonic() >= deadline:
                     break
-                host = _host(url)
+                host = url_host(url)
                 if host not in hung and _attempt(conn, client, policy, settings, int(delivery_id), result):
                     hung.add(host)
             progressed = before != (result.delivered, result.failed, result.dead)
@@ -615,10 +615,6 @@ def deliver(conn: psycopg.Connection, settings: Settings, *, budget: float | Non
                 break
             time.sleep(wait)
     return result
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc.rpartition("@")[2].lower()
 
 
 def retry_dead(conn: psycopg.Connection, delivery_ids: Sequence[int] | None = None) -> int:

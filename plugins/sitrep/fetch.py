@@ -48,7 +48,14 @@ import httpx
 from charset_normalizer import from_bytes
 
 from sitrep.errors import BlockedURLError, FetchError
-from sitrep.netguard import AddressPolicy, GuardedTransport, RefusedConnection, check_url, request_deadline
+from sitrep.netguard import (
+    AddressPolicy,
+    GuardedTransport,
+    RefusedConnection,
+    check_url,
+    request_deadline,
+    url_host,
+)
 from sitrep.robots import RobotsCache
 from sitrep.settings import FetchSettings
 
@@ -175,10 +182,6 @@ def _backoff(attempt: int) -> float:
     return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).netloc.lower()
-
-
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
@@ -296,7 +299,7 @@ class Fetcher:
 
     def _gate(self, url: str) -> _HostGate:
         with self._gates_lock:
-            return self._gates[_host(url)]
+            return self._gates[url_host(url)]
 
     def slow_down(self, url: str, delay: float) -> None:
         """Raise the minimum delay between requests to url's host (robots.txt Crawl-delay)."""
@@ -397,7 +400,7 @@ class Fetcher:
             current = start
             for hop in range(first_hop, self.settings.max_redirects + 1):
                 check_url(current, self.policy)
-                if hop > first_hop and _host(current) != _host(start):
+                if hop > first_hop and url_host(current) != url_host(start):
                     raise _Elsewhere(current, hop)  # its host's gate, not this one's, is the one to wait for
                 if robots and hop:  # a redirect is a page of the host it leads to: that host's robots.txt applies
                     verdict = self.robots.known(current)
@@ -507,7 +510,7 @@ class Fetcher:
 
         by_host: dict[str, list[int]] = defaultdict(list)
         for index, url in enumerate(urls):
-            by_host[_host(url)].append(index)
+            by_host[url_host(url)].append(index)
         order: list[int] = []
         queues = list(by_host.values())
         while queues:

@@ -38,7 +38,7 @@ import httpx
 from sitrep.errors import BlockedURLError, ConfigError
 
 __all__ = ["AddressPolicy", "GuardedTransport", "RefusedConnection", "check_url", "is_public_address",
-           "parse_ip_literal", "request_deadline"]
+           "parse_ip_literal", "request_deadline", "url_host"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def url_host(url: str) -> str:
+    """The ``host[:port]`` a URL talks to, lower-cased, without its user:password part.
+
+    One key for politeness gates, feed names and webhook budgets, so that credentials in a URL
+    never become a name shown in lists and logs, and ``user@host`` is the same host as ``host``.
+    """
+    return urlsplit(url).netloc.rpartition("@")[2].lower()
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 import yaml
 from psycopg.types.json import Jsonb
 
 from sitrep.errors import ConfigError
+from sitrep.netguard import url_host
 from sitrep.normalize import MAX_URL_BYTES, http_url
 from sitrep.records import FeedEntry, Source
 from sitrep.settings import FetchSettings
@@ -88,11 +88,6 @@ def validate_interval(value: object, what: str = "interval") -> int:
     return minutes
 
 
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc.lower()
-
-
 def add_feeds(conn: psycopg.Connection, specs: Sequence[FeedSpec]) -> tuple[int, int]:
     """Register feeds (idempotent: a known URL is left as it is). Returns (added, already known)."""
     added = 0
@@ -106,7 +101,7 @@ def add_feeds(conn: psycopg.Connection, specs: Sequence[FeedSpec]) -> tuple[int,
                 VALUES (%s, %s, %s, make_interval(mins => %s))
                 ON CONFLICT (feed_url) DO NOTHING RETURNING source_id
                 """,
-                (spec.name or _host(url), url, _host(url), interval),
+                (spec.name or url_host(url), url, url_host(url), interval),
             ).fetchone()
             added += row is not None
     return added, len(specs) - added
