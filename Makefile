@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCKSUM := $(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 # The stamp names the venv's Python too: a venv whose interpreter is gone (a pyenv or distro upgrade) is rebuilt.
-VENV_PY = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)
+PYVER := -c 'import sys; print("%d.%d" % sys.version_info[:2])'
+VENV_PY = $(shell $(BIN)/python $(PYVER) 2>/dev/null || echo none)
 STAMP := $(VENV)/.installed-$(LOCKSUM)-$(VENV_PY)
 
 .PHONY: demo test down bench bench-full chaos lint lock venv airflow
@@ -15,13 +16,12 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "sitrep needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1): run make PYTHON=python3.11 (or newer)" >&2; exit 1; }
 	@# A venv cut short has no pip; one made by another Python (or whose Python is gone) is made again.
-	@want=$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])'); \
-	 have=$$($(BIN)/python -c 'import sys; print(sys.version_info[:2])' 2>/dev/null); \
+	@want=$$($(PYTHON) $(PYVER)); have=$$($(BIN)/python $(PYVER) 2>/dev/null); \
 	 if [ "$$want" != "$$have" ] || ! $(BIN)/python -m pip --version >/dev/null 2>&1; then $(PYTHON) -m venv --clear $(VENV); fi
 	@echo "Installing pinned dependencies into $(VENV) (requirements.lock)..."
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	@rm -f $(VENV)/.installed-* && touch $(VENV)/.installed-$(LOCKSUM)-$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	@rm -f $(VENV)/.installed-* && touch $(VENV)/.installed-$(LOCKSUM)-$$($(BIN)/python $(PYVER))
 
 demo: $(STAMP)
 	$(BIN)/sitrep demo
