@@ -48,6 +48,7 @@ from psycopg.types.json import Jsonb
 from sitrep.db import autocommit
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.settings import Settings
+from sitrep.yamlfile import read_yaml
 
 __all__ = [
     "CHANNEL", "DeliveryResult", "PlaceFilter", "Rule", "Webhook", "deliver", "evaluate", "load_rules",
@@ -190,14 +191,7 @@ _RULE_KEYS = {"name", "query", "text_config", "places", "actors", "event_types",
 
 def load_rules(path: Path) -> list[Rule]:
     """Parse and check a rules file; every mistake is reported with the file and the rule's name."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"can't read the alert rules {path}: {exc.strerror}; set SITREP_ALERT_RULES") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(path, what="the alert rules", fix="set SITREP_ALERT_RULES to the rules file") or {}
     items = data.get("rules") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ConfigError(f"{path}: expected a top-level 'rules:' list")

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import ahocorasick
-import yaml
 
 from sitrep.errors import ConfigError
 from sitrep.gazetteer import gazetteer, lower_same_length, resolved
+from sitrep.yamlfile import read_yaml
 
 __all__ = ["Enrichment", "EVENT_TYPES", "enrich", "enrich_report", "lexicon_dir"]
 
@@ -84,12 +84,7 @@ class Enrichment:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: can't read the lexicon ({exc.strerror}); restore it from seeds/lexicons in git") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the line it names") from None
+    data = read_yaml(path, what="the lexicon", fix="restore it from seeds/lexicons in git")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top; see the comments in seeds/lexicons/{path.name}")
     return data

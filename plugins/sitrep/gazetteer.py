@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 
 import ahocorasick
-import yaml
 
 from sitrep.errors import ConfigError
+from sitrep.yamlfile import read_yaml
 
 __all__ = ["Gazetteer", "Place", "PlaceMatch", "gazetteer", "lower_same_length", "places_lexicon_path"]
 
@@ -216,12 +216,7 @@ class _Lexicon:
 
 
 def _load_places_lexicon(path: Path) -> _Lexicon:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: can't read the places lexicon ({exc.strerror}); restore it from git") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the line it names") from None
+    data = read_yaml(path, what="the places lexicon", fix="restore it from seeds/lexicons in git") or {}
     try:
         return _Lexicon(
             aliases={str(k): [str(a) for a in v] for k, v in (data.get("country_aliases") or {}).items()},

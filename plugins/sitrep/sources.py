@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import yaml
 from psycopg.types.json import Jsonb
 
 from sitrep.errors import ConfigError
@@ -23,6 +22,7 @@ from sitrep.netguard import url_host
 from sitrep.normalize import MAX_URL_BYTES, http_url
 from sitrep.records import FeedEntry, Source
 from sitrep.settings import FetchSettings
+from sitrep.yamlfile import read_yaml
 
 __all__ = [
     "FeedHealth",
@@ -109,18 +109,7 @@ def add_feeds(conn: psycopg.Connection, specs: Sequence[FeedSpec]) -> tuple[int,
 
 def load_feed_file(path: Path) -> list[FeedSpec]:
     """Read seeds/feeds.yaml: a list of {url, name, interval_minutes} (or of bare URLs)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; give the path of a feeds YAML file such as seeds/feeds.yaml") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory; give the path of a feeds YAML file such as seeds/feeds.yaml") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: can't read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save the feeds file as UTF-8 and import again") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file and import again") from None
+    data = read_yaml(path, what="a feeds file", fix="give the path of a feeds YAML file such as seeds/feeds.yaml")
     items = data.get("feeds") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise ConfigError(f"{path}: expected a list of feeds (or a 'feeds:' key holding one)")
