@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,13 @@ def test_feeds_import_of_a_malformed_file_is_one_line(sitrep, tmp_path):
     assert status == 2 and "not valid YAML" in err and "Traceback" not in err
     status, _, err = sitrep("feeds", "import", str(tmp_path / "missing.yaml"))
     assert status == 2 and "no such file" in err
+
+
+def test_an_error_naming_a_path_with_brackets_is_shown_as_written(sitrep, tmp_path):
+    # "[/x]" in a path was read as Rich markup: a MarkupError traceback instead of the error.
+    status, _, err = sitrep("feeds", "import", str(tmp_path / "[/x]" / "[bold]feeds.yaml"))
+    assert status == 2 and "Traceback" not in err
+    assert f"{tmp_path}/[/x]/[bold]feeds.yaml: no such file" in err.replace("\n", "")
 
 
 def test_seed_sample_loads_with_its_date_and_method(sitrep, conn):
@@ -210,3 +218,5 @@ def test_ingest_files_takes_each_file_once_however_named_and_refuses_one_over_th
     status, out, err = sitrep("ingest-files", str(folder), str(folder / "a.txt"), str(folder / ".." / "wire" / "a.txt"))
     assert status == 0, err
     assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 1
+    # files, inserted, updated, aliased, failed: the file over the cap was counted, then overwritten with 0
+    assert re.search(r"\b2\D+1\D+0\D+0\D+1\b", out.splitlines()[-2]), out

@@ -20,13 +20,17 @@ from rich.console import Console
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
-from sitrep.tables import Table
+from sitrep.tables import Table, error_text, step_text
 
 
 def _console(stderr: bool = False) -> Console:
-    """Rich console; when output is not a terminal (CI, a pipe) use a wide page rather than 80 columns."""
+    """Rich console; when output is not a terminal (CI, a pipe) use a wide page rather than 80 columns.
+
+    No markup: what we print holds paths, URLs, feed names and database messages from outside, in which
+    "[/x]" raised a MarkupError and "[bold]" vanished. Style with ``rich.text.Text`` instead.
+    """
     probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 160)
+    return Console(stderr=stderr, highlight=False, markup=False, width=None if probe.is_terminal else 160)
 
 
 console = _console()
@@ -200,7 +204,7 @@ def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] 
                       str(loaded), (error or "")[:100])
     console.print(table)
     if not ok:
-        err_console.print(f"[red]error:[/] the ingestion DAG run failed; see {run.log_path}\n{run.tail()}")
+        err_console.print(error_text(f"the ingestion DAG run failed; see {run.log_path}\n{run.tail()}"))
         return 1
     return 0
 
@@ -257,7 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     url = _url(settings, start=True)
     with db.connect(url) as conn:
         db.migrate(conn)
-    console.print(f"[bold]1.[/] PostgreSQL ready at {url}")
+    console.print(step_text(1, f"PostgreSQL ready at {url}"))
     ports_file = settings.home / "demo-ports.json"
     env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_PER_HOST_DELAY": "0", "SITREP_PER_HOST_CONCURRENCY": "8"}
     with demo.serve_corpus(demo.DEMO_ROOT, demo.remembered_ports(ports_file)) as sites:
@@ -266,9 +270,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with db.connect(url) as conn:
             sources.add_feeds(conn, [sources.FeedSpec(url=s.feed_url, name=s.name, interval_minutes=10) for s in sites])
             sources.enable_feeds(conn, feed_urls)  # the last demo took them off the schedule
-        console.print(f"[bold]2.[/] serving {len(sites)} demo sites on 127.0.0.1: "
-                      + ", ".join(f"{s.name} ({s.feed_url})" for s in sites))
-        console.print("[bold]3.[/] running the ingestion DAG through Airflow (dag.test())...")
+        console.print(step_text(2, f"serving {len(sites)} demo sites on 127.0.0.1: "
+                                   + ", ".join(f"{s.name} ({s.feed_url})" for s in sites)))
+        console.print(step_text(3, "running the ingestion DAG through Airflow (dag.test())..."))
         try:
             status = run_ingest(settings, due_only=False, extra_env=env)
         finally:  # served only while the demo runs: a later `sitrep ingest` or `make airflow` must not poll them
@@ -278,7 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if status:
             return status
     samples = sorted((PROJECT_ROOT / "seeds" / "samples").glob("*.txt"))
-    console.print(f"[bold]4.[/] loading {len(samples)} seed-format file(s) from seeds/samples/")
+    console.print(step_text(4, f"loading {len(samples)} seed-format file(s) from seeds/samples/"))
     pipeline.ingest_files(settings, samples)
     print_reports(settings)
     from sitrep.demo_downstream import run_downstream  # alerts (webhooks on loopback) and the Parquet export
@@ -416,19 +420,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except SitrepError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err_console.print(error_text(str(exc)), soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
     except OSError as exc:  # a folder we can't create or read (SITREP_HOME, an export path): one line
-        err_console.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), soft_wrap=True)
+        err_console.print(error_text(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), soft_wrap=True)
         return 2
     except Exception as exc:  # psycopg errors and the like: one line, and where to look
         import psycopg
 
         if isinstance(exc, psycopg.Error):
-            err_console.print(f"[red]error:[/] database error: {str(exc).strip().splitlines()[0]}", soft_wrap=True)
+            err_console.print(error_text(f"database error: {str(exc).strip().splitlines()[0]}"), soft_wrap=True)
             return 2
         raise
 

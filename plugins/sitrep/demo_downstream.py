@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 
 from sitrep.settings import Settings
-from sitrep.tables import Table
+from sitrep.tables import Table, error_text, step_text
 from sitrep.webhooks import WebhookReceiver
 
 __all__ = ["run_downstream"]
@@ -29,7 +29,7 @@ def _run(settings: Settings, url: str, dag_id: str, env: dict[str, str], console
             status.update(f"[bold]{dag_id}[/] running {time.monotonic() - started:4.0f}s")
             time.sleep(0.5)
     if not run.wait():
-        console.print(f"[red]error:[/] the {dag_id} DAG run failed; see {run.log_path}\n{run.tail()}")
+        console.print(error_text(f"the {dag_id} DAG run failed; see {run.log_path}\n{run.tail()}"))
         return False
     return True
 
@@ -57,8 +57,8 @@ def run_downstream(settings: Settings, url: str, console: Console) -> int:
     with WebhookReceiver(secret=secret) as receiver:
         env = {"SITREP_ALLOW_PRIVATE_HOSTS": "1", "SITREP_ALERT_WEBHOOK_URL": receiver.base_url,
                "SITREP_WEBHOOK_SECRET": secret}
-        console.print("[bold]5.[/] running the downstream DAGs on the reports asset: sitrep_alerts (rules in "
-                      f"seeds/alert_rules.yaml, webhooks to {receiver.base_url}), then sitrep_export")
+        console.print(step_text(5, "running the downstream DAGs on the reports asset: sitrep_alerts (rules in "
+                                   f"seeds/alert_rules.yaml, webhooks to {receiver.base_url}), then sitrep_export"))
         ok = _run(settings, url, "sitrep_alerts", env, console)
         ok = _run(settings, url, "sitrep_export", env, console) and ok
         with db.connect(url) as conn:

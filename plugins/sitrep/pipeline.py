@@ -605,5 +605,6 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
             sources.mark_entries(conn, rejected)
         result = store.load_staged(conn, [source_id], rules=settings.dedup)
         log.info("loaded %d files in %.1fs", len(files), time.monotonic() - started)
-    counts.update(inserted=result.inserted, updated=result.updated, aliased=result.aliased, failed=len(rejected))
+    counts.update(inserted=result.inserted, updated=result.updated, aliased=result.aliased,
+                  failed=counts["failed"] + len(rejected))  # the files over the size cap, and those that failed here
     return counts
