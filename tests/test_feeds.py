@@ -65,6 +65,15 @@ def test_links_with_a_port_no_url_can_have_are_bad_links_not_crashes():
     assert parsed.problems["bad_link"] == 4 and parsed.skipped == 1
 
 
+def test_links_with_credentials_are_bad_links():
+    # The fetcher refuses them; recorded, such an entry led the fetch of the same article linked plainly.
+    body = _rss("<item><title>a</title><link>https://user:pw@news.example.org/a.html</link><guid>a</guid></item>"
+                "<item><title>b</title><link>https://user@news.example.org/b.html</link><guid>b</guid></item>")
+    parsed = parse_feed(body, feed_url=FEED)
+    assert {e.entry_key: e.link for e in parsed.entries} == {"a": None, "b": None}
+    assert parsed.problems["bad_link"] == 2
+
+
 def test_a_very_long_guid_is_stored_short_and_still_one_key_per_entry():
     # 2,000 CJK characters are 6,000 bytes, over the 2,704 bytes a row of the entries key index takes.
     long_a, long_b = "\u6218" * 2500 + "a", "\u6218" * 2500 + "b"

@@ -241,3 +241,29 @@ def test_a_feed_of_too_many_entries_records_only_the_newest_and_says_so(site, co
     assert "holds 42 entries: only the newest 6 recorded (SITREP_MAX_FEED_ENTRIES)" in caplog.text
     assert "flood.xml" in caplog.text
     assert feeds.newest(list(range(3)), 3) == [0, 1, 2]  # type: ignore[arg-type]
+
+
+def test_a_link_with_credentials_in_one_feed_does_not_fail_the_article_in_another(site, conn, settings):
+    # Both links have one canonical URL, so one entry led and the other followed its result; the one with
+    # "someone:secret@" led, the fetcher refused it, and the article failed in both feeds for good, the
+    # password in the other feed's error.
+    from tests.pages import Item, article_html, paragraphs, rss
+
+    page = site.add("/2024/03/12/strike.html", article_html("Strike on the port of Odesa", paragraphs("Odesa port", 6)))
+    spoiled = page.replace("http://", "http://someone:secret@")
+    feed_type = {"Content-Type": "application/rss+xml"}
+    hostile = site.add("/hostile.xml", rss([Item(title="x", link=spoiled, guid="h1")]), headers=feed_type)
+    plain = site.add("/plain.xml", rss([Item(title="Strike on the port", link=page, guid="p1")]), headers=feed_type)
+    sources.add_feeds(conn, [sources.FeedSpec(url=hostile, name="Hostile"), sources.FeedSpec(url=plain, name="Plain")])
+    conn.commit()
+    ids = [r[0] for r in conn.execute("SELECT source_id FROM sources ORDER BY source_id")]
+
+    pipeline.poll_batch(settings, ids)
+    pipeline.collect_batch(settings, ids)
+    pipeline.load_batch(settings, ids)
+
+    rows = conn.execute("SELECT s.name, e.status, e.error FROM entries e JOIN sources s USING (source_id)"
+                        " ORDER BY s.name").fetchall()
+    assert rows == [("Hostile", "skipped", "entry has no link"), ("Plain", "loaded", None)]  # refused when read
+    assert conn.execute("SELECT problems->>'bad_link' FROM poll_log JOIN sources USING (source_id)"
+                        " WHERE name = 'Hostile'").fetchone() == ("1",)

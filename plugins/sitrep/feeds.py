@@ -159,7 +159,7 @@ def _absolute(link: object, base: str, feed_url: str, problems: Counter[str]) ->
     if not urlsplit(link).scheme:
         problems["relative_link"] += 1
     absolute = urljoin(urljoin(feed_url, base), link)
-    if not http_url(absolute):  # another scheme, no host, a port out of range
+    if not http_url(absolute):  # another scheme, no host, a port out of range, credentials
         problems["bad_link"] += 1
         return None
     return absolute

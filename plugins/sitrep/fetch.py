@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 from charset_normalizer import from_bytes
@@ -55,6 +55,7 @@ from sitrep.netguard import (
     check_url,
     request_deadline,
     url_host,
+    url_origin,
 )
 from sitrep.robots import RobotsCache
 from sitrep.settings import FetchSettings
@@ -182,11 +183,6 @@ def _backoff(attempt: int) -> float:
     return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-
-
 @dataclass(eq=False)
 class _OriginPool:
     """One origin's httpx client (its connection pool), with the requests using it right now."""
@@ -262,7 +258,7 @@ class Fetcher:
         ``_POOL_IDLE_SECONDS`` is closed, so hundreds of hosts never pile up idle sockets. An injected
         transport (tests) is shared by one pool that is never closed early.
         """
-        key = ("", 0) if self._transport is not None else (_origin(url), lane)
+        key = ("", 0) if self._transport is not None else (url_origin(url), lane)
         with self._pools_lock:
             if self._closed:
                 raise ClosedFetcherError("this Fetcher is closed: use a new one (with Fetcher(settings) as fetcher: ...)")

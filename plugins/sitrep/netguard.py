@@ -38,7 +38,7 @@ import httpx
 from sitrep.errors import BlockedURLError, ConfigError
 
 __all__ = ["AddressPolicy", "GuardedTransport", "RefusedConnection", "check_url", "is_public_address",
-           "parse_ip_literal", "request_deadline", "url_host"]
+           "parse_ip_literal", "request_deadline", "url_host", "url_origin"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ def url_host(url: str) -> str:
     never become a name shown in lists and logs, and ``user@host`` is the same host as ``host``.
     """
     return urlsplit(url).netloc.rpartition("@")[2].lower()
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]``: the key of a connection pool and of a robots.txt."""
+    return f"{urlsplit(url).scheme.lower()}://{url_host(url)}"
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -87,10 +87,12 @@ def url_fits(url: str) -> bool:
 
 
 def http_url(url: str) -> bool:
-    """An absolute http(s) URL with a host and a port urllib can read, no longer than we can store: one
-    we can fetch, normalize and index.
+    """An absolute http(s) URL with a host and a port urllib can read, without a user:password part, no
+    longer than we can store: one we can fetch, normalize and index.
 
-    (``http://host:99999/`` and ``http://host:abc/`` split fine, then raise on ``.port``.)
+    (``http://host:99999/`` and ``http://host:abc/`` split fine, then raise on ``.port``.) The fetcher
+    refuses credentials in a URL (they would be written to logs and tables), so such a link is refused
+    where it is read; fetched, it failed, and the same article linked without them failed with it.
     """
     if not url_fits(url):
         return False
@@ -99,7 +101,7 @@ def http_url(url: str) -> bool:
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError:
         return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname) and "@" not in parts.netloc
 
 
 def _is_ip(host: str) -> bool:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from protego import Protego
 
 from sitrep.errors import FetchError
+from sitrep.netguard import url_origin
 
 if TYPE_CHECKING:
     from sitrep.fetch import Fetcher
@@ -68,8 +68,7 @@ class RobotsCache:
         self._lock = threading.Lock()
 
     def allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc.lower()}"
+        origin = url_origin(url)
         with self._lock:
             lock = self._locks.setdefault(origin, threading.Lock())
         with lock:  # one fetch per host even when many pages of it ask at once
@@ -81,8 +80,7 @@ class RobotsCache:
     def known(self, url: str) -> bool | None:
         """``allowed(url)`` if the host's robots.txt is already here, else None: never a request (for a
         redirect hop, checked while the request holds its slots)."""
-        parts = urlsplit(url)
-        rules = self._rules.get(f"{parts.scheme}://{parts.netloc.lower()}")
+        rules = self._rules.get(url_origin(url))
         return None if rules is None else bool(rules.can_fetch(url, self.token))
 
     def _load(self, origin: str) -> Protego | _AllowAll:

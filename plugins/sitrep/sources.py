@@ -65,10 +65,10 @@ class FeedSpec:
 def validate_feed_url(url: str) -> str:
     """An absolute http(s) URL with a host, or a ConfigError that says how to fix it."""
     url = url.strip()
-    if not http_url(url):  # no scheme or host, a port out of range, longer than we store
+    if not http_url(url):  # no scheme or host, a port out of range, credentials, longer than we store
         shown = url if len(url) <= 200 else url[:200] + "..."
         raise ConfigError(f"{shown!r} is not a feed URL: give an absolute http(s) URL such as https://example.com/rss.xml"
-                          f" (a valid port, at most {MAX_URL_BYTES} bytes)")
+                          f" (a valid port, no user:password part, at most {MAX_URL_BYTES} bytes)")
     return url
 
 
