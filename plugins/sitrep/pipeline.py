@@ -314,9 +314,11 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
             plan.to_fetch.append(p)
     if aliases:
         with conn.transaction():
-            conn.execute(
+            store.lock_entries(conn, [e for e, _ in aliases])
+            conn.execute(  # pending still: another run may have loaded it meanwhile (its report is this one)
                 "UPDATE entries e SET status = 'duplicate', report_id = a.report_id, updated_at = now()"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS a(entry_id, report_id) WHERE e.entry_id = a.entry_id",
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS a(entry_id, report_id)"
+                " WHERE e.entry_id = a.entry_id AND e.status = 'pending'",
                 ([e for e, _ in aliases], [r for _, r in aliases]),
             )
     plan.known = len(aliases)
@@ -383,7 +385,10 @@ class _Stager:
     def _flush(self, pages: list[tuple[PageJob, Report | Rejected]], outcomes: list[tuple[int, str, str | None]]) -> None:
         if not pages and not outcomes:
             return
+        touched = [job.entry_id for job, _ in pages] + [entry_id for entry_id, _, _ in outcomes] + \
+            [f.entry_id for job, _ in pages for f in self.followers.get(job.entry_id, [])]
         with self.stages.time("stage", len(pages)), self.conn.transaction():
+            store.lock_entries(self.conn, touched)  # all at once, in order: see lock_entries
             page_ids = store.store_pages(self.conn, [
                 (job.entry_id, job.url, job.final_url, job.status, job.content_type, job.fetched_at, job.body,
                  hashlib.sha256(job.body).hexdigest())

@@ -260,7 +260,7 @@ def mark_entries(
                     ELSE %(status)s END
             WHERE entry_id = %(id)s AND status = 'pending'
             """,
-            [{"id": i, "status": s, "error": e, "max": max_attempts} for i, s, e in outcomes],
+            [{"id": i, "status": s, "error": e, "max": max_attempts} for i, s, e in sorted(outcomes, key=lambda o: o[0])],  # lock order
         )
 
 

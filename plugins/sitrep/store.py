@@ -63,8 +63,8 @@ from sitrep.records import Report
 from sitrep.settings import DedupSettings
 from sitrep.shingles import ShingleSets
 
-__all__ = ["LOAD_LOCK", "PAGE_ZSTD_LEVEL", "LoadResult", "load_staged", "page_body", "reindex_bands", "stage_reports",
-           "store_pages"]
+__all__ = ["LOAD_LOCK", "PAGE_ZSTD_LEVEL", "LoadResult", "load_staged", "lock_entries", "page_body", "reindex_bands",
+           "stage_reports", "store_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def store_pages(conn: psycopg.Connection, pages: Sequence[tuple[int, str, str, i
             for entry_id, url, final_url, status, ctype, fetched_at, body, sha in pages]
     entry_ids = sorted(row[0] for row in rows)
     with conn.cursor() as cur:
-        _lock_entries(cur, entry_ids)
+        lock_entries(cur, entry_ids)
         cur.execute("SELECT entry_id, page_id FROM pages WHERE entry_id = ANY(%s)", (entry_ids,))
         page_of = {int(e): int(p) for e, p in cur.fetchall()}
         again = [row for row in rows if row[0] in page_of]
@@ -175,9 +175,14 @@ def page_body(stored: bytes) -> bytes:
     return zlib.decompress(stored)
 
 
-def _lock_entries(cur: psycopg.Cursor, entry_ids: Sequence[int]) -> None:
+def lock_entries(cur: psycopg.Cursor | psycopg.Connection, entry_ids: Sequence[int]) -> None:
     """Lock these entries (in entry order, so two writers never deadlock): a second run writing the same
-    entries' pages or staged rows waits for the first, then replaces what it wrote."""
+    entries' pages or staged rows waits for the first, then replaces what it wrote.
+
+    A transaction that writes several sets of entries (a collect's chunk: pages, staged reports, outcomes)
+    locks their union first: locking one set after another takes them out of order, and two overlapping
+    runs, or a load and another run's collect, deadlocked.
+    """
     cur.execute("SELECT entry_id FROM entries WHERE entry_id = ANY(%s) ORDER BY entry_id FOR NO KEY UPDATE",
                 (list(entry_ids),))
 
@@ -185,7 +190,7 @@ def _lock_entries(cur: psycopg.Cursor, entry_ids: Sequence[int]) -> None:
 def stage_reports(conn: psycopg.Connection, reports: Sequence[Report]) -> int:
     """COPY built reports into staged_reports (one row per entry; a retry replaces its row).
 
-    The entries are locked first (``_lock_entries``), the earlier rows deleted and the new ones COPY'd
+    The entries are locked first (``lock_entries``), the earlier rows deleted and the new ones COPY'd
     straight into the table, in binary (no text rendering of arrays and JSON, no second copy through
     a temporary table).
     """
@@ -193,7 +198,7 @@ def stage_reports(conn: psycopg.Connection, reports: Sequence[Report]) -> int:
         return 0
     entry_ids = sorted(r.entry_id for r in reports)
     with conn.cursor() as cur:
-        _lock_entries(cur, entry_ids)
+        lock_entries(cur, entry_ids)
         cur.execute("DELETE FROM staged_reports WHERE entry_id = ANY(%s)", (entry_ids,))
         columns = _copy_types(cur, "staged_reports", _REPORT_COLUMNS)
         with cur.copy(sql.SQL("COPY staged_reports ({}) FROM STDIN (FORMAT BINARY)").format(
