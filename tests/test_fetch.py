@@ -110,6 +110,15 @@ def test_a_503_with_an_odd_retry_after_is_an_answer_not_a_crash(site, fetch_sett
     assert response.status == 503 and response.retry_after is None
 
 
+def test_a_retry_past_the_tasks_budget_leaves_the_last_answer_standing(site, fetch_settings):
+    # The retry was refused as "deferred" (pending, no attempt counted): a page or feed that always fails
+    # late in a run was never recorded as failing, so never backed off.
+    url = site.add("/busy", b"", status=503)
+    with Fetcher(replace(fetch_settings, retries=2), not_after=time.monotonic() + 0.2) as fetcher:
+        response = fetcher.get(url)  # the retry's backoff (0.25 s or more) ends past the budget
+    assert (response.status, response.attempts, site.count("/busy")) == (503, 1, 1)
+
+
 def test_read_timeout_is_retried_then_reported(site, fetch_settings):
     def hang(h):
         time.sleep(2.5)

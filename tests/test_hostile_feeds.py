@@ -267,3 +267,29 @@ def test_a_link_with_credentials_in_one_feed_does_not_fail_the_article_in_anothe
     assert rows == [("Hostile", "skipped", "entry has no link"), ("Plain", "loaded", None)]  # refused when read
     assert conn.execute("SELECT problems->>'bad_link' FROM poll_log JOIN sources USING (source_id)"
                         " WHERE name = 'Hostile'").fetchone() == ("1",)
+
+
+def test_a_host_that_answers_a_byte_at_a_time_holds_the_poll_no_longer_than_its_budget(site, conn, settings):
+    # A poll had no time limit: 12 feeds of such a host took feeds x tries x total timeout (36 s here,
+    # some 38 minutes at the defaults for a batch of 25), with every other feed's next run behind it.
+    def dripping(handler):  # type: ignore[no-untyped-def]
+        drip(handler.wfile, b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 99999\r\n\r\n<",
+             times=60, every=0.2)
+
+    urls = [site.add(f"/slow{i}.xml", handler=dripping) for i in range(12)]
+    sources.add_feeds(conn, [sources.FeedSpec(url=url, name=f"slow {i}") for i, url in enumerate(urls)])
+    conn.commit()
+    ids = [row[0] for row in conn.execute("SELECT source_id FROM sources ORDER BY source_id")]
+    budget = replace(settings.fetch, total_timeout=1.0, read_timeout=0.5, retries=2, per_host_concurrency=2,
+                     per_host_delay=0.0, poll_budget=2.5)
+
+    counts = pipeline.poll_batch(replace(settings, fetch=budget), ids)
+
+    assert counts["deferred"] >= 6 and counts["deferred"] + counts["failed"] == 12, counts
+    polled = conn.execute("SELECT count(*) FROM poll_log").fetchone()[0]
+    assert polled == counts["failed"]  # a feed not reached has no poll recorded, and is still due
+    assert conn.execute("SELECT count(*) FROM sources WHERE next_poll_at <= now()").fetchone()[0] == counts["deferred"]
+    failed = conn.execute("SELECT last_error FROM sources WHERE last_error IS NOT NULL").fetchall()
+    conn.commit()
+    assert failed and all("slower than the total timeout" in e for (e,) in failed), failed
+    assert any("no time left in this run for more" in e for (e,) in failed), failed  # its retries cut short

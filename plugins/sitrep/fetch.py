@@ -196,11 +196,11 @@ class Fetcher:
     """An httpx client with our timeouts, caps, retries, politeness, robots.txt and SSRF guard."""
 
     def __init__(self, settings: FetchSettings, *, transport: httpx.BaseTransport | None = None,
-                 not_after: float | None = None):
+                 not_after: float | None = None, task: str = "collect"):
         """``not_after``: a time.monotonic() after which no request starts (FetchError reason
-        ``deferred``: the caller leaves the URL for later)."""
+        ``deferred``: the caller leaves the URL for later); ``task`` names the budget in that error."""
         self.settings = settings
-        self.not_after = not_after
+        self.not_after, self.task = not_after, task
         self.policy = AddressPolicy.build(allow_private=settings.allow_private_hosts,
                                           allowed_hosts=settings.allowed_hosts)
         self._transport = transport
@@ -335,6 +335,7 @@ class Fetcher:
         max_bytes = max_bytes or self.settings.max_page_bytes
         attempt = 0
         current, hops = url, 0  # a redirect to another host goes on from there, under that host's gate
+        last: FetchError | Response | None = None  # the try before a retry, if the budget ends the retries
         while True:
             attempt += 1
             try:
@@ -353,9 +354,18 @@ class Fetcher:
                 current, hops = hop.url, hop.hops
                 continue
             except _Deferred as late:
+                # A retry past the budget: what the last try got stands (else a feed that always fails
+                # late in the run would never be recorded as failing, never backed off).
+                if isinstance(last, Response):
+                    return replace(last, attempts=attempt - 1)
+                if isinstance(last, FetchError):
+                    tries = "tried once" if attempt == 2 else f"after {attempt - 1} tries"
+                    raise FetchError(f"{last} ({tries}; no time left in this run for more)",
+                                     url=last.url, reason=last.reason) from last
                 self.count("deferred")
-                raise FetchError(f"can't fetch {url!r} in this run: its host's delay between requests ({late.wait:.0f} s"
-                                 " to go) runs past the collect's time (SITREP_COLLECT_BUDGET); left for the next run",
+                delay = f"its host's delay between requests ({late.wait:.0f} s to go) runs" if late.wait > 0 else "it would start"
+                raise FetchError(f"can't fetch {url!r} in this run: {delay} past the {self.task}'s time"
+                                 f" (SITREP_{self.task.upper()}_BUDGET); left for the next run",
                                  url=url, reason="deferred") from None
             except BlockedURLError:
                 self.count("blocked")
@@ -363,6 +373,7 @@ class Fetcher:
             except FetchError as exc:
                 self.count(exc.reason)
                 if exc.reason in {"timeout", "connect"} and attempt <= self.settings.retries:
+                    last = exc
                     self.count("retries")
                     log.info("url=%s retrying after %s (attempt %d)", url, exc.reason, attempt)
                     time.sleep(_backoff(attempt))
@@ -375,6 +386,7 @@ class Fetcher:
                 if wait is None:
                     wait = _backoff(attempt)
                 if wait <= self.settings.max_retry_wait:
+                    last = response
                     self.count("retries")
                     log.info("url=%s HTTP %d: retrying in %.1fs (attempt %d)", url, response.status, wait, attempt)
                     time.sleep(wait)

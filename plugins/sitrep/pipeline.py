@@ -65,12 +65,13 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
     A 304, or a body whose hash has not changed, costs no parse (and so no page fetch later). Each
     feed's entries and its poll_log row commit together, so a re-run repeats nothing.
     """
-    counts = dict.fromkeys(("feeds", "not_modified", "unchanged", "parsed", "failed", "blocked", "entries", "new",
-                            "revalidated", "distrusted"), 0)
+    counts = dict.fromkeys(("feeds", "not_modified", "unchanged", "parsed", "failed", "blocked", "deferred", "entries",
+                            "new", "revalidated", "distrusted"), 0)
     hours = settings.fetch.revalidate_after_hours
     stages, started = Stages(), time.perf_counter()
-    with _connect(settings) as conn, db.autocommit(conn), Fetcher(settings.fetch) as fetcher, \
-            feeds.BoundedParser(settings.fetch.feed_parse_timeout) as parser:
+    not_after = time.monotonic() + settings.fetch.poll_budget
+    with _connect(settings) as conn, db.autocommit(conn), Fetcher(settings.fetch, not_after=not_after, task="poll") as \
+            fetcher, feeds.BoundedParser(settings.fetch.feed_parse_timeout) as parser:
         batch = sources.load_sources(conn, source_ids, revalidate_after=timedelta(hours=hours) if hours > 0 else None,
                                      run_id=run_id)
         if len(batch) < len(source_ids):
@@ -82,6 +83,10 @@ def poll_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str | N
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitrep-poll") as threads:
             polled = threads.map(lambda s: _poll_one(fetcher, s, settings), batch)
             for source, (result, response) in zip(batch, polled, strict=True):
+                if result.deferred:  # still due: the next run polls it
+                    log.warning("feed=%s url=%s not polled: %s", source.name, source.feed_url, result.error)
+                    counts["deferred"] += 1
+                    continue
                 _record_poll(conn, parser, source, result, response, settings, run_id)
                 for key, flag in (("not_modified", result.not_modified), ("unchanged", result.unchanged),
                                   ("parsed", result.parsed), ("failed", not result.ok), ("blocked", result.blocked),
@@ -161,7 +166,7 @@ def _poll_one(fetcher: Fetcher, source: sources.PolledSource, settings: Settings
     try:
         response = fetcher.get(url, max_bytes=settings.fetch.max_feed_bytes, headers=headers)
     except FetchError as exc:
-        result.error, result.blocked = str(exc), isinstance(exc, BlockedURLError)
+        result.error, result.blocked, result.deferred = str(exc), isinstance(exc, BlockedURLError), exc.reason == "deferred"
         return result, None
     result.status, result.size, result.duration_ms = response.status, len(response.body), int(response.elapsed * 1000)
     result.attempts, result.redirects = response.attempts, response.redirects

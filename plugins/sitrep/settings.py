@@ -45,6 +45,7 @@ DEFAULT_STALE_MIN_HOURS = 6.0
 DEFAULT_FEED_PARSE_TIMEOUT = 120.0
 DEFAULT_MAX_FEED_ENTRIES = 10_000
 DEFAULT_COLLECT_BUDGET = 600.0
+DEFAULT_POLL_BUDGET = 300.0
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000
 DEFAULT_TASK_RETRIES = 3
 #: Reports at or above this relevance are conflict reporting for the alerting and export DAGs (see enrich.py).
@@ -136,6 +137,9 @@ class FetchSettings:
     #: Seconds after its start a collect starts no more requests; the pages left stay pending for the next
     #: run (a host's Crawl-delay times its pages must not hold the run, and every run behind it, for hours).
     collect_budget: float = DEFAULT_COLLECT_BUDGET
+    #: The same for a poll task: feeds not reached are polled by the next run (a host that answers a byte
+    #: at a time held a batch of 25 feeds for feeds x tries x total timeout, some 38 minutes).
+    poll_budget: float = DEFAULT_POLL_BUDGET
 
     @classmethod
     def from_env(cls) -> FetchSettings:
@@ -164,6 +168,7 @@ class FetchSettings:
             feed_parse_timeout=_number("FEED_PARSE_TIMEOUT", DEFAULT_FEED_PARSE_TIMEOUT, positive=True),
             max_feed_entries=int(_number("MAX_FEED_ENTRIES", DEFAULT_MAX_FEED_ENTRIES, int, positive=True)),
             collect_budget=_number("COLLECT_BUDGET", DEFAULT_COLLECT_BUDGET, positive=True),
+            poll_budget=_number("POLL_BUDGET", DEFAULT_POLL_BUDGET, positive=True),
         )
 
 

@@ -280,6 +280,7 @@ class PollResult:
     problems: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     blocked: bool = False
+    deferred: bool = False  # not polled: the poll's time (SITREP_POLL_BUDGET) ran out first
     conditional: bool = False  # validators were sent
     revalidation: bool = False  # an unconditional poll to test the validators
     distrust_validators: bool = False  # ...which showed that they hide changes
