@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -147,10 +148,19 @@ def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):
         assert required in columns
 
 
-def test_dead_database_is_one_clear_error():
+def test_dead_database_is_one_clear_error(caplog):
+    caplog.set_level(logging.WARNING)
     with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x") as dead:
         db.connect("postgresql://nobody@127.0.0.1:9/x", attempts=2)
     assert str(dead.value).endswith("is that server running and reachable? (sitrep's embedded one: `sitrep db start`)")
+    assert not caplog.records  # each try was a WARNING a command printed: five lines, not the one above
+
+
+def test_a_full_server_is_not_called_down():
+    # libpq's words when max_connections are taken: "is that server running?" sent users the wrong way.
+    for detail in ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already',
+                   "FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute"):
+        assert db._connect_advice(detail).startswith("the server is full (max_connections)")
 
 
 @pytest.mark.parametrize("url", ["postgresql://u:p@127.0.0.1:99999/db", "postgresql://u:p@127.0.0.1:9/db?sslmode=bogus"])

@@ -465,10 +465,10 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
             refused = _refused(detail)
             if attempt == attempts or refused:
                 tries = "" if attempt == 1 else f" after {attempt} tries"
-                advice = ("check the user, password, database and options in SITREP_DATABASE_URL" if refused
-                          else "is that server running and reachable? (sitrep's embedded one: `sitrep db start`)")
-                raise DatabaseError(f"can't connect to PostgreSQL at {_redact(url)}{tries}: {detail}; {advice}") from exc
-            log.warning("connection to %s failed (try %d/%d), retrying in %.1fs", _redact(url), attempt, attempts, delay)
+                raise DatabaseError(f"can't connect to PostgreSQL at {_redact(url)}{tries}: {detail};"
+                                    f" {_connect_advice(detail)}") from exc
+            # INFO: a command's user sees the one line above, not each try (`-v` shows them; task logs do)
+            log.info("connection to %s failed (try %d/%d), retrying in %.1fs", _redact(url), attempt, attempts, delay)
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
     raise AssertionError("unreachable")
@@ -478,6 +478,16 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
 #: unlike those of a server starting, stopping or full.
 _TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too many clients", "not yet accepting",
                     "administrator command", "remaining connection slots")
+
+
+def _connect_advice(detail: str) -> str:
+    """What to do about a connection that failed with this message."""
+    if _refused(detail):
+        return "check the user, password, database and options in SITREP_DATABASE_URL"
+    if "too many clients" in detail or "remaining connection slots" in detail:
+        return ("the server is full (max_connections): close idle sessions, or run fewer tasks and workers"
+                " against it at once")
+    return "is that server running and reachable? (sitrep's embedded one: `sitrep db start`)"
 
 
 def _refused(detail: str) -> bool:
