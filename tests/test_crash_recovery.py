@@ -114,7 +114,7 @@ def test_connect_retries_with_backoff_until_the_server_is_back(tmp_path, caplog)
         url = cluster.fresh()
         cluster.server.stop()
         threading.Timer(1.5, cluster.server.start).start()
-        with caplog.at_level("WARNING", logger="sitrep.db"), db.connect(url, attempts=6) as conn:
+        with caplog.at_level("INFO", logger="sitrep.db"), db.connect(url, attempts=6) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert any("retrying in" in r.getMessage() for r in caplog.records)
     finally:
