@@ -267,6 +267,14 @@ def test_a_short_page_falls_back_to_the_feed_content():
     assert got.text.startswith("Kharkiv: paragraph 1") and "\n" in got.text
 
 
+@pytest.mark.parametrize("body", [b"Please enable JavaScript and cookies to continue.", b"<!-- nothing -->"])
+def test_a_page_that_is_not_html_falls_back_to_the_feed_content(body):
+    # A bot check or a comment-only stub parses to no tree: the fallback raised TypeError (an Extracted
+    # without its method), and the article, whole in the feed, was lost.
+    got = extract_page(body, URL, feed_content=FEED_CONTENT, feed_summary=FEED_SUMMARY)
+    assert got.method == "feed-content" and got.text.startswith("Kharkiv: paragraph 1")
+
+
 def test_a_page_text_under_60_percent_of_the_feeds_full_text_is_not_enough():
     # content:encoded says how long the article is: a page text under 60% of it missed part of it, even
     # when it is long enough by itself (README, SITREP_EXTRACT_*): the next configurations are tried.

@@ -381,7 +381,7 @@ def extract_page(
         for method, fragment in (("feed-content", feed_content), ("feed-summary", feed_summary)):
             text = html_to_text(fragment) if fragment else ""
             if _words(text) >= options.min_words and _words(text) > _words(best.text if best else None):
-                best = replace(best or Extracted(text=""), text=text, method=method)
+                best = replace(best, text=text, method=method) if best else Extracted(text=text, method=method)
                 break
     words = _words(best.text if best else None)
     if best is None or words < MIN_USABLE_WORDS:
