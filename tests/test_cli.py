@@ -220,3 +220,30 @@ def test_ingest_files_takes_each_file_once_however_named_and_refuses_one_over_th
     assert conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0] == 1
     # files, inserted, updated, aliased, failed: the file over the cap was counted, then overwritten with 0
     assert re.search(r"\b2\D+1\D+0\D+0\D+1\b", out.splitlines()[-2]), out
+
+
+def test_the_demo_table_shows_every_id_date_and_count_whole(settings_env, capsys):
+    # On the 160-column page of a pipe, Rich squeezed the short columns first: the id column blank,
+    # language, words and story a bare "…", the date "2024-0…".
+    from sitrep.pipeline import ingest_files
+
+    ingest_files(settings_env, sorted((PROJECT_ROOT / "seeds" / "samples").glob("*.txt")))
+    capsys.readouterr()
+    cli.print_reports(settings_env)
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "title" in line)
+    row = next(line for line in out.splitlines() if "Ukrainian forces" in line)
+    cells = dict(zip((c.strip() for c in header.strip("┃ ").split("┃")), (c.strip() for c in row.strip("│ ").split("│")),
+                     strict=True))
+    assert (cells["id"], cells["lang"], cells["words"], cells["story"], cells["published"]) == \
+        ("1", "en", "329", "1", "2023-03-21"), cells
+    assert all(len(line) <= 160 for line in out.splitlines())
+
+
+@pytest.mark.parametrize("page", [40, 80, 120, 160, 250])
+def test_the_demo_table_fits_the_page_dropping_the_least_wanted_columns(page):
+    widths = cli._fit_columns(cli._REPORT_COLUMNS, page)
+    lows = {name: low for name, low, _, _ in cli._REPORT_COLUMNS}
+    assert all(width >= lows[name] for name, width in widths.items())
+    assert sum(widths.values()) + 3 * len(widths) + 1 <= max(page, lows["title"] + 4)
+    assert "title" in widths and (page < 160 or len(widths) == len(cli._REPORT_COLUMNS))

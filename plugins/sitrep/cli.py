@@ -232,12 +232,29 @@ def cmd_ingest_files(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------- demo
 
 
+#: The demo's table: (column, least width, most width, dropped when the page is narrow: lowest first).
+_REPORT_COLUMNS = (("id", 5, 5, 9), ("source", 8, 14, 9), ("title", 20, 44, 10), ("published", 10, 10, 9),
+                   ("from", 7, 7, 3), ("lang", 4, 4, 5), ("words", 5, 5, 4), ("story", 5, 5, 9), ("dup of", 6, 6, 6),
+                   ("event types", 12, 24, 2), ("places", 12, 30, 8))
+
+
+def _fit_columns(columns: Sequence[tuple[str, int, int, int]], page: int) -> dict[str, int]:
+    """Column widths that fit the page: Rich squeezes the short columns first, to a bare "…" (ids, dates
+    and counts that say nothing), so the least wanted columns go instead, and the long ones share the rest."""
+    kept = list(columns)
+    while len(kept) > 1 and sum(low for _, low, _, _ in kept) + 3 * len(kept) + 1 > page:
+        kept.remove(min(kept, key=lambda c: c[3]))
+    spare = max(0, page - sum(low for _, low, _, _ in kept) - 3 * len(kept) - 1)
+    room = sum(high - low for _, low, high, _ in kept) or 1
+    return {name: low + min(high - low, spare * (high - low) // room) for name, low, high, _ in kept}
+
+
 def print_reports(settings: Settings, limit: int = 60) -> None:
     with _conn(settings) as conn:
         rows = conn.execute(
             """
             SELECT report_id, source, left(title, 60), published_at::date, published_at_source, language,
-                   word_count, extraction_method, story_id, duplicate_of,
+                   word_count, story_id, duplicate_of,
                    array_to_string(event_types, ', '),
                    (SELECT string_agg(p->>'name', ', ') FROM jsonb_array_elements(places) p)
             FROM reports_v1 ORDER BY ingest_seq LIMIT %s
@@ -246,9 +263,11 @@ def print_reports(settings: Settings, limit: int = 60) -> None:
         ).fetchall()
         total = conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0]
     table = Table(title=f"reports_v1: {total} report(s)" + (f" (first {limit})" if total > limit else ""))
-    for col, width in (("id", 4), ("source", 14), ("title", 44), ("published", 10), ("from", 7), ("lang", 4),
-                       ("words", 5), ("method", 11), ("story", 5), ("dup of", 6), ("event types", 24), ("places", 30)):
-        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=width)
+    widths = _fit_columns(_REPORT_COLUMNS, console.width)
+    for name, width in widths.items():
+        table.add_column(name, no_wrap=True, overflow="ellipsis", width=width)
+    keep = [i for i, (name, *_) in enumerate(_REPORT_COLUMNS) if name in widths]
+    rows = [[row[i] for i in keep] for row in rows]
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
