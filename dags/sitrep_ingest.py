@@ -26,21 +26,20 @@ Settings: environment variables `SITREP_*` (README), database from `SITREP_DATAB
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from sitrep.assets import REPORTS
-from sitrep.settings import task_retries
+from sitrep.settings import ingest_schedule, task_retries
 
 BATCH_LABEL = "{{ batch_feeds | default('?') }} feeds"
 
 
 @dag(
     dag_id="sitrep_ingest",
-    schedule=os.environ.get("SITREP_SCHEDULE", "*/10 * * * *"),
+    schedule=ingest_schedule(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

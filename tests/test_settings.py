@@ -9,7 +9,7 @@ import pytest
 
 from sitrep import cli
 from sitrep.errors import ConfigError
-from sitrep.settings import Settings, task_retries
+from sitrep.settings import Settings, ingest_schedule, task_retries
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [
@@ -46,6 +46,24 @@ def test_task_retries_is_read_for_the_dag_files(monkeypatch):
     assert task_retries() == 5 and Settings.from_env().task_retries == 5
     monkeypatch.delenv("SITREP_TASK_RETRIES")
     assert task_retries() == 3
+
+
+@pytest.mark.parametrize("value", ["*/10 * * * *", "0 */2 * * 1-5", "@hourly"])
+def test_the_schedule_is_a_cron_expression_or_a_preset(monkeypatch, value):
+    monkeypatch.setenv("SITREP_SCHEDULE", value)
+    assert ingest_schedule() == value
+
+
+def test_a_bad_schedule_is_one_line_before_airflow_starts(monkeypatch, capsys):
+    # The DAG file read it unchecked: `sitrep ingest` started Airflow and ended with croniter's traceback
+    # in the log's tail; under `make airflow` the DAG vanished behind an import error.
+    monkeypatch.setenv("SITREP_SCHEDULE", "every ten minutes")
+    with pytest.raises(ConfigError, match=r"^SITREP_SCHEDULE='every ten minutes' is not a schedule: give a cron"):
+        ingest_schedule()
+    monkeypatch.setenv("SITREP_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/never-reached")
+    assert cli.main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: SITREP_SCHEDULE=") and len(err.strip().splitlines()) == 1
 
 
 def test_a_relative_home_is_taken_from_where_the_command_runs(monkeypatch, tmp_path):

@@ -165,7 +165,9 @@ def _ingest_status(seconds: float, entries: int, pending: int, staged: int, new_
 def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] | None = None) -> int:
     """Run the ingestion DAG once through dag.test(), showing progress, then a summary table."""
     from sitrep import runner
+    from sitrep.settings import ingest_schedule
 
+    ingest_schedule()  # the DAG file reads it: a mistake there is an import error deep in the run's log
     url = _url(settings, start=True)
     started = datetime.now(UTC)
     with _conn(settings) as conn:

@@ -95,6 +95,25 @@ def task_retries() -> int:
     return int(_number("TASK_RETRIES", DEFAULT_TASK_RETRIES, int, most=100))
 
 
+DEFAULT_SCHEDULE = "*/10 * * * *"
+_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"})
+
+
+def ingest_schedule() -> str:
+    """SITREP_SCHEDULE: the ingestion DAG's cron expression or preset, read by the DAG file when it is parsed.
+
+    Checked here, so that a mistake is one line naming the variable (in the DAG's import error and before
+    `sitrep ingest` starts Airflow), not croniter's traceback in a task log.
+    """
+    value = _env("SCHEDULE", DEFAULT_SCHEDULE).strip()
+    from croniter import croniter
+
+    if value not in _PRESETS and not croniter.is_valid(value):
+        raise ConfigError(f"SITREP_SCHEDULE={value!r} is not a schedule: give a cron expression such as"
+                          f" '{DEFAULT_SCHEDULE}' (every 10 minutes) or a preset such as @hourly")
+    return value
+
+
 @dataclass(frozen=True)
 class FetchSettings:
     """How we talk to the open web: politely, with every size and time bounded."""
@@ -287,8 +306,6 @@ class Settings:
     #: Processes for extraction inside one batch task; 0 means one per core.
     workers: int = 0
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
-    #: Cron or preset for the ingestion DAG.
-    schedule: str = "*/10 * * * *"
     #: SITREP_TASK_RETRIES: retries of a failed ingestion task (read again by the DAG file: task_retries()).
     task_retries: int = DEFAULT_TASK_RETRIES
     #: Near-duplicate thresholds (story clusters).
@@ -315,7 +332,6 @@ class Settings:
             workers=int(_number("WORKERS", 0, int)),
             statement_timeout_ms=int(_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int, most=2**31 - 1)),
             task_retries=task_retries(),
-            schedule=_env("SCHEDULE", "*/10 * * * *"),
             dedup=DedupSettings.from_env(),
             downstream=DownstreamSettings.from_env(),
             extract=ExtractSettings.from_env(),
