@@ -20,7 +20,7 @@ task lands reports.
 `SITREP_DELIVERY_ATTEMPTS` (5), `SITREP_DELIVERY_BACKOFF` (2 s, doubling), `SITREP_DELIVERY_TIMEOUT` (10 s),
 `SITREP_DELIVERY_BUDGET` (120 s per run; what is left waits for the next run), the secrets named by the
 rules (e.g. `SITREP_WEBHOOK_SECRET`), and `SITREP_ALLOW_PRIVATE_HOSTS` (webhooks on private addresses
-are refused unless it is on). The database from `SITREP_DATABASE_URL` or `AIRFLOW_CONN_SITREP_POSTGRES` (a `postgresql://` URI).
+are refused unless it is on). The database from `SITREP_DATABASE_URL` or the Airflow connection `sitrep_postgres`.
 
 **When it fails:** a bad rules file fails `sync_rules` with the rule and the fix: correct it and clear
 the task. A failing webhook never fails the run: see `sitrep alerts list --dead`, fix the receiver (or

@@ -14,7 +14,7 @@ moves the watermark in the same transaction. A report whose text changed comes a
 `revision`: MERGE on `report_id` keeping the highest `revision`.
 
 **Settings:** `SITREP_EXPORT_PATH`, `SITREP_EXPORT_BATCH_ROWS` (rows per step, default 20000), the
-database from `SITREP_DATABASE_URL` or `AIRFLOW_CONN_SITREP_POSTGRES` (a `postgresql://` URI).
+database from `SITREP_DATABASE_URL` or the Airflow connection `sitrep_postgres`.
 
 **When it fails:** nothing is lost or doubled: a step interrupted after writing files is redone with
 the same range and file names by the retry or the next run. Read the task log (a path it cannot

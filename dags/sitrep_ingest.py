@@ -20,7 +20,7 @@ the run; a failing task means the database or the machine is in trouble: check t
 and clear the task.
 
 Settings: environment variables `SITREP_*` (README), database from `SITREP_DATABASE_URL` or
-`AIRFLOW_CONN_SITREP_POSTGRES` (a `postgresql://` URI). Schedule: `SITREP_SCHEDULE` (default every 10 minutes); task retries:
+the Airflow connection `sitrep_postgres`. Schedule: `SITREP_SCHEDULE` (default every 10 minutes); task retries:
 `SITREP_TASK_RETRIES` (default 3, 20 s apart, doubling).
 """
 

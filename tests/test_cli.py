@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from sitrep import cli
+from sitrep import cli, db
 from sitrep.settings import PROJECT_ROOT
 
 SEED = PROJECT_ROOT / "seeds" / "samples" / "000_b27345ed7055cdc8.txt"
@@ -198,12 +200,38 @@ def test_help_works_on_every_command():
         assert "usage:" in result.stdout
 
 
-def test_an_airflow_connection_in_json_form_is_refused_in_one_line(monkeypatch, capsys):
+def test_an_airflow_connection_in_json_form_is_read(monkeypatch, capsys, db_url):
+    # Airflow takes AIRFLOW_CONN_* as a URI or as JSON; sitrep refused the JSON form.
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(db_url)
     monkeypatch.delenv("SITREP_DATABASE_URL", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_SITREP_POSTGRES", '{"conn_type": "postgres", "host": "127.0.0.1"}')
+    monkeypatch.setenv("AIRFLOW_CONN_SITREP_POSTGRES", json.dumps({
+        "conn_type": "postgres", "host": parts.hostname, "port": parts.port, "login": parts.username,
+        "password": parts.password, "schema": parts.path.lstrip("/"), "extra": {"sslmode": "disable", "cursor": "x"}}))
+    assert cli.main(["query", "SELECT current_database()"]) == 0
+    assert parts.path.lstrip("/") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, says", [
+    ('{"conn_type": "mysql", "host": "db"}', "is not a postgres connection"),
+    ('{"conn_type": "postgres", "host": ', "is not valid JSON"),
+    ("mysql://db/x", "is neither a postgresql:// URI nor JSON"),
+    ('{"conn_type": "postgres", "login": "u"}', "has no host"),
+])
+def test_an_airflow_connection_that_is_not_postgres_is_one_line(monkeypatch, capsys, value, says):
+    monkeypatch.delenv("SITREP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_SITREP_POSTGRES", value)
     assert cli.main(["query", "SELECT 1"]) == 2
     err = capsys.readouterr().err
-    assert "AIRFLOW_CONN_SITREP_POSTGRES must be a URI" in err and len(err.strip().splitlines()) == 1
+    assert says in err and "postgresql://user:password@host:5432/sitrep" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_connection_url_keeps_any_password_whole():
+    url = db.connection_url(host="db.internal", port="5433", login="sit rep", password="p@ss/w:rd%", schema="sitrep",
+                            extra={"sslmode": "require", "cursor": "realdictcursor"})
+    assert url == "postgresql://sit%20rep:p%40ss%2Fw%3Ard%25@db.internal:5433/sitrep?sslmode=require"
+    assert psycopg.conninfo.conninfo_to_dict(url)["password"] == "p@ss/w:rd%"
 
 
 def test_ingest_files_takes_each_file_once_however_named_and_refuses_one_over_the_cap(sitrep, conn, tmp_path,

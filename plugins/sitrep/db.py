@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import random
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -403,17 +407,80 @@ def embedded(settings: Settings) -> EmbeddedPostgres:
 
 
 def database_url(settings: Settings, *, start: bool = False) -> str:
-    """The URL in use: SITREP_DATABASE_URL, else AIRFLOW_CONN_SITREP_POSTGRES (a URI), else the embedded server."""
+    """The URL in use: SITREP_DATABASE_URL, else the Airflow connection ``sitrep_postgres`` (its environment
+    variable, as a URI or in Airflow's JSON form; inside a task also from Airflow's metadata database or a
+    secrets backend), else the embedded server."""
     if settings.database_url:
         return settings.database_url
-    conn_uri = os.environ.get("AIRFLOW_CONN_SITREP_POSTGRES", "").strip()
-    if conn_uri:
-        if not conn_uri.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("AIRFLOW_CONN_SITREP_POSTGRES must be a URI such as postgresql://user:password@host:5432/sitrep"
-                              " (sitrep reads it as a URI, not Airflow's JSON form)")
-        return conn_uri.replace("postgres://", "postgresql://", 1)
+    conn_env = os.environ.get("AIRFLOW_CONN_SITREP_POSTGRES", "").strip()
+    if conn_env:
+        return _connection_env_url(conn_env)
+    stored = _airflow_connection_url()
+    if stored:
+        return stored
     server = embedded(settings)
     return server.start() if start else server.url()
+
+
+_CONNECTION_FIX = ("set AIRFLOW_CONN_SITREP_POSTGRES to a URI such as postgresql://user:password@host:5432/sitrep, or"
+                   ' to JSON such as {"conn_type": "postgres", "host": "db", "port": 5432, "login": "sitrep",'
+                   ' "password": "...", "schema": "sitrep"}')
+
+
+def _connection_env_url(value: str) -> str:
+    """AIRFLOW_CONN_SITREP_POSTGRES, in either of the forms Airflow takes, as a libpq URL."""
+    if value.startswith(("postgresql://", "postgres://")):
+        return value.replace("postgres://", "postgresql://", 1)
+    if not value.startswith("{"):
+        raise ConfigError(f"AIRFLOW_CONN_SITREP_POSTGRES is neither a postgresql:// URI nor JSON: {_CONNECTION_FIX}")
+    try:
+        fields = json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"AIRFLOW_CONN_SITREP_POSTGRES is not valid JSON ({exc}): {_CONNECTION_FIX}") from None
+    if not isinstance(fields, dict) or fields.get("conn_type") not in {"postgres", "postgresql"}:
+        raise ConfigError(f"AIRFLOW_CONN_SITREP_POSTGRES is not a postgres connection: {_CONNECTION_FIX}")
+    extra = fields.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra) if extra.strip() else {}
+    return connection_url(host=fields.get("host"), port=fields.get("port"), login=fields.get("login"),
+                          password=fields.get("password"), schema=fields.get("schema"), extra=extra)
+
+
+def connection_url(*, host: str | None, port: int | str | None, login: str | None, password: str | None,
+                   schema: str | None, extra: dict[str, Any] | None = None) -> str:
+    """A libpq URL from an Airflow connection's fields (each part percent-encoded: a password may hold
+    any character); its extras that libpq knows (sslmode, sslrootcert...) become parameters."""
+    if not host:
+        raise ConfigError(f"the Airflow connection sitrep_postgres has no host: {_CONNECTION_FIX}")
+    netloc = f"[{host}]" if ":" in host else host
+    if port:
+        netloc += f":{int(port)}"
+    if login:
+        netloc = quote(login, safe="") + (f":{quote(password, safe='')}" if password else "") + "@" + netloc
+    params = {k: str(v) for k, v in (extra or {}).items() if k in _LIBPQ_PARAMS}
+    return f"postgresql://{netloc}/{quote(schema or '', safe='')}" + (f"?{urlencode(params)}" if params else "")
+
+
+#: Extras of a postgres connection that are libpq parameters (Airflow's own, such as cursor, are not).
+_LIBPQ_PARAMS = frozenset({"sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "connect_timeout",
+                           "application_name", "target_session_attrs", "options", "keepalives", "keepalives_idle"})
+
+
+def _airflow_connection_url() -> str | None:
+    """The connection ``sitrep_postgres`` as Airflow resolves it (metadata database, secrets backends), when
+    running inside an Airflow task; elsewhere None (importing Airflow costs seconds, and there is no one to ask)."""
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    if runner is None or getattr(runner, "SUPERVISOR_COMMS", None) is None:
+        return None
+    from airflow.sdk import Connection
+
+    try:
+        conn = Connection.get("sitrep_postgres")
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and its kin: no such connection
+        log.info("no Airflow connection sitrep_postgres (%s): using the embedded server", type(exc).__name__)
+        return None
+    return connection_url(host=conn.host, port=conn.port, login=conn.login, password=conn.password,
+                          schema=conn.schema, extra=conn.extra_dejson)
 
 
 def wait_for_lock(conn: psycopg.Connection, statement: str, params: tuple[object, ...], wait: str) -> None:
@@ -507,7 +574,7 @@ def _redact_loosely(url: str) -> str:
 
 def _redact(url: str) -> str:
     """The URL without its password (in the user part or the query), for messages and logs."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     if parts.password:

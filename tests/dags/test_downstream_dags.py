@@ -115,3 +115,30 @@ def test_alerts_dag_delivers_what_the_rules_match_once(conn, settings, run_dag, 
         "SELECT r.name, d.status FROM alert_deliveries d JOIN alerts USING (alert_id) JOIN alert_rules r USING (rule_id)"
     ).fetchall())
     assert states == {"kharkiv-shelling": "delivered", "broken": "dead"}
+
+
+def test_a_dag_reads_its_database_from_the_airflow_connection_where_airflow_keeps_it(site, conn, settings, run_dag,
+                                                                                       tmp_path, db_url):
+    # DESIGN: "Inside Airflow the database may also come from the connection sitrep_postgres". Only its
+    # environment variable was read, as a URI: a connection kept in Airflow's metadata database or a
+    # secrets backend was ignored, and the tasks used an embedded server of their own.
+    from urllib.parse import urlsplit
+
+    sources.add_feeds(conn, [sources.FeedSpec(url=site.url("/rss.xml"), name="Test Gazette")])
+    _ingest(site, settings, range(0, 3))
+    parts = urlsplit(db_url)
+    connections = tmp_path / "connections.json"
+    connections.write_text(json.dumps({"sitrep_postgres": {
+        "conn_type": "postgres", "host": parts.hostname, "port": parts.port, "login": parts.username,
+        "password": parts.password, "schema": parts.path.lstrip("/")}}))
+    base = tmp_path / "warehouse"
+    env = {"SITREP_DATABASE_URL": "", "SITREP_EXPORT_PATH": str(base),
+           "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+           "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(connections)})}
+
+    assert run_dag("sitrep_export", extra_env=env)
+
+    table = ds.dataset(base, format="parquet", partitioning="hive").to_table()
+    assert sorted(table["report_id"].to_pylist()) == [r[0] for r in conn.execute("SELECT report_id FROM reports_v1"
+                                                                                   " ORDER BY 1")]
+    assert table.num_rows == 3
