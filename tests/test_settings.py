@@ -34,6 +34,17 @@ def test_a_value_that_would_break_ingestion_later_is_refused_when_read(monkeypat
     assert says in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf"])
+@pytest.mark.parametrize("name", ["EXTRACT_TIMEOUT", "WORKER_MEMORY_MB", "WORKER_START_TIMEOUT"])
+def test_the_workers_limits_are_checked_as_every_setting_is(monkeypatch, name, value):
+    # They silently became the default (30 s, 1536 MB, 300 s): the limit the operator set was not in force.
+    from sitrep.workers import WorkerLimits
+
+    monkeypatch.setenv(f"SITREP_{name}", value)
+    with pytest.raises(ConfigError, match=f"^SITREP_{name}="):
+        WorkerLimits.from_env()
+
+
 def test_the_cli_says_it_in_one_line(monkeypatch, capsys):
     monkeypatch.setenv("SITREP_CONNECT_TIMEOUT", "0")
     assert cli.main(["feeds", "list"]) == 2

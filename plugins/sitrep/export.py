@@ -86,7 +86,7 @@ def _schema():  # type: ignore[no-untyped-def]
         "published_at": ts, "fetched_at": ts, "ingested_at": ts, "updated_at": ts, "ingest_seq": pa.int64(),
         "word_count": pa.int32(), "relevance": pa.float32(), "event_types": pa.list_(text), "revision": pa.int32(),
     }
-    return pa.schema([pa.field(name, types.get(name, text)) for name in COLUMNS] + [pa.field("conflict", pa.bool_())])
+    return pa.schema([pa.field(name, types.get(name, text)) for name in COLUMNS] + [pa.field(name, pa.bool_()) for name in DERIVED])
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,9 @@ from sitrep.errors import ExtractionError
 from sitrep.records import Extracted
 from sitrep.settings import ExtractSettings
 
-__all__ = ["MIN_USABLE_WORDS", "ExtractOptions", "extract_page", "html_to_text", "parse_page", "split_authors"]
+__all__ = ["MIN_USABLE_WORDS", "extract_page", "html_to_text", "parse_page", "split_authors"]
 
 log = logging.getLogger(__name__)
-
-#: The options trafilatura runs with; a settings object so that workers receive them pickled.
-ExtractOptions = ExtractSettings
 
 #: Below this many words a page has nothing usable (a video page, a consent wall, a gallery): failed.
 MIN_USABLE_WORDS = 15

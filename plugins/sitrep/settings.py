@@ -90,6 +90,12 @@ def _number(name: str, default: float, cast: type = float, *, positive: bool = F
     return value
 
 
+def number_setting(name: str, default: float, cast: type = float, *, positive: bool = False) -> float:
+    """SITREP_<name> checked as every setting is (a bad one is one ConfigError line), for the settings
+    that live beside the code they bound (the extraction workers' limits)."""
+    return _number(name, default, cast, positive=positive)
+
+
 def task_retries() -> int:
     """SITREP_TASK_RETRIES: retries of a failed ingestion task, read by the DAG file when it is parsed."""
     return int(_number("TASK_RETRIES", DEFAULT_TASK_RETRIES, int, most=100))

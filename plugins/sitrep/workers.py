@@ -35,7 +35,6 @@ import functools
 import logging
 import multiprocessing
 import multiprocessing.forkserver
-import os
 import resource
 import signal
 import socket
@@ -49,7 +48,7 @@ from multiprocessing.process import BaseProcess
 from sitrep import metrics
 from sitrep.errors import ExtractionError
 from sitrep.records import PageJob, Rejected, Report
-from sitrep.settings import ExtractSettings
+from sitrep.settings import ExtractSettings, number_setting
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "PageStream", "WorkerLimits", "run_pages", "start_forkserver"]
 
@@ -84,20 +83,11 @@ class WorkerLimits:
 
     @classmethod
     def from_env(cls) -> WorkerLimits:
-        def number(name: str, default: float) -> float:
-            raw = os.environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                log.warning("%s=%r is not a number: using %s", name, raw, default)
-                return default
-            return value if value > 0 else default
-
-        return cls(timeout=number("SITREP_EXTRACT_TIMEOUT", DEFAULT_TIMEOUT),
-                   memory_mb=int(number("SITREP_WORKER_MEMORY_MB", DEFAULT_MEMORY_MB)),
-                   start_timeout=number("SITREP_WORKER_START_TIMEOUT", DEFAULT_START_TIMEOUT))
+        """The limits, each checked as every setting is: "abc", 0 or -5 fail in one line (they silently
+        became the default, so a limit the operator set was not the one in force)."""
+        return cls(timeout=number_setting("EXTRACT_TIMEOUT", DEFAULT_TIMEOUT, positive=True),
+                   memory_mb=int(number_setting("WORKER_MEMORY_MB", DEFAULT_MEMORY_MB, int, positive=True)),
+                   start_timeout=number_setting("WORKER_START_TIMEOUT", DEFAULT_START_TIMEOUT, positive=True))
 
 
 # ------------------------------------------------------------------------------------------- worker
