@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 
 import htmldate
@@ -338,6 +339,44 @@ def html_to_text(fragment: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6", "header"})
+
+
+def _drop_teaser_lists(tree: lxml_html.HtmlElement) -> None:
+    """Remove lists of teasers: two or more items in a row, each a headline link with at most a line of
+    summary ("More from ...", "Popular now", "Related"), whatever their markup's class names say.
+
+    trafilatura keeps such a list when it is plain divs and paragraphs below the article: its summaries
+    read as paragraphs, and their places and actors became the report's (a Crimea report tagged with El
+    Fasher and the RSF, an alert rule on El Fasher fired on it).
+    """
+    doomed = [parent for parent in tree.iter("div", "section", "aside", "ul", "ol")
+              if sum(1 for _ in _items(parent)) >= 2 and all(_teaser(item) for item in _items(parent))]
+    for element in doomed:
+        parent = element.getparent()
+        if parent is None:
+            continue
+        element.drop_tree()
+        # and the box it leaves holding only its heading ("Popular now" above nothing)
+        while parent.tag in {"div", "section", "aside"} and parent.getparent() is not None and \
+                not (parent.text or "").strip() and all(child.tag in _HEADINGS for child in parent):
+            parent, gone = parent.getparent(), parent
+            gone.drop_tree()
+
+
+def _items(parent: lxml_html.HtmlElement) -> Iterator[lxml_html.HtmlElement]:
+    return (child for child in parent if isinstance(child.tag, str) and child.tag not in _HEADINGS)
+
+
+def _teaser(item: lxml_html.HtmlElement) -> bool:
+    """A headline link (four words or more) that the item starts with, and not much more (60 words)."""
+    links = [a for a in item.iter("a") if a.get("href")]
+    if len(links) != 1:
+        return False
+    headline, whole = " ".join(links[0].text_content().split()), " ".join(item.text_content().split())
+    return len(headline.split()) >= 4 and whole.startswith(headline) and len(whole.split()) <= 60
+
+
 def _words(text: str | None) -> int:
     return len(text.split()) if text else 0
 
@@ -360,6 +399,7 @@ def extract_page(
         log.warning("url=%s: not parseable as HTML (%d bytes)", url, len(body))
     else:
         meta = _metadata(tree, url)
+        _drop_teaser_lists(tree)
         enough = _enough_words(options, feed_content)
         for method, opts in _chain(options):
             try:
