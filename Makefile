@@ -48,6 +48,7 @@ airflow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests bench
+	$(BIN)/python -m mypy
 
 # Regenerate requirements.lock from pyproject.toml in a throwaway venv (needs the package registry).
 lock:

@@ -27,6 +27,7 @@ the Airflow connection `sitrep_postgres`. Schedule: `SITREP_SCHEDULE` (default e
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
@@ -51,7 +52,7 @@ BATCH_LABEL = "{{ batch_feeds | default('?') }} feeds"
 )
 def sitrep_ingest() -> None:
     @task
-    def plan(params: dict | None = None) -> list[list[int]]:
+    def plan(params: dict[str, Any] | None = None) -> list[list[int]]:
         """Batches of source ids, sharded by host."""
         from sitrep import pipeline
         from sitrep.settings import Settings
@@ -92,7 +93,7 @@ def sitrep_ingest() -> None:
     @task_group
     def batch(source_ids: list[int]) -> None:
         """One batch of feeds: poll, collect, load, each instance waiting only for its own batch's."""
-        load(collect(poll(source_ids)))
+        load(collect(poll(source_ids)))  # type: ignore[arg-type]  # TaskFlow passes XComArgs for values
 
     batch.expand(source_ids=plan())
 

@@ -347,7 +347,7 @@ def _evaluate(conn: psycopg.Connection, threshold: float, batch: int) -> list[in
                 " min_relevance, webhooks FROM alert_rules WHERE enabled ORDER BY rule_id"
             ).fetchall()
             for rule_id, name, query, config, places, actors, event_types, sources, language, min_rel, hooks in rules:
-                matches = conn.execute(_MATCH, {  # type: ignore[arg-type]
+                matches = conn.execute(_MATCH, {
                     "lo": lo, "hi": hi, "query": query, "config": config, "places": Jsonb(places),
                     "actors": [a.lower() for a in actors], "event_types": event_types, "sources": sources,
                     "language": language, "min_relevance": threshold if min_rel is None else min_rel,

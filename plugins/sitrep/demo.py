@@ -46,6 +46,7 @@ class DemoSite:
     def base_url(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's: bytes only for AF_UNIX
         return f"http://{host}:{port}"
 
     @property
@@ -60,11 +61,11 @@ def _load_sites(root: Path) -> list[DemoSite]:
     if manifest.exists():
         data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
         for item in data.get("sites", []) if isinstance(data, dict) else []:
-            folder = str(item.get("folder") or item.get("site") or item.get("id") or "").split("/")[-1]
-            if folder:
-                titles[folder] = str(item.get("name") or folder)
+            name = str(item.get("folder") or item.get("site") or item.get("id") or "").split("/")[-1]
+            if name:
+                titles[name] = str(item.get("name") or name)
                 if item.get("feed"):
-                    feeds[folder] = str(item["feed"]).split("/")[-1]
+                    feeds[name] = str(item["feed"]).split("/")[-1]
     sites = []
     for folder in sorted(p for p in (root / "sites").iterdir() if p.is_dir()):
         feed = feeds.get(folder.name) or next((n for n in _FEED_NAMES if (folder / n).exists()), "")

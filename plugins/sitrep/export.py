@@ -75,7 +75,7 @@ class ExportError(SitrepError):
     """An export step could not be completed; the next run resumes it."""
 
 
-def _schema():  # type: ignore[no-untyped-def]
+def _schema() -> Any:
     """The Parquet schema, fixed so that an all-null column keeps its type from file to file."""
     import pyarrow as pa
 
@@ -230,7 +230,7 @@ def _read_rows(conn: psycopg.Connection, lo: int, hi: int, threshold: float) -> 
     """The rows of the range, by partition, JSON columns as JSON text."""
     by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(_ROWS.format(cols=", ".join(COLUMNS)), (threshold, lo, hi))  # type: ignore[arg-type]
+        cur.execute(_ROWS.format(cols=", ".join(COLUMNS)), (threshold, lo, hi))
         for row in cur:
             day = row.pop("ingest_date")
             for name in _JSON_COLUMNS:

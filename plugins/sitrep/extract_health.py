@@ -59,7 +59,7 @@ def record(conn: psycopg.Connection, jobs: Sequence[PageJob], built: Sequence[Re
            reextract: bool = False) -> int:
     """Log one row per extraction outcome (call inside the transaction that stages the reports)."""
     job_of = {job.entry_id: job for job in jobs}
-    rows = []
+    rows: list[tuple[int, int, int | None, str | None, int, str | None, bool]] = []
     for outcome in built:
         job = job_of.get(outcome.entry_id)
         if job is None:

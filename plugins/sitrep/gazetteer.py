@@ -380,17 +380,17 @@ class Gazetteer:
                 merged.setdefault((low, False), set()).update(indexes)
         for stem_text, indexes in adjective_stems.items():
             merged.setdefault((lower_same_length(stem_text), True), set()).update(indexes)
-        for (low, stem), indexes in merged.items():
+        for (low, open_end), indexes in merged.items():
             # Keys are padded with the token separator: the automaton then reports whole tokens only
             # (a stem is open at its end), which is what keeps a pass over a page cheap.
-            padded = " " + _tokens(low) + ("" if stem else " ")
+            padded = " " + _tokens(low) + ("" if open_end else " ")
             if automaton.exists(padded):
                 key = keys[automaton.get(padded)]
                 keys[automaton.get(padded)] = _Key(key.length, tuple(sorted(set(key.candidates) | indexes)),
-                                                   key.stem or stem, key.multiword)
+                                                   key.stem or open_end, key.multiword)
                 continue
             automaton.add_word(padded, len(keys))
-            keys.append(_Key(len(low), tuple(sorted(indexes)), stem, " " in low or "-" in low))
+            keys.append(_Key(len(low), tuple(sorted(indexes)), open_end, " " in low or "-" in low))
         automaton.make_automaton()
         demonyms = ahocorasick.Automaton()
         for word, cc in lexicon.demonyms.items():

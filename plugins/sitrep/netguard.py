@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
@@ -212,7 +213,7 @@ def _time_left(timeout: float | None, error: type[httpcore.TimeoutException]) ->
     at = getattr(_deadline, "at", None)
     if at is None:
         return timeout
-    left = at - time.monotonic()
+    left = float(at) - time.monotonic()
     if left <= 0:
         raise error("past the request's total timeout")
     return left if timeout is None else min(timeout, left)
@@ -251,6 +252,7 @@ class _GuardedBackend(httpcore.SyncBackend):
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
         literal = parse_ip_literal(host)
+        infos: list[tuple[Any, ...]]
         if literal is not None:
             infos = [(0, 0, 0, "", (str(literal), port))]
         else:

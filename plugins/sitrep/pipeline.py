@@ -295,8 +295,8 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
     like are fetched once (the first one leads, the others follow its result)."""
     canon = {p.entry_id: canonical_url(p.link) for p in pending if p.link and http_url(p.link)}
     canon = {entry: url for entry, url in canon.items() if url_fits(url)}  # its spelling must fit too
-    lookup = sorted({p.link for p in pending if p.entry_id in canon} | set(canon.values()))
-    known = dict(conn.execute(
+    lookup = sorted({str(p.link) for p in pending if p.entry_id in canon} | set(canon.values()))
+    known: dict[str, int] = dict(conn.execute(
         "SELECT url, report_id FROM report_urls WHERE url = ANY(%s)", (lookup,)
     ).fetchall()) if lookup else {}
     plan = _FetchPlan(to_fetch=[], followers={}, outcomes=[], known=0)
@@ -370,9 +370,9 @@ class _Stager:
             if item is None:
                 done = True
             elif item[0] == "page":
-                pages.append(item[1])  # type: ignore[arg-type]
+                pages.append(item[1])
             elif item[0] == "outcome":
-                outcomes.append(item[1])  # type: ignore[arg-type]
+                outcomes.append(item[1])
             due = len(pages) >= STAGE_CHUNK or (time.monotonic() - last >= _STAGE_EVERY and (pages or outcomes))
             if (due or done) and self.error is None:
                 try:

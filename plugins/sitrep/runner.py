@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
 from sitrep.errors import SitrepError
 from sitrep.settings import PROJECT_ROOT, Settings
@@ -94,7 +94,7 @@ class DagRun:
             return ""
 
 
-def start_dag(settings: Settings, database_url: str, dag_id: str, conf: dict | None = None,
+def start_dag(settings: Settings, database_url: str, dag_id: str, conf: dict[str, Any] | None = None,
               extra_env: dict[str, str] | None = None) -> DagRun:
     """Start ``dag.test()`` of one DAG in a child process, its output in a log file."""
     env = airflow_env(settings, database_url, extra_env)
@@ -134,7 +134,7 @@ def _prctl() -> Callable[..., int] | None:
     """libc's prctl, looked up here, in the parent: the forked child (other threads' locks copied, held)
     only calls it, nothing that could allocate or take a lock."""
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
 

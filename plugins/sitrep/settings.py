@@ -87,7 +87,7 @@ def _number(name: str, default: float, cast: type = float, *, positive: bool = F
         raise ConfigError(f"SITREP_{name}={raw!r} must not be negative")
     if most is not None and value > most:
         raise ConfigError(f"SITREP_{name}={raw!r} must be at most {most:g}, e.g. {default}")
-    return value
+    return float(value)
 
 
 def number_setting(name: str, default: float, cast: type = float, *, positive: bool = False) -> float:

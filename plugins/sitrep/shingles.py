@@ -18,6 +18,7 @@ two windows get one number only when their five words are the same), so the simi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def _window_codes(ids: np.ndarray) -> np.ndarray:
     head = (ids[:-2] * vocab + ids[1:-1]) * vocab + ids[2:]
     distinct, dense = np.unique(head[:windows], return_inverse=True)
     if distinct.size * vocab * vocab <= _INT64_MAX:
-        return (dense.astype(np.int64) * vocab + ids[3 : 3 + windows]) * vocab + ids[4 : 4 + windows]
+        return cast(np.ndarray, (dense.astype(np.int64) * vocab + ids[3 : 3 + windows]) * vocab + ids[4 : 4 + windows])
     numbers: dict[tuple[int, ...], int] = {}  # beyond any real batch: number the windows through a dict
     words = ids.tolist()
     return np.array([numbers.setdefault(w, len(numbers)) for w in zip(*(words[i:] for i in range(_N)), strict=False)],

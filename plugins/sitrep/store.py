@@ -424,13 +424,13 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
             inserted, total = (int(row[0]), int(row[1])) if row else (0, 0)
             if total == 0:
                 return LoadResult()
-            cur.execute(_UPDATE_CHANGED.format(assignments=assignments,  # type: ignore[arg-type]
+            cur.execute(_UPDATE_CHANGED.format(assignments=assignments,
                                                changed_payload=changed_payload))
             revisions = [Revision(int(rid), int(entry), str(text)) for rid, entry, text in cur.fetchall()]
             started = time.perf_counter()
             grouped, candidates = _assign_stories(cur, revisions, rules)
             dedup_seconds = time.perf_counter() - started
-            cur.execute(_FINISH)  # type: ignore[arg-type]
+            cur.execute(_FINISH)
     result = LoadResult(inserted=inserted, updated=len(revisions), aliased=total - inserted - len(revisions),
                         grouped=grouped, candidates=candidates, dedup_seconds=dedup_seconds)
     log.info("loaded sources=%s inserted=%d updated=%d aliases=%d grouped=%d candidates=%d dedup=%.3fs",
@@ -548,7 +548,7 @@ def _assign_stories(cur: psycopg.Cursor, revisions: list[Revision], rules: Dedup
                     (revised,))
         touched |= {int(r[0]) for r in cur.fetchall()}
     cur.execute(_BATCH_REPRESENTATIVES, {"stories": sorted(touched - set(story_by_leader.values()))})
-    cur.execute(_INSERT.format(payload=", ".join(_PAYLOAD),  # type: ignore[arg-type]
+    cur.execute(_INSERT.format(payload=", ".join(_PAYLOAD),
                                staged_payload=", ".join(_merged(_PAYLOAD, "n"))))
     cur.execute(_REPRESENTATIVES)  # the new reports were written with theirs: only earlier members change
     return sum(1 for rid, _ in new if leader_of.get(rid) != rid), checked

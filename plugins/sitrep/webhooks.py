@@ -95,6 +95,7 @@ class WebhookReceiver:
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's: bytes only for AF_UNIX
         return f"http://{host}:{port}"
 
     def url(self, path: str) -> str:

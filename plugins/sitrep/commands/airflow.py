@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -226,7 +227,7 @@ def _migrate(env: dict[str, str], log_dir: Path) -> None:
                           f"(full log: {log_dir / 'db-migrate.log'})")
 
 
-def health(url: str, timeout: float = 5.0) -> dict | None:
+def health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
     """The api-server's /api/v2/monitor/health JSON, or None while it does not answer."""
     try:
         response = httpx.get(f"{url}/api/v2/monitor/health", timeout=timeout)
@@ -240,7 +241,7 @@ def health(url: str, timeout: float = 5.0) -> dict | None:
         return None
 
 
-def _healthy(report: dict | None) -> bool:
+def _healthy(report: dict[str, Any] | None) -> bool:
     if not report:
         return False
     parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
@@ -362,12 +363,12 @@ def _pgid(pid: int) -> int | None:
 
 def _alive(process: psutil.Process) -> bool:
     try:
-        return process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
 
-def status(settings: Settings) -> tuple[LocalAirflow | None, dict | None]:
+def status(settings: Settings) -> tuple[LocalAirflow | None, dict[str, Any] | None]:
     state = _read_state(settings)
     return state, (health(state.url) if state else None)
 
@@ -398,17 +399,17 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         stopped = stop(settings)
         console.print(f"Stopped Airflow ({', '.join(stopped)})." if stopped else "Airflow was not running.")
         return 0
-    state, report = status(settings)
-    if state is None:
+    running, report = status(settings)
+    if running is None:
         console.print("Airflow is not running: `make airflow` starts it.")
         return 1
-    table = Table(title=f"Airflow at {state.url}")
+    table = Table(title=f"Airflow at {running.url}")
     for col in ("component", "pid", "process", "health"):
         table.add_column(col)
-    alive = state.alive()
+    alive = running.alive()
     names = {"api-server": "metadatabase", "scheduler": "scheduler", "dag-processor": "dag_processor",
              "triggerer": "triggerer"}
-    for name, pid in state.pids.items():
+    for name, pid in running.pids.items():
         part = (report or {}).get(names[name]) or {}
         table.add_row(name, str(pid), "running" if alive[name] else "gone", str(part.get("status", "-")))
     console.print(table)
