@@ -259,3 +259,21 @@ def test_a_host_slower_than_the_collect_budget_leaves_the_rest_for_the_next_run(
     later = pipeline.collect_batch(replace(polite, fetch=replace(polite.fetch, collect_budget=60)), [sid])
     assert later["fetched"] == first["retry"]
     assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 6
+
+
+def test_every_warning_about_a_page_names_its_feed_and_url(site, conn, settings, caplog):
+    # DESIGN: "logging with the feed and URL in every line about them". The page lines said url= only, so
+    # in a task log of 25 feeds nobody could tell whose page failed.
+    feed_url = _publish(site, 4, missing=(1,))
+    site.add("/news/2.html", b"\x89PNG\r\n", headers={"Content-Type": "image/png"})
+    site.add("/news/3.html", "<html><body><p>Video only.</p></body></html>")  # no article text: rejected
+    sid = _add(conn, feed_url)
+    pipeline.poll_batch(settings, [sid])
+
+    with caplog.at_level("INFO", logger="sitrep"):
+        pipeline.collect_batch(settings, [sid])
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for i, why in ((1, "not fetched: HTTP 404"), (2, "not fetched: not an HTML page"), (3, "rejected: no article text")):
+        assert any(m.startswith(f"feed=stream url={site.url(f'/news/{i}.html')} {why}") for m in warnings), warnings
+    assert len(warnings) == 3  # one line each: the fetcher's and the worker's own lines are INFO

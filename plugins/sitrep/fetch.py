@@ -512,7 +512,7 @@ class Fetcher:
             try:
                 result: Response | FetchError = self.get_page(url, max_bytes=max_bytes)
             except FetchError as exc:
-                log.warning("url=%s fetch failed (%s): %s", url, exc.reason, exc)
+                log.info("url=%s fetch failed (%s): %s", url, exc.reason, exc)  # the caller's warning names the feed
                 result = exc
             return result, time.thread_time() - started
 

@@ -210,6 +210,7 @@ class _Pending:
     content: str | None
     author: str | None
     published_at: datetime | None
+    feed: str = ""  # its source's name, for the log lines about its page
 
 
 def build_report(job: PageJob, options: ExtractSettings | None = None) -> Report | Rejected:
@@ -278,8 +279,8 @@ class _FetchPlan:
 def _pending_entries(conn: psycopg.Connection, source_ids: Sequence[int]) -> list[_Pending]:
     rows = conn.execute(
         """
-        SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at
-        FROM entries e
+        SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at, s.name
+        FROM entries e JOIN sources s USING (source_id)
         WHERE e.source_id = ANY(%s) AND e.status = 'pending'
           AND NOT EXISTS (SELECT 1 FROM staged_reports s WHERE s.entry_id = e.entry_id)
         ORDER BY e.entry_id
@@ -335,8 +336,9 @@ class _Stager:
     outcomes are staged a chunk per transaction while fetching and extraction go on."""
 
     def __init__(self, conn: psycopg.Connection, stages: Stages, followers: dict[int, list[_Pending]],
-                 room: threading.Semaphore) -> None:
+                 room: threading.Semaphore, feed_of: dict[int, str] | None = None) -> None:
         self.conn, self.stages, self.followers, self.room = conn, stages, followers, room
+        self.feed_of = feed_of or {}  # entry id -> its feed's name, for the log
         self.counts = {"staged": 0, "failed": 0, "retry": 0}
         self.error: BaseException | None = None
         #: ("page", (job, result)) or ("outcome", (entry id, status, error)); None ends the stream
@@ -410,7 +412,8 @@ class _Stager:
                     reports += [replace(result, entry_id=f.entry_id, source_id=f.source_id, url=str(f.link))
                                 for f in followers]  # each under its own source, whose load closes it
                 else:
-                    log.warning("url=%s rejected: %s", result.url, result.reason)
+                    log.warning("feed=%s url=%s rejected: %s", self.feed_of.get(result.entry_id, "?"), result.url,
+                                result.reason)
                     outcomes += [(result.entry_id, "failed", result.reason)]
                     outcomes += [(f.entry_id, "failed", result.reason) for f in followers]
             self.counts["staged"] += store.stage_reports(self.conn, reports)
@@ -432,7 +435,7 @@ def collect_batch(settings: Settings, source_ids: Sequence[int], *, run_id: str 
         plan = _plan_fetches(conn, pending)
         counts.update(pending=len(pending), known=plan.known)
         room = threading.BoundedSemaphore(_AHEAD)
-        stager = _Stager(conn, stages, plan.followers, room)
+        stager = _Stager(conn, stages, plan.followers, room, {p.entry_id: p.feed for p in pending})
         for outcome in plan.outcomes:
             stager.outcome(*outcome)
         try:
@@ -462,6 +465,8 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
                     p = plan.to_fetch[index]
                     status, problem = _fetch_outcome(response)
                     if problem is not None:
+                        log.warning("feed=%s url=%s %s: %s", p.feed, p.link,
+                                    "left for the next run" if status == "deferred" else "not fetched", problem)
                         stager.outcome(p.entry_id, status, problem)
                         for follower in plan.followers.get(p.entry_id, []):
                             stager.outcome(follower.entry_id, status, problem)
@@ -511,7 +516,6 @@ def _fetch_outcome(response: Response | FetchError) -> tuple[str, str | None]:
         return ("retry" if response.reason in {"timeout", "connect", "unexpected"} else "failed"), str(response)
     problem = _page_problem(response)
     if problem:
-        log.warning("url=%s skipped: %s", response.url, problem)
         return ("retry" if response.status in {429, 500, 502, 503, 504} else "failed"), problem
     return "", None
 

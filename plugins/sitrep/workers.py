@@ -252,7 +252,7 @@ def _lost_page(job: PageJob, slot: _Slot, limits: WorkerLimits, *, timed_out: bo
         why = f"signal {-code}" if code < 0 else f"exit code {code}"
         reason = (f"extraction of {job.url!r} killed its worker ({why}): the page exhausts memory"
                   f" (cap {limits.memory_mb} MB, SITREP_WORKER_MEMORY_MB) or crashes the parser")
-    log.warning("url=%s %s", job.url, reason)
+    log.info("url=%s %s", job.url, reason)  # the stager's warning names the feed
     return Rejected(job.entry_id, job.url, reason)
 
 
