@@ -277,3 +277,25 @@ def test_every_warning_about_a_page_names_its_feed_and_url(site, conn, settings,
     for i, why in ((1, "not fetched: HTTP 404"), (2, "not fetched: not an HTML page"), (3, "rejected: no article text")):
         assert any(m.startswith(f"feed=stream url={site.url(f'/news/{i}.html')} {why}") for m in warnings), warnings
     assert len(warnings) == 3  # one line each: the fetcher's and the worker's own lines are INFO
+
+
+def test_the_ingest_summary_counts_each_feeds_failed_pages_with_the_commonest_reason(site, conn, settings):
+    # A feed whose pages all failed showed its entries, no reports and an empty problem column.
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from sitrep import cli
+
+    started = datetime.now(UTC)
+    sid = _add(conn, _publish(site, 5, missing=(1, 2, 4)))
+    site.add("/news/3.html", "<html><body><p>Video only.</p></body></html>")
+    for step in (pipeline.poll_batch, pipeline.collect_batch, pipeline.load_batch):
+        step(settings, [sid])
+
+    screen = Console(width=250, record=True)
+    screen.print(cli.ingest_table(conn, started, title="summary"))
+    row = next(line for line in screen.export_text().splitlines() if line.startswith("│ stream"))
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    assert cells[:6] == ["stream", "200", "5", "5", "1", "4"], cells
+    assert cells[6].startswith("pages: HTTP 404"), cells

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -21,6 +22,9 @@ from sitrep.errors import ConfigError, SitrepError
 from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
 from sitrep.tables import Table, error_text, step_text
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def _console(stderr: bool = False) -> Console:
@@ -187,28 +191,44 @@ def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] 
                 time.sleep(0.5)
         ok = run.wait()
         after = progress(conn).reports
-        rows = conn.execute(
-            """
-            SELECT s.name, p.http_status, p.not_modified, p.entries_seen, p.new_entries, p.error,
-                   (SELECT count(*) FROM reports r WHERE r.source_id = s.source_id AND r.ingested_at >= %s)
-            FROM sources s
-            JOIN LATERAL (SELECT * FROM poll_log l WHERE l.source_id = s.source_id AND l.polled_at >= %s
-                          ORDER BY polled_at DESC LIMIT 1) p ON true
-            ORDER BY s.name
-            """,
-            (started, started),
-        ).fetchall()
-    table = Table(title=f"sitrep ingest: {after - before} new report(s) in {time.monotonic() - t0:.0f}s")
-    for col in ("feed", "HTTP", "entries", "new entries", "new reports", "problem"):
-        table.add_column(col, overflow="fold")
-    for name, status, not_modified, seen, new, error, loaded in rows:
-        table.add_row(name, "304" if not_modified and status == 304 else str(status or "-"), str(seen), str(new),
-                      str(loaded), (error or "")[:100])
+        table = ingest_table(conn, started, title=f"sitrep ingest: {after - before} new report(s) in"
+                                                  f" {time.monotonic() - t0:.0f}s")
     console.print(table)
     if not ok:
         err_console.print(error_text(f"the ingestion DAG run failed; see {run.log_path}\n{run.tail()}"))
         return 1
     return 0
+
+
+def ingest_table(conn: psycopg.Connection, since: datetime, *, title: str) -> Table:
+    """Each feed polled since ``since``: its poll, its new entries and reports, and its pages that failed
+    (how many, and the most common reason) beside the poll's own problem."""
+    rows = conn.execute(
+        """
+        SELECT s.name, p.http_status, p.not_modified, p.entries_seen, p.new_entries, p.error,
+               (SELECT count(*) FROM reports r WHERE r.source_id = s.source_id AND r.ingested_at >= %(since)s),
+               f.failed, f.reason
+        FROM sources s
+        JOIN LATERAL (SELECT * FROM poll_log l WHERE l.source_id = s.source_id AND l.polled_at >= %(since)s
+                      ORDER BY polled_at DESC LIMIT 1) p ON true
+        CROSS JOIN LATERAL (
+            SELECT sum(n) AS failed, (array_agg(error ORDER BY n DESC, error))[1] AS reason
+            FROM (SELECT e.error, count(*) AS n FROM entries e
+                  WHERE e.source_id = s.source_id AND e.status = 'failed' AND e.updated_at >= %(since)s
+                  GROUP BY e.error) by_reason
+        ) f
+        ORDER BY s.name
+        """,
+        {"since": since},
+    ).fetchall()
+    table = Table(title=title)
+    for col in ("feed", "HTTP", "entries", "new entries", "new reports", "pages failed", "problem"):
+        table.add_column(col, overflow="fold")
+    for name, status, not_modified, seen, new, error, loaded, failed, reason in rows:
+        problem = error or (f"pages: {reason}" if reason else "")
+        table.add_row(name, "304" if not_modified and status == 304 else str(status or "-"), str(seen), str(new),
+                      str(loaded), str(failed or 0), problem[:100])
+    return table
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
