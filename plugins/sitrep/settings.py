@@ -221,12 +221,12 @@ class DownstreamSettings:
     def from_env(cls) -> DownstreamSettings:
         return cls(
             export_path=_env("EXPORT_PATH", "") or None,
-            export_batch_rows=max(1, int(_number("EXPORT_BATCH_ROWS", 20_000, int))),
-            alert_rules_file=Path(_env("ALERT_RULES", str(PROJECT_ROOT / "seeds" / "alert_rules.yaml"))).expanduser(),
-            delivery_attempts=max(1, int(_number("DELIVERY_ATTEMPTS", 5, int))),
-            delivery_backoff=_number("DELIVERY_BACKOFF", 2.0),
-            delivery_timeout=_number("DELIVERY_TIMEOUT", 10.0, positive=True),
-            delivery_budget=_number("DELIVERY_BUDGET", 120.0, positive=True),
+            export_batch_rows=max(1, int(_number("EXPORT_BATCH_ROWS", cls.export_batch_rows, int))),
+            alert_rules_file=Path(_env("ALERT_RULES", str(cls.alert_rules_file))).expanduser(),
+            delivery_attempts=max(1, int(_number("DELIVERY_ATTEMPTS", cls.delivery_attempts, int))),
+            delivery_backoff=_number("DELIVERY_BACKOFF", cls.delivery_backoff),
+            delivery_timeout=_number("DELIVERY_TIMEOUT", cls.delivery_timeout, positive=True),
+            delivery_budget=_number("DELIVERY_BUDGET", cls.delivery_budget, positive=True),
         )
 
 
