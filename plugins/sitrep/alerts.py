@@ -661,7 +661,7 @@ def _repoint(conn: psycopg.Connection, delivery_id: int) -> None:
 def _connect(settings: Settings) -> psycopg.Connection:
     from sitrep import db
 
-    return db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms)
+    return db.connect_settings(settings)
 
 
 def sync_step(settings: Settings) -> dict[str, int]:

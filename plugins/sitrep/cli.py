@@ -54,10 +54,10 @@ def _url(settings: Settings, *, start: bool = True) -> str:
     return db.database_url(settings, start=start)
 
 
-def _conn(settings: Settings):  # type: ignore[no-untyped-def]
+def _conn(settings: Settings) -> psycopg.Connection:
     from sitrep import db
 
-    return db.connect(_url(settings), statement_timeout_ms=settings.statement_timeout_ms)
+    return db.connect_settings(settings, start=True)
 
 
 def _ago(when: datetime | None) -> str:
@@ -177,7 +177,7 @@ def run_ingest(settings: Settings, *, due_only: bool, extra_env: dict[str, str] 
     with _conn(settings) as conn:
         _migrated(conn)
         before = progress(conn).reports
-        feeds = conn.execute("SELECT count(*) FROM sources WHERE kind = 'feed' AND enabled").fetchone()[0]
+        feeds = (conn.execute("SELECT count(*) FROM sources WHERE kind = 'feed' AND enabled").fetchone() or (0,))[0]
         conn.commit()
         if feeds == 0:
             console.print("No enabled feeds: add some with `sitrep feeds add URL` or `sitrep feeds import seeds/feeds.yaml`.")
@@ -283,15 +283,14 @@ def print_reports(settings: Settings, limit: int = 60) -> None:
             """,
             (limit,),
         ).fetchall()
-        total = conn.execute("SELECT count(*) FROM reports_v1").fetchone()[0]
+        total = (conn.execute("SELECT count(*) FROM reports_v1").fetchone() or (0,))[0]
     table = Table(title=f"reports_v1: {total} report(s)" + (f" (first {limit})" if total > limit else ""))
     widths = _fit_columns(_REPORT_COLUMNS, console.width)
     for name, width in widths.items():
         table.add_column(name, no_wrap=True, overflow="ellipsis", width=width)
     keep = [i for i, (name, *_) in enumerate(_REPORT_COLUMNS) if name in widths]
-    rows = [[row[i] for i in keep] for row in rows]
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if row[i] is None else str(row[i]) for i in keep))
     console.print(table)
 
 

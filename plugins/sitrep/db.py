@@ -483,6 +483,12 @@ def _airflow_connection_url() -> str | None:
                           schema=conn.schema, extra=conn.extra_dejson)
 
 
+def connect_settings(settings: Settings, *, start: bool = False) -> psycopg.Connection:
+    """A connection to the database in use (``database_url``) with the configured statement timeout:
+    what every task and command opens (``start``: start the embedded server first if it is the one)."""
+    return connect(database_url(settings, start=start), statement_timeout_ms=settings.statement_timeout_ms)
+
+
 def wait_for_lock(conn: psycopg.Connection, statement: str, params: tuple[object, ...], wait: str) -> None:
     """Run a lock-taking statement inside the current transaction, waiting up to ``wait`` (e.g. "1h")
     whatever the statement timeout: a job queued behind another must not fail at it and spend a retry.

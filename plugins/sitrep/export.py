@@ -389,7 +389,7 @@ def export_step(settings: Settings) -> dict[str, int]:
     """The DAG's task: export to SITREP_EXPORT_PATH until caught up; counts only (for XCom)."""
     from sitrep import db
 
-    with db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms) as conn:
+    with db.connect_settings(settings) as conn:
         result = run(conn, target(settings), batch_rows=settings.downstream.export_batch_rows,
                      threshold=settings.relevance_threshold)
     for f in result.files:

@@ -48,7 +48,7 @@ _POOL_THRESHOLD = 6
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
-    return db.connect(db.database_url(settings), statement_timeout_ms=settings.statement_timeout_ms)
+    return db.connect_settings(settings)
 
 
 def plan(settings: Settings, *, due_only: bool) -> list[list[int]]:
