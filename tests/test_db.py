@@ -148,6 +148,17 @@ def test_migrations_on_an_empty_database_create_the_contract_view(pg_server):
         assert required in columns
 
 
+def test_the_contract_view_says_what_its_key_columns_mean(conn):
+    # canonical_url and content_sha256 are dedup keys: read as a fetchable address and a hash of the
+    # stored text, they surprised every reviewer; \d+ reports_v1 says so now.
+    notes = dict(conn.execute(
+        "SELECT attname, col_description('reports_v1'::regclass, attnum) FROM pg_attribute"
+        " WHERE attrelid = 'reports_v1'::regclass AND attnum > 0").fetchall())
+    assert "not always an address that answers" in notes["canonical_url"]
+    assert "folded" in notes["content_sha256"] and "watermark" in notes["ingest_seq"]
+    assert all(notes[c] for c in ("story_id", "duplicate_of", "published_at", "relevance", "places", "actors"))
+
+
 def test_dead_database_is_one_clear_error(caplog):
     caplog.set_level(logging.WARNING)
     with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x") as dead:

@@ -31,3 +31,16 @@ SELECT
     r.updated_at
 FROM reports r
 JOIN sources s USING (source_id);
+
+-- What each column means, for readers who look in psql (\d+ reports_v1) rather than in the README.
+COMMENT ON VIEW reports_v1 IS 'sitrep reports, one row per report (contract v1): follow ingest_seq as the watermark';
+COMMENT ON COLUMN reports_v1.story_id IS 'the story (an article and its syndicated or near-duplicate copies) this report belongs to';
+COMMENT ON COLUMN reports_v1.duplicate_of IS 'the story''s representative report when this one is a copy of it; null for the representative';
+COMMENT ON COLUMN reports_v1.canonical_url IS 'sitrep''s one spelling of the article for deduplication (https, no www./m./amp., no tracking parameters, query sorted): a key, not always an address that answers; fetch url';
+COMMENT ON COLUMN reports_v1.content_sha256 IS 'SHA-256 of the text with case, punctuation and spacing folded (the exact-duplicate key), not of text as stored';
+COMMENT ON COLUMN reports_v1.published_at IS 'when the article was published, UTC; null when unknown (published_at_source says where it was read: article, feed, url, fetched)';
+COMMENT ON COLUMN reports_v1.ingest_seq IS 'strictly increasing: a new or changed report gets a new one; the watermark of incremental readers';
+COMMENT ON COLUMN reports_v1.relevance IS 'conflict relevance from 0 to 1 (SITREP_RELEVANCE_THRESHOLD, default 0.5, marks conflict reporting)';
+COMMENT ON COLUMN reports_v1.places IS 'places named in the text: name, geonames_id, country_code, lat, lon, mentions';
+COMMENT ON COLUMN reports_v1.actors IS 'actors named in the text: name, kind';
+COMMENT ON COLUMN reports_v1.revision IS 'starts at 1; a changed article keeps its report_id, with revision + 1 and a new ingest_seq';
