@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -157,3 +158,43 @@ def test_an_entry_the_other_run_loaded_stays_loaded(site, conn, settings, monkey
     assert not errors
     assert conn.execute("SELECT e.status, e.report_id = r.report_id FROM entries e JOIN reports r USING (entry_id)"
                         ).fetchall() == [("loaded", True)]
+
+
+def test_a_reextraction_and_a_load_of_the_same_entries_do_not_deadlock(conn, db_url, settings, monkeypatch):
+    # `sitrep reextract` staged its chunk (locking the entries), then waited for the load lock; a scheduled
+    # load held the load lock and waited for an entry another collect had staged again meanwhile.
+    from sitrep import reextract
+
+    sid, ids, pages = _entries(conn, 1)
+    job, report = pages[0]
+    body = article_html("Shelling near the bridge", text(article(100)).split("\n\n")).encode()
+    with conn.transaction():
+        page_ids = store.store_pages(conn, [(job.entry_id, job.url, job.url, 200, "text/html", job.fetched_at, body,
+                                             "0" * 64)])
+        store.stage_reports(conn, [pipeline.build_report(replace(job, body=body, plain_text=None,
+                                                                 page_id=page_ids[job.entry_id]))])
+    store.load_staged(conn, [sid])
+    with conn.transaction():  # collected again by another run: staged, not loaded yet
+        store.stage_reports(conn, [report])
+    real_load, holding = store.load_staged, threading.Event()
+
+    def load_staged(load_conn, source_ids, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "reextract":
+            holding.set()
+            assert _blocked_on_a_lock(db_url), "the load never waited"
+        return real_load(load_conn, source_ids, **kwargs)
+
+    monkeypatch.setattr(store, "load_staged", load_staged)
+
+    def reextract_all() -> None:
+        with db.connect(db_url) as connection:
+            reextract.reextract(settings, connection)
+
+    def load() -> None:
+        holding.wait(10)
+        with db.connect(db_url) as connection:
+            real_load(connection, [sid])
+
+    errors = _in_threads(("reextract", reextract_all), ("load", load))
+    assert not errors, {name: f"{type(exc).__name__}: {exc}" for name, exc in errors.items()}
+    assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0

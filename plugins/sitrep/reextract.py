@@ -144,6 +144,9 @@ def _round(settings: Settings, conn: psycopg.Connection, page_ids: list[int], re
     # One transaction for the chunk: staged, merged and marked, or nothing (an interrupted re-extraction
     # left its rows staged, and the next scheduled load applied what the user had stopped).
     with conn.transaction():
+        # The load lock before the entries' locks, as every load takes them: staging first and then
+        # waiting for a load that waits for these entries was a deadlock.
+        store.take_load_lock(conn)
         store.stage_reports(conn, reports)
         extract_health.record(conn, jobs, built, reextract=True)
         if not sources:

@@ -64,7 +64,7 @@ from sitrep.settings import DedupSettings
 from sitrep.shingles import ShingleSets
 
 __all__ = ["LOAD_LOCK", "PAGE_ZSTD_LEVEL", "LoadResult", "load_staged", "lock_entries", "page_body", "reindex_bands",
-           "stage_reports", "store_pages"]
+           "stage_reports", "store_pages", "take_load_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ DELETE FROM staged_reports s USING merge_rows m WHERE s.entry_id = m.entry_id;
 """
 
 
-def _take_load_lock(conn: psycopg.Connection) -> None:
+def take_load_lock(conn: psycopg.Connection) -> None:
     """LOAD_LOCK for this transaction, waited for up to LOAD_LOCK_WAIT whatever the statement timeout (a
     batch queued behind other loads failed at it and spent a retry); every statement after it is bounded
     by the statement timeout again."""
@@ -401,7 +401,7 @@ def load_staged(conn: psycopg.Connection, source_ids: Sequence[int], *, rules: D
     assignments = ", ".join(f"{c} = c.{c}" for c in _PAYLOAD)
     changed_payload = ", ".join(_merged(["page_id", *_PAYLOAD], "l"))
     with conn.transaction():
-        _take_load_lock(conn)
+        take_load_lock(conn)
         # A batch's keys (36 per report) are hashed, joined and de-duplicated in memory, not in batches
         # spilled to disk (the default 4 MB holds a hash table of about a thousand reports' keys).
         conn.execute("SELECT set_config('work_mem', %s, true)", (MERGE_WORK_MEM,))
@@ -767,7 +767,7 @@ def reindex_bands(conn: psycopg.Connection, *, rebuild: bool = False, chunk: int
     """
     done = 0
     with conn.transaction():
-        _take_load_lock(conn)
+        take_load_lock(conn)
         if rebuild:
             conn.execute("TRUNCATE story_bands")
         with conn.cursor(name="sitrep_reindex") as rows, conn.cursor() as cur:
