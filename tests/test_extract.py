@@ -279,9 +279,37 @@ def test_lists_of_teasers_below_or_beside_the_article_are_not_its_text():
     assert "El Fasher" not in got.text and "grain ship" not in got.text
     assert got.text.split("\n")[-1].startswith("Sevastopol: paragraph 5")
     tree = extract.parse_page(page.encode())
-    extract._drop_teaser_lists(tree)
+    extract._drop_teaser_lists(tree, URL)
     assert "Map of the front line" in tree.text_content()  # a short link that a line goes on from: no teaser
     assert "Popular now" not in tree.text_content() and "More from the Herald" not in tree.text_content()
+
+
+_BRIEF = [("Israeli strikes on Rafah kill at least 20", "as ceasefire talks in Cairo stall over the sequencing of"
+           " hostage releases, health officials in Gaza said on Sunday evening."),
+          ("Sudan's RSF tightens siege of El Fasher", "cutting the last road into the city; aid groups warn that famine"
+           " conditions are spreading through the displacement camps nearby."),
+          ("Russian forces advance near Pokrovsk", "taking two villages in a week, according to the Ukrainian general"
+           " staff, which reported more than 150 clashes along the front."),
+          ("Myanmar junta bombs a village school", "in Sagaing, killing eleven children and a teacher, according to the"
+           " local resistance administration and witnesses.")]
+
+
+@pytest.mark.parametrize("layout", ["what we know", "briefing", "briefing in a body div", "live blog"])
+def test_lists_that_lead_with_links_inside_the_article_are_its_text(layout):
+    # The first teaser rule dropped them all: the bullets, or the whole article ("no article text").
+    lede = " ".join(paragraphs("Odesa", 1))
+    if layout == "what we know":
+        items = "".join(f"<li><a href='/2025/05/{i}'>{a}</a> {b}</li>" for i, (a, b) in enumerate(_BRIEF[:3]))
+        body = f"<p>{lede}</p><h2>What we know</h2><ul>{items}</ul><p>{lede}</p>"
+    elif layout.startswith("briefing"):
+        body = "".join(f"<p><a href='/s/{i}'>{a}</a> {b}</p>" for i, (a, b) in enumerate(_BRIEF))
+        body = f"<div class='article-body'>{body}</div>" if layout.endswith("div") else body
+    else:
+        body = "".join(f"<div class='post' id='p{i}'><h3><a href='?post={i}#p{i}'>{a}</a></h3><p>{b} {lede}</p></div>"
+                       for i, (a, b) in enumerate(_BRIEF[:3]))
+    page = f"<html><body><h1>Headline</h1><article>{body}</article></body></html>".encode()
+    got = extract_page(page, URL, feed_summary="Today's briefing: Rafah, El Fasher, Pokrovsk, Sagaing and more.")
+    assert got.method.startswith("trafilatura") and "famine" in got.text and "Cairo" in got.text, got.text
 
 
 def test_a_short_page_falls_back_to_the_feed_content():

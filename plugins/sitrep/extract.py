@@ -27,6 +27,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from urllib.parse import urljoin, urlsplit
 
 import htmldate
 import trafilatura
@@ -342,16 +343,23 @@ def html_to_text(fragment: str) -> str:
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6", "header"})
 
 
-def _drop_teaser_lists(tree: lxml_html.HtmlElement) -> None:
-    """Remove lists of teasers: two or more items in a row, each a headline link with at most a line of
-    summary ("More from ...", "Popular now", "Related"), whatever their markup's class names say.
+def _drop_teaser_lists(tree: lxml_html.HtmlElement, url: str) -> None:
+    """Remove lists of teasers: two or more items in a row, each a headline link to another page with at
+    most a line of summary ("More from ...", "Popular now", "Related"), outside the article's own markup.
 
     trafilatura keeps such a list when it is plain divs and paragraphs below the article: its summaries
     read as paragraphs, and their places and actors became the report's (a Crimea report tagged with El
-    Fasher and the RSF, an alert rule on El Fasher fired on it).
+    Fasher and the RSF, an alert rule on El Fasher fired on it). Never inside ``<article>`` or an
+    ``articleBody``, never paragraphs, never links within the page (a live blog's permalinks), never
+    most of the page's text: "What we know" bullets that lead with links, a briefing whose paragraphs
+    open with linked headlines and a live blog's posts are the article.
     """
+    body = tree.find("body")
+    page_words = _words((body if body is not None else tree).text_content())
+    own_path = urlsplit(url).path
     doomed = [parent for parent in tree.iter("div", "section", "aside", "ul", "ol")
-              if sum(1 for _ in _items(parent)) >= 2 and all(_teaser(item) for item in _items(parent))]
+              if sum(1 for _ in _items(parent)) >= 2 and all(_teaser(item, url, own_path) for item in _items(parent))
+              and not _in_article(parent) and 2 * _words(parent.text_content()) < page_words]
     for element in doomed:
         parent = element.getparent()
         if parent is None:
@@ -364,14 +372,21 @@ def _drop_teaser_lists(tree: lxml_html.HtmlElement) -> None:
             gone.drop_tree()
 
 
+def _in_article(element: lxml_html.HtmlElement) -> bool:
+    return any(e.tag == "article" or e.get("itemprop") == "articleBody" for e in element.iterancestors())
+
+
 def _items(parent: lxml_html.HtmlElement) -> Iterator[lxml_html.HtmlElement]:
     return (child for child in parent if isinstance(child.tag, str) and child.tag not in _HEADINGS)
 
 
-def _teaser(item: lxml_html.HtmlElement) -> bool:
-    """A headline link (four words or more) that the item starts with, and not much more (60 words)."""
+def _teaser(item: lxml_html.HtmlElement, url: str, own_path: str) -> bool:
+    """Not a paragraph; a headline link (four words or more) to another page that the item starts with,
+    and not much more (60 words)."""
+    if item.tag == "p":
+        return False
     links = [a for a in item.iter("a") if a.get("href")]
-    if len(links) != 1:
+    if len(links) != 1 or urlsplit(urljoin(url, links[0].get("href", ""))).path == own_path:
         return False
     headline, whole = " ".join(links[0].text_content().split()), " ".join(item.text_content().split())
     return len(headline.split()) >= 4 and whole.startswith(headline) and len(whole.split()) <= 60
@@ -399,7 +414,7 @@ def extract_page(
         log.warning("url=%s: not parseable as HTML (%d bytes)", url, len(body))
     else:
         meta = _metadata(tree, url)
-        _drop_teaser_lists(tree)
+        _drop_teaser_lists(tree, url)
         enough = _enough_words(options, feed_content)
         for method, opts in _chain(options):
             try:
