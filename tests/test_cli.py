@@ -218,6 +218,10 @@ def test_an_airflow_connection_in_json_form_is_read(monkeypatch, capsys, db_url)
     ('{"conn_type": "postgres", "host": ', "is not valid JSON"),
     ("mysql://db/x", "is neither a postgresql:// URI nor JSON"),
     ('{"conn_type": "postgres", "login": "u"}', "has no host"),
+    ('{"conn_type": "postgres", "host": "db", "port": "abc"}', "port 'abc' is not a port number"),
+    ('{"conn_type": "postgres", "host": "db", "port": 70000}', "port 70000 is not a port number"),
+    ('{"conn_type": "postgres", "host": "db", "extra": "{bad"}', "its extra is not JSON"),
+    ('{"conn_type": "postgres", "host": "db", "extra": "[1]"}', "its extra is not a JSON object"),
 ])
 def test_an_airflow_connection_that_is_not_postgres_is_one_line(monkeypatch, capsys, value, says):
     monkeypatch.delenv("SITREP_DATABASE_URL", raising=False)
@@ -225,6 +229,20 @@ def test_an_airflow_connection_that_is_not_postgres_is_one_line(monkeypatch, cap
     assert cli.main(["query", "SELECT 1"]) == 2
     err = capsys.readouterr().err
     assert says in err and "postgresql://user:password@host:5432/sitrep" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fields, parsed", [
+    # a Unix socket's folder was read as the database name; a password without a login was dropped;
+    # a bracketed IPv6 host was bracketed twice
+    ({"host": "/var/run/postgresql", "port": 5433, "login": "sitrep", "password": None, "schema": "sitrep"},
+     {"host": "/var/run/postgresql", "port": "5433", "user": "sitrep", "dbname": "sitrep"}),
+    ({"host": "db", "port": None, "login": None, "password": "s3cret", "schema": "x"},
+     {"host": "db", "password": "s3cret", "dbname": "x"}),
+    ({"host": "[::1]", "port": "5432", "login": "u", "password": None, "schema": "d"},
+     {"host": "::1", "port": "5432", "user": "u", "dbname": "d"}),
+])
+def test_a_connection_url_says_what_the_connection_says(fields, parsed):
+    assert psycopg.conninfo.conninfo_to_dict(db.connection_url(**fields)) == parsed
 
 
 def test_a_connection_url_keeps_any_password_whole():

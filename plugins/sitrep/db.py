@@ -441,23 +441,37 @@ def _connection_env_url(value: str) -> str:
         raise ConfigError(f"AIRFLOW_CONN_SITREP_POSTGRES is not a postgres connection: {_CONNECTION_FIX}")
     extra = fields.get("extra") or {}
     if isinstance(extra, str):
-        extra = json.loads(extra) if extra.strip() else {}
+        try:
+            extra = json.loads(extra) if extra.strip() else {}
+        except ValueError:
+            raise ConfigError(f"AIRFLOW_CONN_SITREP_POSTGRES: its extra is not JSON: {_CONNECTION_FIX}") from None
     return connection_url(host=fields.get("host"), port=fields.get("port"), login=fields.get("login"),
                           password=fields.get("password"), schema=fields.get("schema"), extra=extra)
 
 
 def connection_url(*, host: str | None, port: int | str | None, login: str | None, password: str | None,
-                   schema: str | None, extra: dict[str, Any] | None = None) -> str:
+                   schema: str | None, extra: Any = None) -> str:
     """A libpq URL from an Airflow connection's fields (each part percent-encoded: a password may hold
-    any character); its extras that libpq knows (sslmode, sslrootcert...) become parameters."""
-    if not host:
-        raise ConfigError(f"the Airflow connection sitrep_postgres has no host: {_CONNECTION_FIX}")
-    netloc = f"[{host}]" if ":" in host else host
-    if port:
-        netloc += f":{int(port)}"
-    if login:
-        netloc = quote(login, safe="") + (f":{quote(password, safe='')}" if password else "") + "@" + netloc
+    any character); its extras that libpq knows (sslmode, sslrootcert...) become parameters. A host that
+    is a folder (a Unix socket's) goes in the ``host`` parameter, where libpq reads it."""
+    what = "the Airflow connection sitrep_postgres"
+    if not host or not host.strip():
+        raise ConfigError(f"{what} has no host: {_CONNECTION_FIX}")
+    if extra is not None and not isinstance(extra, dict):
+        raise ConfigError(f"{what}: its extra is not a JSON object: {_CONNECTION_FIX}")
+    number = str(port).strip() if port not in (None, "") else ""
+    if number and not (number.isdigit() and 0 < int(number) < 65536):
+        raise ConfigError(f"{what}: port {port!r} is not a port number: {_CONNECTION_FIX}")
     params = {k: str(v) for k, v in (extra or {}).items() if k in _LIBPQ_PARAMS}
+    host = host.strip()
+    if host.startswith("/"):  # a socket's folder: no host part, libpq takes it (and the port) as parameters
+        netloc = ""
+        params = {"host": host, **({"port": number} if number else {}), **params}
+    else:
+        bare = host.strip("[]")
+        netloc = (f"[{bare}]" if ":" in bare else quote(bare, safe=".-")) + (f":{number}" if number else "")
+    if login or password:
+        netloc = quote(login or "", safe="") + (f":{quote(password, safe='')}" if password else "") + "@" + netloc
     return f"postgresql://{netloc}/{quote(schema or '', safe='')}" + (f"?{urlencode(params)}" if params else "")
 
 
