@@ -268,6 +268,13 @@ def test_ingest_files_takes_each_file_once_however_named_and_refuses_one_over_th
     assert re.search(r"\b2\D+1\D+0\D+0\D+1\b", out.splitlines()[-2]), out
 
 
+def test_an_export_path_with_brackets_is_shown_as_written(sitrep, tmp_path, monkeypatch):
+    # A status line reads its text as Rich markup whatever the console says: "[/x]" raised MarkupError.
+    monkeypatch.setenv("SITREP_EXPORT_PATH", str(tmp_path / "[/x]exports"))
+    status, _, err = sitrep("export")
+    assert status == 0, err
+
+
 def test_the_demo_table_shows_every_id_date_and_count_whole(settings_env, capsys):
     # On the 160-column page of a pipe, Rich squeezed the short columns first: the id column blank,
     # language, words and story a bare "…", the date "2024-0…".

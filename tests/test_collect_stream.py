@@ -299,3 +299,38 @@ def test_the_ingest_summary_counts_each_feeds_failed_pages_with_the_commonest_re
     cells = [cell.strip() for cell in row.strip("│").split("│")]
     assert cells[:6] == ["stream", "200", "5", "5", "1", "4"], cells
     assert cells[6].startswith("pages: HTTP 404"), cells
+
+
+def test_the_summarys_commonest_reason_counts_reasons_not_their_urls(site, conn, settings):
+    # "no article text in '<url>': ..." holds its URL, so each counted once and two 404s outnumbered three.
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from sitrep import cli
+
+    started = datetime.now(UTC)
+    sid = _add(conn, _publish(site, 6, missing=(0, 1)))
+    for i in (2, 3, 4):
+        site.add(f"/news/{i}.html", f"<html><body><p>Video {i} only.</p></body></html>")
+    for step in (pipeline.poll_batch, pipeline.collect_batch, pipeline.load_batch):
+        step(settings, [sid])
+
+    screen = Console(width=300, record=True)
+    screen.print(cli.ingest_table(conn, started, title="summary"))
+    row = next(line for line in screen.export_text().splitlines() if line.startswith("│ stream"))
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    assert cells[5] == "5" and cells[6].startswith("pages: no article text in"), cells
+
+
+def test_a_link_recorded_with_a_password_fails_without_writing_it(site, conn, settings):
+    # Recorded before such links were refused at the poll: its failure quoted the link, password and all,
+    # into entries.error and the ingest summary.
+    sid = _add(conn, _publish(site, 1))
+    conn.execute("INSERT INTO entries (source_id, entry_key, link) VALUES (%s, 'old', %s)",
+                 (sid, site.url("/news/0.html").replace("http://", "http://someone:secret@")))
+    conn.commit()
+    pipeline.collect_batch(settings, [sid])
+    (error,) = conn.execute("SELECT error FROM entries WHERE entry_key = 'old'").fetchone()
+    conn.commit()
+    assert "secret" not in error and "***@127.0.0.1" in error and "no user:password part" in error, error

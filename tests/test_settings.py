@@ -59,7 +59,7 @@ def test_task_retries_is_read_for_the_dag_files(monkeypatch):
     assert task_retries() == 3
 
 
-@pytest.mark.parametrize("value", ["*/10 * * * *", "0 */2 * * 1-5", "@hourly"])
+@pytest.mark.parametrize("value", ["*/10 * * * *", "0 */2 * * 1-5", "@hourly", "@once", "@continuous"])
 def test_the_schedule_is_a_cron_expression_or_a_preset(monkeypatch, value):
     monkeypatch.setenv("SITREP_SCHEDULE", value)
     assert ingest_schedule() == value

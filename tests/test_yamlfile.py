@@ -23,6 +23,9 @@ BROKEN = {
     "not UTF-8": ("rules:\n  - name: Kyiv caf\xe9\n".encode("latin-1"), "not UTF-8 text (byte 25); save "),
     # The parser's four-line dump (with the offending line quoted) was the message of the lexicons' readers.
     "bad YAML": (b"groups: [\n  - a: b\n  bad\n", "not valid YAML at line 2 (expected the node content, but found '-')"),
+    # YAML reads these but cannot build them: a ValueError, a traceback past the reader
+    "impossible date": (b"since: 2024-02-30\n", "not valid YAML (ValueError: day is out of range for month)"),
+    "bad int": (b"rules: !!int high\n", "not valid YAML (ValueError: invalid literal for int()"),
 }
 
 

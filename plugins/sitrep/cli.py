@@ -211,11 +211,12 @@ def ingest_table(conn: psycopg.Connection, since: datetime, *, title: str) -> Ta
         FROM sources s
         JOIN LATERAL (SELECT * FROM poll_log l WHERE l.source_id = s.source_id AND l.polled_at >= %(since)s
                       ORDER BY polled_at DESC LIMIT 1) p ON true
-        CROSS JOIN LATERAL (
-            SELECT sum(n) AS failed, (array_agg(error ORDER BY n DESC, error))[1] AS reason
-            FROM (SELECT e.error, count(*) AS n FROM entries e
+        CROSS JOIN LATERAL (  -- reasons told apart without their URLs and numbers ("no text in 'URL': 12 words")
+            SELECT sum(n) AS failed, (array_agg(example ORDER BY n DESC, example))[1] AS reason
+            FROM (SELECT min(e.error) AS example, count(*) AS n FROM entries e
                   WHERE e.source_id = s.source_id AND e.status = 'failed' AND e.updated_at >= %(since)s
-                  GROUP BY e.error) by_reason
+                  GROUP BY regexp_replace(regexp_replace(e.error, '''[^'']*''', '', 'g'), '[0-9]+', '', 'g')
+                  ) by_reason
         ) f
         ORDER BY s.name
         """,

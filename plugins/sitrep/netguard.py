@@ -39,7 +39,7 @@ import httpx
 from sitrep.errors import BlockedURLError, ConfigError
 
 __all__ = ["AddressPolicy", "GuardedTransport", "RefusedConnection", "check_url", "is_public_address",
-           "parse_ip_literal", "request_deadline", "url_host", "url_origin"]
+           "parse_ip_literal", "request_deadline", "url_host", "url_origin", "without_credentials"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,15 @@ def url_host(url: str) -> str:
     never become a name shown in lists and logs, and ``user@host`` is the same host as ``host``.
     """
     return urlsplit(url).netloc.rpartition("@")[2].lower()
+
+
+def without_credentials(url: str) -> str:
+    """The URL as given, a user:password part shown as ``***@`` (for errors and logs: it may not parse)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+    return url
 
 
 def url_origin(url: str) -> str:

@@ -34,6 +34,7 @@ from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedErr
 from sitrep.extract import extract_page
 from sitrep.fetch import PAGE_TYPES, Fetcher, Response
 from sitrep.metrics import Stages, page_step
+from sitrep.netguard import without_credentials
 from sitrep.normalize import canonical_url, http_url, to_report, url_fits
 from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
@@ -308,7 +309,8 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
             plan.outcomes.append((p.entry_id, "skipped", "entry has no link"))
             continue
         if p.entry_id not in canon:  # recorded before the poll refused such links
-            plan.outcomes.append((p.entry_id, "failed", f"link {p.link[:200]!r} is not an http(s) URL we can fetch and store"))
+            plan.outcomes.append((p.entry_id, "failed", f"link {without_credentials(p.link)[:200]!r} is not an http(s)"
+                                                        " URL we can fetch and store (no user:password part)"))
             continue
         report_id = known.get(p.link) or known.get(canon[p.entry_id])
         if report_id is not None:

@@ -102,7 +102,8 @@ def task_retries() -> int:
 
 
 DEFAULT_SCHEDULE = "*/10 * * * *"
-_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"})
+_PRESETS = frozenset({"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
+                      "@annually", "@midnight"})  # what Airflow takes besides cron
 
 
 def ingest_schedule() -> str:

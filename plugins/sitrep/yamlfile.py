@@ -31,6 +31,9 @@ def read_yaml(path: Path, *, what: str, fix: str) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save {what} as UTF-8") from None
     try:
         return yaml.safe_load(text)
+    except (ValueError, RecursionError) as exc:  # a value YAML reads but cannot build: a 30th of February
+        first = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__}: {first}); fix {what} there") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

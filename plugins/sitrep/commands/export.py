@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rich.text import Text
+
 from sitrep.errors import ConfigError
 from sitrep.tables import Table
 
@@ -51,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                           " watermark and file names a backfill would share; give a folder of its own")
     with _conn(settings) as conn:
         db.migrate(conn)
-        with console.status(f"exporting reports_v1 to {base}..."):
+        with console.status(Text(f"exporting reports_v1 to {base}...")):  # a status reads a str as markup
             if args.since is None:
                 result = export.run(conn, base, batch_rows=batch, threshold=settings.relevance_threshold)
             else:
