@@ -24,8 +24,9 @@ are refused unless it is on). The database from `SITREP_DATABASE_URL` or the Air
 
 **When it fails:** a bad rules file fails `sync_rules` with the rule and the fix: correct it and clear
 the task. A failing webhook never fails the run: see `sitrep alerts list --dead`, fix the receiver (or
-its URL in the rules file: a replay goes to the rule's webhook as now written), then
-`sitrep alerts retry --all`. Re-running any task is safe: nothing alerts twice.
+its URL in the rules file: a replay goes to the rule's webhook as now written, when the command reads
+that file: run it with `SITREP_ALERT_RULES` set to the DAG's rules file, or after the next run of this
+DAG has synced them), then `sitrep alerts retry --all`. Re-running any task is safe: nothing alerts twice.
 """
 
 from __future__ import annotations

@@ -277,7 +277,10 @@ rules:
     assert "broken" in out and "HTTP 503" in out
     receiver.fail("/down", always=200)  # the receiver is fixed: replay the dead letters
     assert main(["alerts", "retry", "--all"]) == 0
-    assert "1 dead letter(s) replayed: 1 delivered" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 dead letter(s) replayed: 1 delivered" in out
+    # and it says so, so that a URL fixed in the rules file is not expected to be used (it was not)
+    assert "as the sitrep_alerts DAG last synced them: to replay to a URL just fixed" in out
     assert len(receiver.delivered("/down")) == 1
     assert conn.execute("SELECT count(*) FROM alert_dead_letters").fetchone()[0] == 0
     # No SITREP_ALERT_RULES here: the replay read no rules file (the default one would have replaced the

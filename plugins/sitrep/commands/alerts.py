@@ -77,6 +77,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 alerts.sync_rules(conn, alerts.load_rules(settings.downstream.alert_rules_file))
             except ConfigError as exc:
                 console.print(f"The rules were not read again ({exc}): replaying to the webhooks as last synced.")
+        else:
+            console.print("Replaying to the webhooks as the sitrep_alerts DAG last synced them: to replay to a URL"
+                          " just fixed in the rules file, set SITREP_ALERT_RULES to that file and run this again.")
         replayed = alerts.retry_dead(conn, None if args.all else args.ids)
         if args.ids and replayed < len(set(args.ids)):
             console.print(f"{len(set(args.ids)) - replayed} of the given id(s) are not dead letters: skipped.")
