@@ -56,7 +56,8 @@ def test_components_share_loopback_secrets_from_private_files_and_the_users_sett
     assert (tmp_path / "airflow" / "secrets.json").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize(("port", "message"), [("abc", "is not a port number"), ("taken", "is taken")])
+@pytest.mark.parametrize(("port", "message"), [("abc", "is not a port number"), ("70000", "is not a port number"),
+                                               ("taken", "is taken")])
 def test_a_bad_or_taken_port_is_refused_before_anything_starts(port, message, settings, tmp_path, monkeypatch):
     import socket
 
@@ -68,6 +69,15 @@ def test_a_bad_or_taken_port_is_refused_before_anything_starts(port, message, se
             local_airflow.start(make_settings(settings, home=tmp_path))
     assert local_airflow.stop(make_settings(settings, home=tmp_path)) == []
     assert not (tmp_path / "airflow" / "local.json").exists()
+
+
+def test_a_bad_parallelism_is_refused_in_one_line(settings, monkeypatch):
+    # It went to Airflow as given: "abc" failed in Airflow's own config parsing, at every component.
+    from sitrep.errors import ConfigError
+
+    monkeypatch.setenv("SITREP_AIRFLOW_PARALLELISM", "abc")
+    with pytest.raises(ConfigError, match="SITREP_AIRFLOW_PARALLELISM='abc' is not a number"):
+        local_airflow.component_env(settings, "postgresql://u@127.0.0.1:9/x", 8080)
 
 
 def _publish(site, n: int = 2) -> str:

@@ -41,7 +41,7 @@ from rich.console import Console
 
 from sitrep.db import _free_port, _port_is_free
 from sitrep.errors import SitrepError
-from sitrep.settings import Settings
+from sitrep.settings import Settings, number_setting
 from sitrep.tables import Table
 
 __all__ = ["COMPONENTS", "LocalAirflow", "airflow_db_url", "register", "start", "status", "stop"]
@@ -157,12 +157,11 @@ def _ensure_airflow_database(sitrep_url: str, url: str) -> None:
 
 
 def _choose_port(settings: Settings) -> int:
-    raw = os.environ.get("SITREP_AIRFLOW_PORT")
+    raw = os.environ.get("SITREP_AIRFLOW_PORT", "").strip()
     if raw:
-        try:
-            port = int(raw)
-        except ValueError:
-            raise SitrepError(f"SITREP_AIRFLOW_PORT={raw!r} is not a port number: set it to e.g. 8080") from None
+        if not (raw.isdigit() and 0 < int(raw) < 65536):  # 70000 was an OverflowError traceback
+            raise SitrepError(f"SITREP_AIRFLOW_PORT={raw!r} is not a port number: set it to e.g. 8080")
+        port = int(raw)
         if not _port_is_free(port):
             raise SitrepError(f"port {port} on 127.0.0.1 is taken: free it or set SITREP_AIRFLOW_PORT to another")
         return port
@@ -187,7 +186,8 @@ def component_env(settings: Settings, sitrep_url: str, port: int, extra: dict[st
     chosen = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db_url(sitrep_url),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": os.environ.get("SITREP_AIRFLOW_PARALLELISM", str(2 * (os.cpu_count() or 1))),
+        "AIRFLOW__CORE__PARALLELISM": str(int(number_setting("AIRFLOW_PARALLELISM", 2 * (os.cpu_count() or 1), int,
+                                                             positive=True))),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
