@@ -247,3 +247,8 @@ def test_an_export_recorded_under_another_spelling_of_its_folder_carries_on(conn
     again = export.run(conn, legacy)  # the deployment's setting, as it was: nothing exported twice
 
     assert sum(s.rows for s in again.steps) == 1 and len(export.committed_files(conn, str(tmp_path / "e"))) == 2
+
+
+def test_zero_rows_per_file_set_is_refused_not_read_as_the_default(sitrep):
+    status, _, err = sitrep("export", "--batch-rows", "0")
+    assert status == 2 and "--batch-rows 0: give a positive number of rows" in err

@@ -45,6 +45,17 @@ def test_the_workers_limits_are_checked_as_every_setting_is(monkeypatch, name, v
         WorkerLimits.from_env()
 
 
+@pytest.mark.parametrize("name", ["RESPECT_ROBOTS", "CONNECT_TIMEOUT", "SCHEDULE", "USER_AGENT"])
+def test_a_blank_setting_is_its_default(monkeypatch, name):
+    # docker compose passes ${VAR:-} as an empty value: an empty SITREP_RESPECT_ROBOTS meant robots.txt off.
+    monkeypatch.delenv(f"SITREP_{name}", raising=False)
+    default = Settings.from_env()
+    for blank in ("", " "):
+        monkeypatch.setenv(f"SITREP_{name}", blank)
+        assert Settings.from_env() == default and ingest_schedule() == "*/10 * * * *"
+    assert default.fetch.respect_robots
+
+
 def test_the_cli_says_it_in_one_line(monkeypatch, capsys):
     monkeypatch.setenv("SITREP_CONNECT_TIMEOUT", "0")
     assert cli.main(["feeds", "list"]) == 2

@@ -53,7 +53,10 @@ DEFAULT_RELEVANCE_THRESHOLD = 0.5
 
 
 def _env(name: str, default: str) -> str:
-    return os.environ.get(f"SITREP_{name}", default)
+    """SITREP_<name>, or the default when it is unset or blank: compose's ``${VAR:-}`` passes an empty
+    value, and an empty SITREP_RESPECT_ROBOTS turned robots.txt off."""
+    value = os.environ.get(f"SITREP_{name}", "")
+    return value if value.strip() else default
 
 
 def _fraction(name: str, default: float) -> float:
@@ -67,7 +70,7 @@ def _bool(name: str, default: bool) -> bool:
     raw = _env(name, "1" if default else "0").strip().lower()
     if raw in {"1", "true", "yes", "on"}:
         return True
-    if raw in {"0", "false", "no", "off", ""}:
+    if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"SITREP_{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off")
 
@@ -204,7 +207,8 @@ class DownstreamSettings:
 
     ``export_path`` is a local folder or any fsspec URL (``s3://bucket/sitrep``); None means
     ``<SITREP_HOME>/export``. Webhook secrets are never here: a rule names the environment variable
-    that holds its secret (default ``SITREP_WEBHOOK_SECRET``), read at delivery time.
+    that holds its secret (``secret_env``, e.g. ``SITREP_WEBHOOK_SECRET``), read at delivery time; a
+    webhook without one is posted unsigned.
     """
 
     export_path: str | None = None

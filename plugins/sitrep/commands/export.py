@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--since", type=int, metavar="SEQ", help="backfill reports with ingest_seq greater than SEQ")
     p.add_argument("--to", metavar="PATH", help="where the backfill goes (local folder or fsspec URL)")
-    p.add_argument("--batch-rows", type=int, default=None, metavar="N", help="rows per file set (default 20000)")
+    p.add_argument("--batch-rows", type=int, default=None, metavar="N", help="rows per file set (default SITREP_EXPORT_BATCH_ROWS, 20000)")
     p.set_defaults(func=cmd_export)
 
 
@@ -44,7 +44,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--since {args.since}: a sequence number must not be negative (0 exports everything)")
     if args.to and args.since is None:
         raise ConfigError("--to is for a backfill: give --since SEQ too (the incremental path is SITREP_EXPORT_PATH)")
-    batch = args.batch_rows or settings.downstream.export_batch_rows
+    batch = settings.downstream.export_batch_rows if args.batch_rows is None else args.batch_rows  # 0: refused
     if batch < 1:
         raise ConfigError(f"--batch-rows {batch}: give a positive number of rows")
     base = export.target(settings)
