@@ -312,6 +312,16 @@ def test_lists_that_lead_with_links_inside_the_article_are_its_text(layout):
     assert got.method.startswith("trafilatura") and "famine" in got.text and "Cairo" in got.text, got.text
 
 
+def test_a_page_that_is_nothing_but_a_list_of_linked_summaries_keeps_them():
+    # No <article>, no paragraphs: the rule sees a list of teasers; with it gone too little is left, so
+    # the page is read whole.
+    items = "".join(f"<div class='brief'><a href='/s/{i}'>{a}</a> {b}</div>" for i, (a, b) in enumerate(_BRIEF * 2))
+    page = f"<html><body><h1>Morning briefing</h1><div class='main'>{items}</div></body></html>".encode()
+    assert extract._drop_teaser_lists(extract.parse_page(page), URL) == 1  # the rule does take it for teasers
+    got = extract_page(page, URL)
+    assert "famine" in got.text and "Cairo" in got.text, got.text
+
+
 def test_a_short_page_falls_back_to_the_feed_content():
     got = extract_page(SHORT_PAGE.encode(), URL, feed_content=FEED_CONTENT, feed_summary=FEED_SUMMARY)
     assert got.method == "feed-content"
