@@ -29,7 +29,10 @@ def _texts() -> dict[int, str]:
     return dict(enumerate([*texts, *_EDGE.values()]))
 
 
-def test_similarities_are_those_of_the_python_sets():
+@pytest.mark.parametrize("chunk", [shingles._CHUNK_WORDS, 7, 300], ids=["default", "tiny-chunks", "some-chunks"])
+def test_similarities_are_those_of_the_python_sets(chunk, monkeypatch):
+    # the words are numbered a chunk at a time (short holds of the GIL): the numbering is the same
+    monkeypatch.setattr(shingles, "_CHUNK_WORDS", chunk)
     texts = _texts()
     sets = shingles.ShingleSets(texts)
     python = {key: dedup.shingle_set(value) for key, value in texts.items()}

@@ -80,6 +80,8 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _REPORT_COLUMNS = [f.name for f in fields(Report)]
 _JSON_COLUMNS = {"places", "actors", "evidence"}
+#: Columns that hold no text, so no NUL to strip: _clean visited each of minhash's 36 ints a row.
+_NUMBERS = {f.name for f in fields(Report) if f.type in ("int", "int | None", "float | None", "list[int]")}
 # Columns copied from staging into reports on insert and on update.
 _PAYLOAD = [c for c in _REPORT_COLUMNS if c not in {"entry_id", "source_id", "page_id", "url", "minhash"}]
 
@@ -205,7 +207,8 @@ def stage_reports(conn: psycopg.Connection, reports: Sequence[Report]) -> int:
                 sql.SQL(", ").join(map(sql.Identifier, _REPORT_COLUMNS)))) as copy:
             copy.set_types(columns)
             for report in reports:
-                copy.write_row([Jsonb(getattr(report, name)) if name in _JSON_COLUMNS else _clean(getattr(report, name))
+                copy.write_row([Jsonb(getattr(report, name)) if name in _JSON_COLUMNS
+                                else getattr(report, name) if name in _NUMBERS else _clean(getattr(report, name))
                                 for name in _REPORT_COLUMNS])
         return len(reports)
 
@@ -376,6 +379,7 @@ SELECT url, report_id FROM (
     SELECT url, report_id, 0 AS declared, ord FROM merge_rows
     UNION ALL SELECT m.canonical_url, m.report_id, 1, m.ord FROM merge_rows m
         JOIN reports r ON r.report_id = m.report_id AND r.canonical_url = m.canonical_url
+        WHERE m.canonical_url <> m.url  -- else the row above has inserted it already
 ) u ORDER BY declared, ord
 ON CONFLICT (url) DO NOTHING;
 
