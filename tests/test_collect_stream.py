@@ -279,8 +279,8 @@ def test_every_warning_about_a_page_names_its_feed_and_url(site, conn, settings,
     assert len(warnings) == 3  # one line each: the fetcher's and the worker's own lines are INFO
 
 
-def test_the_ingest_summary_counts_each_feeds_failed_pages_with_the_commonest_reason(site, conn, settings):
-    # A feed whose pages all failed showed its entries, no reports and an empty problem column.
+def _summary_row(site, conn, settings, missing: tuple[int, ...], textless: tuple[int, ...], pages: int) -> list[str]:
+    """`sitrep ingest`'s summary row for one feed run through poll, collect and load: its cells."""
     from datetime import UTC, datetime
 
     from rich.console import Console
@@ -288,38 +288,27 @@ def test_the_ingest_summary_counts_each_feeds_failed_pages_with_the_commonest_re
     from sitrep import cli
 
     started = datetime.now(UTC)
-    sid = _add(conn, _publish(site, 5, missing=(1, 2, 4)))
-    site.add("/news/3.html", "<html><body><p>Video only.</p></body></html>")
+    sid = _add(conn, _publish(site, pages, missing=missing))
+    for i in textless:
+        site.add(f"/news/{i}.html", f"<html><body><p>Video {i} only.</p></body></html>")
     for step in (pipeline.poll_batch, pipeline.collect_batch, pipeline.load_batch):
         step(settings, [sid])
-
-    screen = Console(width=250, record=True)
+    screen = Console(width=300, record=True)
     screen.print(cli.ingest_table(conn, started, title="summary"))
     row = next(line for line in screen.export_text().splitlines() if line.startswith("│ stream"))
-    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    return [cell.strip() for cell in row.strip("│").split("│")]
+
+
+def test_the_ingest_summary_counts_each_feeds_failed_pages_with_the_commonest_reason(site, conn, settings):
+    # A feed whose pages all failed showed its entries, no reports and an empty problem column.
+    cells = _summary_row(site, conn, settings, missing=(1, 2, 4), textless=(3,), pages=5)
     assert cells[:6] == ["stream", "200", "5", "5", "1", "4"], cells
     assert cells[6].startswith("pages: HTTP 404"), cells
 
 
 def test_the_summarys_commonest_reason_counts_reasons_not_their_urls(site, conn, settings):
     # "no article text in '<url>': ..." holds its URL, so each counted once and two 404s outnumbered three.
-    from datetime import UTC, datetime
-
-    from rich.console import Console
-
-    from sitrep import cli
-
-    started = datetime.now(UTC)
-    sid = _add(conn, _publish(site, 6, missing=(0, 1)))
-    for i in (2, 3, 4):
-        site.add(f"/news/{i}.html", f"<html><body><p>Video {i} only.</p></body></html>")
-    for step in (pipeline.poll_batch, pipeline.collect_batch, pipeline.load_batch):
-        step(settings, [sid])
-
-    screen = Console(width=300, record=True)
-    screen.print(cli.ingest_table(conn, started, title="summary"))
-    row = next(line for line in screen.export_text().splitlines() if line.startswith("│ stream"))
-    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    cells = _summary_row(site, conn, settings, missing=(0, 1), textless=(2, 3, 4), pages=6)
     assert cells[5] == "5" and cells[6].startswith("pages: no article text in"), cells
 
 
