@@ -159,6 +159,12 @@ def test_the_contract_view_says_what_its_key_columns_mean(conn):
     assert all(notes[c] for c in ("story_id", "duplicate_of", "published_at", "relevance", "places", "actors"))
 
 
+def test_report_texts_up_to_8_kb_stay_in_their_row_uncompressed(conn):
+    # migration 0012: pglz on every news-sized text was half of the load's reports insert
+    options = conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'reports'::regclass").fetchone()[0]
+    assert "toast_tuple_target=8160" in options
+
+
 def test_dead_database_is_one_clear_error(caplog):
     caplog.set_level(logging.WARNING)
     with pytest.raises(DatabaseError, match="can't connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/x") as dead:

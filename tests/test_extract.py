@@ -317,7 +317,7 @@ def test_a_page_that_is_nothing_but_a_list_of_linked_summaries_keeps_them():
     # the page is read whole.
     items = "".join(f"<div class='brief'><a href='/s/{i}'>{a}</a> {b}</div>" for i, (a, b) in enumerate(_BRIEF * 2))
     page = f"<html><body><h1>Morning briefing</h1><div class='main'>{items}</div></body></html>".encode()
-    assert extract._drop_teaser_lists(extract.parse_page(page), URL) == 1  # the rule does take it for teasers
+    assert extract._drop_teaser_lists(extract.parse_page(page), URL) > 100  # the rule does take it for teasers
     got = extract_page(page, URL)
     assert "famine" in got.text and "Cairo" in got.text, got.text
 

@@ -80,11 +80,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.action == "start":
-        url = _url(settings, start=True)
-        with db.connect(url, statement_timeout_ms=settings.statement_timeout_ms) as conn:
+        with db.connect_settings(settings, start=True) as conn:
             applied = db.migrate(conn)
         console.print(f"PostgreSQL is running; {len(applied)} migration(s) applied.")
-        console.print(url)
+        console.print(_url(settings, start=False))
     elif args.action == "stop":
         if settings.database_url:
             console.print("SITREP_DATABASE_URL points at a server sitrep does not manage: nothing to stop.")
@@ -95,8 +94,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "url":
         console.print(_url(settings, start=False), soft_wrap=True)
     elif args.action == "migrate":
-        url = _url(settings, start=True)
-        with db.connect(url, statement_timeout_ms=settings.statement_timeout_ms) as conn:  # a long one: raise it
+        with db.connect_settings(settings, start=True) as conn:  # a long migration: SITREP_STATEMENT_TIMEOUT_MS
             applied = db.migrate(conn)
         console.print(f"{len(applied)} migration(s) applied: {', '.join(applied) or 'already up to date'}")
     return 0

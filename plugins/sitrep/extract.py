@@ -354,7 +354,7 @@ def _drop_teaser_lists(tree: lxml_html.HtmlElement, url: str) -> int:
     ``articleBody``, never paragraphs, never links within the page (a live blog's permalinks): "What we
     know" bullets that lead with links, a briefing whose paragraphs open with linked headlines and a live
     blog's posts are the article. (When too little text is left, extract_page reads the page whole.)
-    Returns how many lists it dropped.
+    Returns how many words it dropped.
     """
     here = _this_page(url)
     boxes: dict[lxml_html.HtmlElement, None] = {}  # the boxes around headline links, up to three levels up
@@ -370,6 +370,7 @@ def _drop_teaser_lists(tree: lxml_html.HtmlElement, url: str) -> int:
             if node.tag in _LIST_TAGS:
                 boxes[node] = None
     doomed = [box for box in boxes if _teaser_list(box, here)]
+    dropped = sum(_words(box.text_content()) for box in doomed if not any(b in doomed for b in box.iterancestors()))
     for element in doomed:
         parent = element.getparent()
         if parent is None:
@@ -380,7 +381,7 @@ def _drop_teaser_lists(tree: lxml_html.HtmlElement, url: str) -> int:
                 not (parent.text or "").strip() and all(child.tag in _HEADINGS for child in parent):
             parent, gone = parent.getparent(), parent
             gone.drop_tree()
-    return len(doomed)
+    return dropped
 
 
 def _this_page(url: str) -> frozenset[str]:
@@ -454,11 +455,14 @@ def extract_page(
     else:
         meta = _metadata(tree, url)
         enough = _enough_words(options, feed_content)
-        pruned = _drop_teaser_lists(tree, url)
+        dropped = _drop_teaser_lists(tree, url)
         best = _best_text(tree, url, options, meta, enough)
-        if pruned and (best is None or _words(best.text) < enough):
-            # Too little left: what looked like teasers was the page's text (a briefing of linked headlines
-            # outside any <article>). The page as it came, then; parsing it again is the rare case.
+        found = _words(best.text if best else None)
+        if dropped and found < enough <= found + dropped:
+            # Too little left, and the lists would make up for it: what looked like teasers was the page's
+            # text (a briefing of linked headlines outside any <article>). The page as it came, then:
+            # parsing and extracting it again is the rare case (a page short of its feed's text for other
+            # reasons, a paywall, is not read twice unless its lists could close the gap).
             again = parse_page(body)
             whole = _best_text(again, url, options, meta, enough) if again is not None else None
             if whole is not None and _words(whole.text) > _words(best.text if best else None):

@@ -617,6 +617,7 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
         reports = [r for r in built if isinstance(r, Report)]
         rejected = [(r.entry_id, "failed", r.reason) for r in built if isinstance(r, Rejected)]
         with conn.transaction():
+            store.lock_entries(conn, [job.entry_id for job in jobs])  # all at once, in order: see lock_entries
             store.stage_reports(conn, reports)
             sources.mark_entries(conn, rejected)
         result = store.load_staged(conn, [source_id], rules=settings.dedup)

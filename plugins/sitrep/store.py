@@ -80,8 +80,9 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _REPORT_COLUMNS = [f.name for f in fields(Report)]
 _JSON_COLUMNS = {"places", "actors", "evidence"}
-#: Columns that hold no text, so no NUL to strip: _clean visited each of minhash's 36 ints a row.
-_NUMBERS = {f.name for f in fields(Report) if f.type in ("int", "int | None", "float | None", "list[int]")}
+#: Type oids of the columns _clean must see (text, varchar, char and their arrays: a NUL from a page);
+#: it visited each of minhash's 36 ints a row for nothing.
+_TEXT_TYPES = frozenset({25, 1009, 1043, 1015, 1042, 1014})
 # Columns copied from staging into reports on insert and on update.
 _PAYLOAD = [c for c in _REPORT_COLUMNS if c not in {"entry_id", "source_id", "page_id", "url", "minhash"}]
 
@@ -203,12 +204,13 @@ def stage_reports(conn: psycopg.Connection, reports: Sequence[Report]) -> int:
         lock_entries(cur, entry_ids)
         cur.execute("DELETE FROM staged_reports WHERE entry_id = ANY(%s)", (entry_ids,))
         columns = _copy_types(cur, "staged_reports", _REPORT_COLUMNS)
+        texts = {name for name, oid in zip(_REPORT_COLUMNS, columns, strict=True) if oid in _TEXT_TYPES}
         with cur.copy(sql.SQL("COPY staged_reports ({}) FROM STDIN (FORMAT BINARY)").format(
                 sql.SQL(", ").join(map(sql.Identifier, _REPORT_COLUMNS)))) as copy:
             copy.set_types(columns)
             for report in reports:
                 copy.write_row([Jsonb(getattr(report, name)) if name in _JSON_COLUMNS
-                                else getattr(report, name) if name in _NUMBERS else _clean(getattr(report, name))
+                                else _clean(getattr(report, name)) if name in texts else getattr(report, name)
                                 for name in _REPORT_COLUMNS])
         return len(reports)
 
