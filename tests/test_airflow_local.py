@@ -57,6 +57,7 @@ def test_components_share_loopback_secrets_from_private_files_and_the_users_sett
 
 
 @pytest.mark.parametrize(("port", "message"), [("abc", "is not a port number"), ("70000", "is not a port number"),
+                                               ("\u00b2", "is not a port number"),
                                                ("taken", "is taken")])
 def test_a_bad_or_taken_port_is_refused_before_anything_starts(port, message, settings, tmp_path, monkeypatch):
     import socket

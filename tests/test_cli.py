@@ -220,6 +220,7 @@ def test_an_airflow_connection_in_json_form_is_read(monkeypatch, capsys, db_url)
     ('{"conn_type": "postgres", "login": "u"}', "has no host"),
     ('{"conn_type": "postgres", "host": "db", "port": "abc"}', "port 'abc' is not a port number"),
     ('{"conn_type": "postgres", "host": "db", "port": 70000}', "port 70000 is not a port number"),
+    ('{"conn_type": "postgres", "host": "db", "port": "\u00b2"}', "is not a port number"),  # isdigit() took it
     ('{"conn_type": "postgres", "host": "db", "extra": "{bad"}', "its extra is not JSON"),
     ('{"conn_type": "postgres", "host": "db", "extra": "[1]"}', "its extra is not a JSON object"),
 ])

@@ -93,3 +93,20 @@ def test_a_relative_home_is_taken_from_where_the_command_runs(monkeypatch, tmp_p
     monkeypatch.setenv("SITREP_HOME", "relhome")
     home = Settings.from_env().home
     assert home.is_absolute() and home == Path(tmp_path / "relhome").resolve()
+
+
+@pytest.mark.parametrize("value, port", [("8080", 8080), (" 5432 ", 5432), (5433, 5433), ("0", None), ("70000", None),
+                                         ("\u00b2", None), ("８０", None), ("-1", None), ("", None), ("abc", None)])
+def test_a_port_is_ascii_digits_from_1_to_65535(value, port):
+    # str.isdigit() takes "²" and fullwidth digits; int() refused the first with a traceback
+    from sitrep.settings import port_number
+
+    assert port_number(value) == port
+
+
+def test_an_allowed_host_with_a_port_that_is_none_is_one_line():
+    from sitrep.netguard import AddressPolicy
+
+    for entry in ("127.0.0.1:\u00b2", "127.0.0.1:70000"):
+        with pytest.raises(ConfigError, match="is not address:port"):
+            AddressPolicy.build(allow_private=False, allowed_hosts=[entry])

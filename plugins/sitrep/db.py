@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from sitrep.errors import ConfigError, DatabaseError
-from sitrep.settings import PROJECT_ROOT, Settings
+from sitrep.settings import PROJECT_ROOT, Settings, port_number
 
 __all__ = ["EmbeddedPostgres", "connect", "database_url", "migrate", "sql_dir"]
 
@@ -460,7 +460,7 @@ def connection_url(*, host: str | None, port: int | str | None, login: str | Non
     if extra is not None and not isinstance(extra, dict):
         raise ConfigError(f"{what}: its extra is not a JSON object: {_CONNECTION_FIX}")
     number = str(port).strip() if port not in (None, "") else ""
-    if number and not (number.isdigit() and 0 < int(number) < 65536):
+    if number and port_number(number) is None:
         raise ConfigError(f"{what}: port {port!r} is not a port number: {_CONNECTION_FIX}")
     params = {k: str(v) for k, v in (extra or {}).items() if k in _LIBPQ_PARAMS}
     host = host.strip()

@@ -37,6 +37,7 @@ import httpcore
 import httpx
 
 from sitrep.errors import BlockedURLError, ConfigError
+from sitrep.settings import port_number
 
 __all__ = ["AddressPolicy", "GuardedTransport", "RefusedConnection", "check_url", "is_public_address",
            "parse_ip_literal", "request_deadline", "url_host", "url_origin", "without_credentials"]
@@ -143,12 +144,12 @@ class AddressPolicy:
         pairs = set()
         for entry in allowed_hosts:
             host, _, port = entry.strip().rpartition(":")
-            ip = parse_ip_literal(host)
-            if ip is None or not port.isdigit():
+            ip, number = parse_ip_literal(host), port_number(port)
+            if ip is None or number is None:
                 raise ConfigError(
                     f"SITREP_ALLOWED_HOSTS entry {entry!r} is not address:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
                 )
-            pairs.add((str(ip), int(port)))
+            pairs.add((str(ip), number))
         return cls(allow_private=allow_private, allowed=frozenset(pairs))
 
     def permits(self, address: str | IPAddress, port: int | None) -> bool:

@@ -99,6 +99,16 @@ def number_setting(name: str, default: float, cast: type = float, *, positive: b
     return _number(name, default, cast, positive=positive)
 
 
+def port_number(value: object) -> int | None:
+    """A TCP port (1-65535) written as digits, or None. ASCII digits only: str.isdigit() takes "²",
+    which int() then refuses with a traceback."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number < 65536 else None
+
+
 def task_retries() -> int:
     """SITREP_TASK_RETRIES: retries of a failed ingestion task, read by the DAG file when it is parsed."""
     return int(_number("TASK_RETRIES", DEFAULT_TASK_RETRIES, int, most=100))

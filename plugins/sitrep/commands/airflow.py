@@ -41,7 +41,7 @@ from rich.console import Console
 
 from sitrep.db import _free_port, _port_is_free
 from sitrep.errors import SitrepError
-from sitrep.settings import Settings, number_setting
+from sitrep.settings import Settings, number_setting, port_number
 from sitrep.tables import Table
 
 __all__ = ["COMPONENTS", "LocalAirflow", "airflow_db_url", "register", "start", "status", "stop"]
@@ -159,9 +159,9 @@ def _ensure_airflow_database(sitrep_url: str, url: str) -> None:
 def _choose_port(settings: Settings) -> int:
     raw = os.environ.get("SITREP_AIRFLOW_PORT", "").strip()
     if raw:
-        if not (raw.isdigit() and 0 < int(raw) < 65536):  # 70000 was an OverflowError traceback
+        port = port_number(raw)  # 70000 was an OverflowError traceback
+        if port is None:
             raise SitrepError(f"SITREP_AIRFLOW_PORT={raw!r} is not a port number: set it to e.g. 8080")
-        port = int(raw)
         if not _port_is_free(port):
             raise SitrepError(f"port {port} on 127.0.0.1 is taken: free it or set SITREP_AIRFLOW_PORT to another")
         return port
