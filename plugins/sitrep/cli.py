@@ -16,29 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
-from sitrep.tables import Table, error_text, step_text
+from sitrep.tables import Table, ago, console, err_console, error_text, rhythm_text, step_text
 
 if TYPE_CHECKING:
     import psycopg
-
-
-def _console(stderr: bool = False) -> Console:
-    """Rich console; when output is not a terminal (CI, a pipe) use a wide page rather than 80 columns.
-
-    No markup: what we print holds paths, URLs, feed names and database messages from outside, in which
-    "[/x]" raised a MarkupError and "[bold]" vanished. Style with ``rich.text.Text`` instead.
-    """
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, markup=False, width=None if probe.is_terminal else 160)
-
-
-console = _console()
-err_console = _console(stderr=True)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -58,18 +42,6 @@ def _conn(settings: Settings) -> psycopg.Connection:
     from sitrep import db
 
     return db.connect_settings(settings, start=True)
-
-
-def _ago(when: datetime | None) -> str:
-    if when is None:
-        return "never"
-    seconds = (datetime.now(UTC) - when).total_seconds()
-    if seconds < 0:
-        return f"in {int(-seconds // 60)}m"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return f"{int(seconds)}s ago"
 
 
 # ---------------------------------------------------------------------------------------------- db
@@ -129,7 +101,6 @@ def cmd_feeds_import(args: argparse.Namespace) -> int:
 def cmd_feeds_list(args: argparse.Namespace) -> int:
     """Every feed with its health: state (ok, new, stale, failing, disabled), schedule, last yield."""
     from sitrep import sources
-    from sitrep.commands.stats import rhythm_text
 
     settings = _settings()
     with _conn(settings) as conn:
@@ -141,8 +112,8 @@ def cmd_feeds_list(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for f in feeds:
         table.add_row(f.name, f.feed_url, f.state + ("" if f.validators_trusted else " (no 304)"),
-                      str(f.last_status or "-"), str(f.failures), _ago(f.last_polled_at),
-                      "-" if not f.enabled else _ago(f.next_poll_at), str(f.entries_seen), _ago(f.last_new_entry_at),
+                      str(f.last_status or "-"), str(f.failures), ago(f.last_polled_at),
+                      "-" if not f.enabled else ago(f.next_poll_at), str(f.entries_seen), ago(f.last_new_entry_at),
                       rhythm_text(f.rhythm), str(f.reports), (f.problem or "")[:80])
     console.print(table)
     return 0

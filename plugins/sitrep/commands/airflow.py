@@ -37,16 +37,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
-from rich.console import Console
 
 from sitrep.db import _free_port, _port_is_free
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings, number_setting, port_number
-from sitrep.tables import Table
+from sitrep.tables import Table, console
 
 __all__ = ["COMPONENTS", "LocalAirflow", "airflow_db_url", "register", "start", "status", "stop"]
-
-console = Console(highlight=False)
 
 #: The components, in start order; each is ``airflow <name>``.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")

@@ -8,7 +8,7 @@ import os
 import psycopg
 
 from sitrep.errors import ConfigError
-from sitrep.tables import Table
+from sitrep.tables import Table, console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,9 +53,9 @@ def alerts_table(conn: psycopg.Connection, *, dead: bool = False, limit: int = 5
 
 def cmd_list(args: argparse.Namespace) -> int:
     from sitrep import db
-    from sitrep.cli import _conn, _settings, console
+    from sitrep.settings import Settings
 
-    with _conn(_settings()) as conn:
+    with db.connect_settings(Settings.from_env(), start=True) as conn:
         db.migrate(conn)
         console.print(alerts_table(conn, dead=args.dead, limit=args.limit))
     return 0
@@ -63,12 +63,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from sitrep import alerts, db
-    from sitrep.cli import _conn, _settings, console
+    from sitrep.settings import Settings
 
     if not args.ids and not args.all:
         raise ConfigError("say which dead letters to replay: DELIVERY_ID... (see `sitrep alerts list --dead`) or --all")
-    settings = _settings()
-    with _conn(settings) as conn:
+    settings = Settings.from_env()
+    with db.connect_settings(settings, start=True) as conn:
         db.migrate(conn)
         # The rules as the file says now (a webhook just fixed there), not as the DAG last synced them; only
         # the file named in this environment, never the default one in place of the DAG's own.

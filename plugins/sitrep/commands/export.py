@@ -7,7 +7,7 @@ import argparse
 from rich.text import Text
 
 from sitrep.errors import ConfigError
-from sitrep.tables import Table
+from sitrep.tables import Table, console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,9 +37,9 @@ def files_table(files, title: str) -> Table:  # type: ignore[no-untyped-def]
 
 def cmd_export(args: argparse.Namespace) -> int:
     from sitrep import db, export
-    from sitrep.cli import _conn, _settings, console
+    from sitrep.settings import Settings
 
-    settings = _settings()
+    settings = Settings.from_env()
     if args.since is not None and args.since < 0:
         raise ConfigError(f"--since {args.since}: a sequence number must not be negative (0 exports everything)")
     if args.to and args.since is None:
@@ -51,7 +51,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.to and _same_place(args.to, base):
         raise ConfigError(f"--to {args.to}: that is the incremental export's folder (SITREP_EXPORT_PATH), whose"
                           " watermark and file names a backfill would share; give a folder of its own")
-    with _conn(settings) as conn:
+    with db.connect_settings(settings, start=True) as conn:
         db.migrate(conn)
         with console.status(Text(f"exporting reports_v1 to {base}...")):  # a status reads a str as markup
             if args.since is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sitrep.errors import ConfigError
+from sitrep.tables import console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,13 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def cmd_feeds_enable(args: argparse.Namespace) -> int:
-    from sitrep import sources
-    from sitrep.cli import _conn, _migrated, _settings, console
+    from sitrep import db, sources
+    from sitrep.settings import Settings
 
     if not args.urls and not args.all_disabled:
         raise ConfigError("give the feed URLs to enable, or --all-disabled")
-    with _conn(_settings()) as conn:
-        _migrated(conn)
+    with db.connect_settings(Settings.from_env(), start=True) as conn:
+        db.migrate(conn)
         enabled = sources.enable_feeds(conn, None if args.all_disabled else args.urls)
         known = {row[0] for row in conn.execute("SELECT feed_url FROM sources WHERE feed_url = ANY(%s)",
                                                 (list(args.urls),))}

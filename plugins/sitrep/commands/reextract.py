@@ -13,7 +13,7 @@ import argparse
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from sitrep.tables import Table
+from sitrep.tables import Table, console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,12 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def cmd_reextract(args: argparse.Namespace) -> int:
     from sitrep import db
-    from sitrep.cli import _conn, _settings, console
     from sitrep.reextract import parse_since, reextract, resolve_source
+    from sitrep.settings import Settings
 
     since = parse_since(args.since)
-    settings = _settings()
-    with _conn(settings) as conn:
+    settings = Settings.from_env()
+    with db.connect_settings(settings, start=True) as conn:
         db.migrate(conn)
         source_id = resolve_source(conn, args.source)
         conn.commit()
@@ -81,10 +81,10 @@ def health_table(rows: list) -> Table:  # type: ignore[type-arg]
 
 def cmd_health(args: argparse.Namespace) -> int:
     from sitrep import db
-    from sitrep.cli import _conn, _settings, console
     from sitrep.extract_health import source_health
+    from sitrep.settings import Settings
 
-    with _conn(_settings()) as conn:
+    with db.connect_settings(Settings.from_env(), start=True) as conn:
         db.migrate(conn)
         rows = source_health(conn)
     console.print(health_table(rows))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sitrep.tables import Table
+from sitrep.tables import Table, console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def cmd_passwords(args: argparse.Namespace) -> int:
     from sitrep import db, roles
-    from sitrep.cli import _conn, _settings, console
+    from sitrep.settings import Settings
 
     passwords = roles.passwords_from_env()
-    with _conn(_settings()) as conn:
+    with db.connect_settings(Settings.from_env(), start=True) as conn:
         db.migrate(conn)
         changed = roles.set_passwords(conn, passwords)
     table = Table(title="sitrep roles")

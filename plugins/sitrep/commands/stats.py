@@ -9,12 +9,11 @@ nothing new for longer than the feed's own rhythm, with the last time it did.
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 
 from sitrep.errors import ConfigError
-from sitrep.tables import Table
+from sitrep.tables import Table, ago, console, rhythm_text
 
-__all__ = ["register", "rhythm_text", "runs_table", "unhealthy_table"]
+__all__ = ["register", "runs_table", "unhealthy_table"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,38 +58,26 @@ def runs_table(conn, limit: int) -> Table:  # type: ignore[no-untyped-def]
     return table
 
 
-def rhythm_text(rhythm: timedelta | None) -> str:
-    if rhythm is None:
-        return "-"
-    seconds = rhythm.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"~{seconds / size:.0f}{unit}"
-    return f"~{seconds:.0f}s"
-
-
 def unhealthy_table(feeds: list) -> Table:  # type: ignore[type-arg]
-    from sitrep.cli import _ago
-
     table = Table(title=f"{len(feeds)} unhealthy feed(s)")
     for col in ("feed", "state", "HTTP", "failures", "last yielded", "rhythm", "next poll", "problem"):
         table.add_column(col, overflow="fold")
     for f in feeds:
         table.add_row(f"{f.name}\n{f.feed_url}", f.state, str(f.last_status or "-"), str(f.failures),
-                      _ago(f.last_new_entry_at), rhythm_text(f.rhythm), "-" if not f.enabled else _ago(f.next_poll_at),
+                      ago(f.last_new_entry_at), rhythm_text(f.rhythm), "-" if not f.enabled else ago(f.next_poll_at),
                       (f.problem or ("no new entry for longer than its rhythm" if f.stale else ""))[:120])
     return table
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from sitrep import sources
-    from sitrep.cli import _conn, _migrated, _settings, console
+    from sitrep import db, sources
+    from sitrep.settings import Settings
 
     if args.runs < 1:
         raise ConfigError("--runs must be at least 1")
-    settings = _settings()
-    with _conn(settings) as conn:
-        _migrated(conn)
+    settings = Settings.from_env()
+    with db.connect_settings(settings, start=True) as conn:
+        db.migrate(conn)
         runs = runs_table(conn, args.runs)
         feeds = sources.feed_health(conn, settings.fetch)
     states: dict[str, int] = {}

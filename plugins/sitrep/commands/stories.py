@@ -14,7 +14,7 @@ from datetime import datetime
 import psycopg
 
 from sitrep.errors import ConfigError
-from sitrep.tables import Table
+from sitrep.tables import Table, ago, console
 
 __all__ = ["recent_stories", "register", "stories_table"]
 
@@ -65,7 +65,6 @@ def recent_stories(conn: psycopg.Connection, *, days: float, limit: int, min_rep
 
 
 def stories_table(rows: list[tuple], days: float) -> Table:  # type: ignore[type-arg]
-    from sitrep.cli import _ago
 
     table = Table(title=f"{len(rows)} largest stories with a report loaded in the last {days:g} day(s)")
     for col in ("story", "reports", "sources", "carried by", "title (representative)", "published", "last loaded"):
@@ -73,19 +72,20 @@ def stories_table(rows: list[tuple], days: float) -> Table:  # type: ignore[type
     for story, reports, sources, names, title, url, published, loaded in rows:
         when = published.strftime("%Y-%m-%d %H:%M") if isinstance(published, datetime) else "-"
         table.add_row(str(story), str(reports), str(sources), names or "", f"{title or '(no title)'}\n{url}", when,
-                      _ago(loaded))
+                      ago(loaded))
     return table
 
 
 def cmd_stories(args: argparse.Namespace) -> int:
-    from sitrep.cli import _conn, _migrated, _settings, console
+    from sitrep import db
+    from sitrep.settings import Settings
 
     if not args.days > 0:
         raise ConfigError(f"--days must be more than 0, not {args.days:g}")
     if args.limit < 1 or args.min_reports < 1:
         raise ConfigError("--limit and --min-reports must be at least 1")
-    with _conn(_settings()) as conn:
-        _migrated(conn)
+    with db.connect_settings(Settings.from_env(), start=True) as conn:
+        db.migrate(conn)
         if args.reindex:
             from sitrep import store
 
