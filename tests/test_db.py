@@ -220,9 +220,9 @@ def test_a_port_is_free_to_a_server_unless_something_listens_on_it():
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         taken = listener.getsockname()[1]
-        assert db._port_is_free(taken) is False
-    port = db._free_port()
-    assert db._port_is_free(port) is True
+        assert db.port_is_free(taken) is False
+    port = db.free_port()
+    assert db.port_is_free(port) is True
     low = db._ephemeral_floor()
     if low - db._LOWEST_PORT >= 1000:  # as on every Linux default (32768-60999)
         assert db._LOWEST_PORT <= port < low  # never a port a client connection could hold as its source

@@ -35,7 +35,7 @@ from psycopg import sql
 from sitrep.errors import ConfigError, DatabaseError
 from sitrep.settings import PROJECT_ROOT, Settings, port_number
 
-__all__ = ["EmbeddedPostgres", "connect", "database_url", "migrate", "sql_dir"]
+__all__ = ["EmbeddedPostgres", "connect", "connect_settings", "database_url", "free_port", "migrate", "port_is_free", "sql_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A free loopback port for a server, below the kernel's ephemeral range.
 
     Outgoing connections take their source ports from that range: a server port inside it can be held
@@ -83,14 +83,14 @@ def _free_port() -> int:
     if low - _LOWEST_PORT >= 1000:
         for _ in range(100):
             port = random.randrange(_LOWEST_PORT, low)
-            if _port_is_free(port):
+            if port_is_free(port):
                 return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     """Whether a server could listen on the port now.
 
     Probed as servers bind (PostgreSQL and uvicorn set SO_REUSEADDR): connections that the last server
@@ -318,7 +318,7 @@ class EmbeddedPostgres:
             except ValueError:
                 recorded = None
         for attempt in range(5):
-            port = recorded if (attempt == 0 and recorded and _port_is_free(recorded)) else _free_port()
+            port = recorded if (attempt == 0 and recorded and port_is_free(recorded)) else free_port()
             log_file = self.root / "server.log"
             if os.geteuid() == 0:
                 log_file.touch()

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 
-from sitrep.db import _free_port, _port_is_free
+from sitrep.db import free_port, port_is_free
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings, number_setting, port_number
 from sitrep.tables import Table, console
@@ -159,16 +159,16 @@ def _choose_port(settings: Settings) -> int:
         port = port_number(raw)  # 70000 was an OverflowError traceback
         if port is None:
             raise SitrepError(f"SITREP_AIRFLOW_PORT={raw!r} is not a port number: set it to e.g. 8080")
-        if not _port_is_free(port):
+        if not port_is_free(port):
             raise SitrepError(f"port {port} on 127.0.0.1 is taken: free it or set SITREP_AIRFLOW_PORT to another")
         return port
     try:  # the port of the last start, so that a bookmarked UI keeps working
         previous = int((_home(settings) / "port").read_text().strip())
     except (OSError, ValueError):
         previous = 0
-    if previous and _port_is_free(previous):
+    if previous and port_is_free(previous):
         return previous
-    return _free_port()
+    return free_port()
 
 
 def component_env(settings: Settings, sitrep_url: str, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -195,8 +195,8 @@ def component_env(settings: Settings, sitrep_url: str, port: int, extra: dict[st
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
     }
     env = airflow_env(settings, sitrep_url, extra)
