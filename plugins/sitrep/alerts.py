@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.types.json import Jsonb
 
+from sitrep import downstream
 from sitrep.db import autocommit
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.settings import Settings
@@ -332,16 +333,10 @@ def _evaluate(conn: psycopg.Connection, threshold: float, batch: int) -> list[in
     created: list[int] = []
     while True:
         with conn.transaction():
-            conn.execute("INSERT INTO downstream_watermarks (consumer) VALUES (%s) ON CONFLICT DO NOTHING", (WATERMARK,))
-            lo = int(conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s FOR UPDATE",
-                                  (WATERMARK,)).fetchone()[0])  # type: ignore[index]
-            top = conn.execute(
-                "SELECT max(ingest_seq) FROM (SELECT ingest_seq FROM reports_v1 WHERE ingest_seq > %s"
-                " ORDER BY ingest_seq LIMIT %s) b", (lo, batch),
-            ).fetchone()
-            if top is None or top[0] is None:
+            lo = downstream.position(conn, WATERMARK, lock=True)
+            hi = downstream.batch_end(conn, lo, batch)
+            if hi is None:
                 return created
-            hi = int(top[0])
             rules = conn.execute(
                 "SELECT rule_id, name, query, text_config::text, places, actors, event_types, sources, language,"
                 " min_relevance, webhooks FROM alert_rules WHERE enabled ORDER BY rule_id"
@@ -354,8 +349,7 @@ def _evaluate(conn: psycopg.Connection, threshold: float, batch: int) -> list[in
                 }).fetchall()
                 for story_id, report_ids in matches:
                     created.extend(_record_alert(conn, rule_id, name, int(story_id), list(report_ids), hooks))
-            conn.execute("UPDATE downstream_watermarks SET ingest_seq = %s, updated_at = now() WHERE consumer = %s",
-                         (hi, WATERMARK))
+            downstream.advance(conn, WATERMARK, hi)
         log.info("alerts: reports (%d, %d] evaluated, %d new alert(s) so far", lo, hi, len(created))
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from sitrep import downstream
 from sitrep.db import autocommit, wait_for_lock
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.settings import Settings
@@ -243,10 +244,7 @@ def _next_range(conn: psycopg.Connection, consumer: str, kind: str, base: str, b
                 start_seq: int) -> tuple[int, int, dict[str, Any] | None] | None:
     """(lo, hi, planned manifest or None): a planned step left by a crash first, else the next rows."""
     with conn.transaction():
-        conn.execute(
-            "INSERT INTO downstream_watermarks (consumer, ingest_seq) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (consumer, start_seq),
-        )
+        lo = downstream.position(conn, consumer, start=start_seq)
         planned = conn.execute(
             "SELECT manifest_id, min_seq, max_seq, files FROM export_manifests"
             " WHERE target = %s AND kind = %s AND status = 'planned'",
@@ -255,16 +253,8 @@ def _next_range(conn: psycopg.Connection, consumer: str, kind: str, base: str, b
         if planned is not None:
             manifest_id, lo, hi, files = planned
             return int(lo), int(hi), {"manifest_id": manifest_id, "files": files}
-        row = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s", (consumer,)).fetchone()
-        lo = int(row[0]) if row else start_seq
-        top = conn.execute(
-            "SELECT max(ingest_seq) FROM (SELECT ingest_seq FROM reports_v1 WHERE ingest_seq > %s"
-            " ORDER BY ingest_seq LIMIT %s) batch",
-            (lo, batch_rows),
-        ).fetchone()
-    if top is None or top[0] is None:
-        return None
-    return lo, int(top[0]), None
+        hi = downstream.batch_end(conn, lo, batch_rows)
+    return None if hi is None else (lo, hi, None)
 
 
 def _step(conn: psycopg.Connection, fs, root: str, base: str, consumer: str, kind: str, lo: int, hi: int,  # type: ignore[no-untyped-def]
@@ -318,8 +308,7 @@ def _step(conn: psycopg.Connection, fs, root: str, base: str, consumer: str, kin
             (step.rows, min(seqs_all, default=None), max(seqs_all, default=None),
              Jsonb([asdict(f) for f in files]), manifest_id),
         )
-        conn.execute("UPDATE downstream_watermarks SET ingest_seq = %s, updated_at = now() WHERE consumer = %s",
-                     (hi, consumer))
+        downstream.advance(conn, consumer, hi)
     log.info("export %s: (%d, %d] %d rows in %d file(s)", base, lo, hi, step.rows, len(files))
     return step
 
@@ -353,9 +342,7 @@ def run(conn: psycopg.Connection, base: str, *, batch_rows: int = 20_000, start_
                 lo, hi, planned = planned_range
                 result.steps.append(_step(conn, fs, root, base, consumer, kind, lo, hi, planned, on_files_written,
                                           threshold))
-            row = conn.execute("SELECT ingest_seq FROM downstream_watermarks WHERE consumer = %s",
-                               (consumer,)).fetchone()
-            result.watermark = int(row[0]) if row else start_seq
+            result.watermark = downstream.position(conn, consumer, start=start_seq)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (EXPORT_LOCK, base))
     return result
