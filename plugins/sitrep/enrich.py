@@ -227,27 +227,45 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
     head = f"{title.strip()}\n\n" if title and title.strip() and title.strip()[:60] not in text[:400] else ""
     full = head + text
     offset = len(head)
-    low = lower_same_length(full)
-    hits = _scan(lex, full, low)
+    hits = _scan(lex, full, lower_same_length(full))
+    # actors first: armed actors add to relevance, their countries give places context
+    actor_hits, actors, actor_evidence = _actors(lex, hits, full)
+    relevance, relevance_evidence = _relevance(lex, hits, actor_hits, offset)
+    event_types, type_evidence = _event_types(lex, hits, full, offset, relevance)
+    countries = [a["country_code"] for a in actors if a.get("country_code")]
+    actor_spans = sorted((h.start, h.end) for found in actor_hits.values() for h in found)
+    matches = gazetteer().find(full, extra_countries=countries, exclude=actor_spans)
+    places = [m.as_json() for m in matches]
+    place_evidence = {m.place.name: {"surfaces": m.surfaces, "at": [s - offset if s >= offset else "title" for s, _ in m.spans[:5]]}
+                      for m in matches}
+    evidence = {"relevance": relevance_evidence, "event_types": type_evidence, "places": place_evidence,
+                "actors": actor_evidence}
+    return Enrichment(relevance, event_types, places, actors, evidence)
 
-    # ---- actors (first: armed actors add to relevance, their countries give places context)
+
+def _actors(lex: _Lexicons, hits: list[_Hit], full: str
+            ) -> tuple[dict[int, list[_Hit]], list[dict[str, Any]], dict[str, Any]]:
+    """(hits by actor index, the actors most mentioned first, the spellings found of each)."""
     actor_hits: dict[int, list[_Hit]] = defaultdict(list)
-    actor_spans: list[tuple[int, int]] = []
     for hit in _drop_overlapped(hits, "actor:"):
-        actor_spans.append((hit.start, hit.end))
         actor_hits[int(hit.term.group.split(":", 1)[1])].append(hit)
     actors: list[dict[str, Any]] = []
-    actor_evidence: dict[str, Any] = {}
+    evidence: dict[str, Any] = {}
     for index, found in sorted(actor_hits.items(), key=lambda kv: (-len(kv[1]), kv[1][0].start)):
         actor = lex.actors[index]
         actors.append({"name": actor["name"], "kind": actor.get("kind", "unknown"), "country_code": actor.get("country"),
                        "mentions": len(found)})
-        actor_evidence[actor["name"]] = sorted({full[h.start:h.end] for h in found})
+        evidence[actor["name"]] = sorted({full[h.start:h.end] for h in found})
+    return actor_hits, actors, evidence
 
-    # ---- relevance
+
+def _relevance(lex: _Lexicons, hits: list[_Hit], actor_hits: dict[int, list[_Hit]], offset: int
+               ) -> tuple[float, dict[str, Any]]:
+    """Relevance in [0, 1): strong terms, ambiguous ones only beside a strong one, armed actors, minus
+    off-topic terms, each term counted at most ``max_count`` times."""
     counts: Counter[str] = Counter()
     strong = ambiguous = off = 0.0
-    rel_terms: dict[str, dict[str, Any]] = {}
+    terms: dict[str, dict[str, Any]] = {}
     has_strong = any(h.term.group.startswith("rel:") and not h.term.ambiguous for h in hits)
     for hit in _drop_overlapped(hits, "rel:") + _drop_overlapped(hits, "off:"):
         key = f"{hit.term.group}|{hit.term.text}"
@@ -260,58 +278,48 @@ def enrich(text: str, title: str | None = None, *, lexicons: Path | None = None)
             ambiguous += hit.term.weight if has_strong else 0.0  # alone, they say nothing of a war
         else:
             strong += hit.term.weight
-        entry = rel_terms.setdefault(key, {"term": hit.term.text, "group": hit.term.group.split(":", 1)[1],
-                                           "weight": hit.term.weight if not hit.term.group.startswith("off:") else -hit.term.weight,
-                                           "count": 0, "at": []})
+        entry = terms.setdefault(key, {"term": hit.term.text, "group": hit.term.group.split(":", 1)[1],
+                                       "weight": hit.term.weight if not hit.term.group.startswith("off:") else -hit.term.weight,
+                                       "count": 0, "at": []})
         entry["count"] += 1
         if len(entry["at"]) < 3:
             entry["at"].append(_where(hit, offset))
     armed = sum(1 for index in actor_hits if lex.actors[index].get("armed"))
     actor_points = min(armed, 3) * 1.0
     score = max(0.0, strong + ambiguous + actor_points - off)
-    relevance = round(1.0 - math.exp(-score / lex.scale), 3)
+    evidence = {"score": round(score, 2), "strong": round(strong, 2), "ambiguous": round(ambiguous, 2),
+                "armed_actors": actor_points, "off_topic": round(off, 2), "scale": lex.scale,
+                "terms": sorted(terms.values(), key=lambda e: -abs(e["weight"]) * e["count"])[:25]}
+    return round(1.0 - math.exp(-score / lex.scale), 3), evidence
 
-    # ---- event types
-    type_scores: dict[str, float] = defaultdict(float)
-    type_core: set[str] = set()  # types with a term of weight >= 2: weak words alone never make a type
-    type_evidence: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+def _event_types(lex: _Lexicons, hits: list[_Hit], full: str, offset: int, relevance: float
+                 ) -> tuple[list[str], dict[str, Any]]:
+    """The event types (with their parents) whose terms score enough in a relevant enough report."""
+    scores: dict[str, float] = defaultdict(float)
+    core: set[str] = set()  # types with a term of weight >= 2: weak words alone never make a type
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     seen: Counter[str] = Counter()
     for hit in _drop_overlapped(hits, "event:"):
         type_id = hit.term.group.split(":", 1)[1]
         seen[f"{type_id}|{hit.term.text}"] += 1
         if seen[f"{type_id}|{hit.term.text}"] > lex.max_count:
             continue
-        type_scores[type_id] += hit.term.weight
+        scores[type_id] += hit.term.weight
         if hit.term.weight >= 2:
-            type_core.add(type_id)
-        type_evidence[type_id].append({"term": hit.term.text, "text": full[hit.start:hit.end], "at": _where(hit, offset)})
-    event_types: list[str] = []
+            core.add(type_id)
+        found[type_id].append({"term": hit.term.text, "text": full[hit.start:hit.end], "at": _where(hit, offset)})
+    chosen: list[str] = []
     for type_id in EVENT_TYPES:
         spec = lex.types.get(type_id) or {}
-        if (type_id in type_core and type_scores[type_id] >= float(spec.get("min_score", 2))
+        if (type_id in core and scores[type_id] >= float(spec.get("min_score", 2))
                 and relevance >= float(spec.get("min_relevance", 0.3))):
-            event_types.append(type_id)
+            chosen.append(type_id)
             parent = spec.get("parent")
-            if parent and parent not in event_types:
-                event_types.append(parent)
-    event_types = [t for t in EVENT_TYPES if t in event_types]
-
-    # ---- places
-    countries = [a["country_code"] for a in actors if a.get("country_code")]
-    matches = gazetteer().find(full, extra_countries=countries, exclude=actor_spans)
-    places = [m.as_json() for m in matches]
-    place_evidence = {m.place.name: {"surfaces": m.surfaces, "at": [s - offset if s >= offset else "title" for s, _ in m.spans[:5]]}
-                      for m in matches}
-
-    evidence = {
-        "relevance": {"score": round(score, 2), "strong": round(strong, 2), "ambiguous": round(ambiguous, 2),
-                      "armed_actors": actor_points, "off_topic": round(off, 2), "scale": lex.scale,
-                      "terms": sorted(rel_terms.values(), key=lambda e: -abs(e["weight"]) * e["count"])[:25]},
-        "event_types": {t: {"score": round(type_scores[t], 2), "matches": type_evidence[t][:10]} for t in event_types},
-        "places": place_evidence,
-        "actors": actor_evidence,
-    }
-    return Enrichment(relevance, event_types, places, actors, evidence)
+            if parent and parent not in chosen:
+                chosen.append(parent)
+    event_types = [t for t in EVENT_TYPES if t in chosen]
+    return event_types, {t: {"score": round(scores[t], 2), "matches": found[t][:10]} for t in event_types}
 
 
 def enrich_report(report: Any) -> Any:
