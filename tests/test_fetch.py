@@ -454,3 +454,22 @@ def test_the_user_agent_is_ours_and_configurable(site, fetch_settings):
     with Fetcher(replace(fetch_settings, user_agent="sitrep-test/1.0 (+https://example.org/contact)")) as fetcher:
         fetcher.get(url)
     assert site.hits[-1][1]["user-agent"] == "sitrep-test/1.0 (+https://example.org/contact)"
+
+
+def test_log_lines_deep_in_a_fetch_name_the_feed_its_page_came_from(site, fetch_settings, caplog):
+    """A retry or a robots.txt problem is logged where only the URL is known; the operator of hundreds
+    of feeds needs to know whose page it was."""
+    flaky = site.add("/flaky", handler=_flaky([503]))
+    plain = site.add("/plain", handler=_flaky([500]))
+    caplog.set_level("INFO", logger="sitrep")
+    with Fetcher(replace(fetch_settings, retries=1)) as fetcher:
+        assert len(list(fetcher.iter_many([flaky, plain], feeds=["Kyiv Wire", None]))) == 2
+    site.add("/robots.txt", b"down", status=500)
+    with Fetcher(replace(fetch_settings, retries=0, respect_robots=True)) as fetcher:
+        assert len(list(fetcher.iter_many([flaky], feeds=["Kyiv Wire"]))) == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith(f"feed=Kyiv Wire url={flaky} HTTP 503: retrying") for line in lines), lines
+    assert any(line.startswith(f"url={plain} HTTP 500: retrying") for line in lines), lines
+    assert any(line.startswith(f"feed=Kyiv Wire url={site.url('/robots.txt')} robots.txt answered HTTP 500")
+               for line in lines), lines
+    assert not any("feed=None" in line for line in lines), lines

@@ -48,6 +48,7 @@ import httpx
 from charset_normalizer import from_bytes
 
 from sitrep.errors import BlockedURLError, FetchError
+from sitrep.logctx import about_feed, subject
 from sitrep.netguard import (
     AddressPolicy,
     GuardedTransport,
@@ -326,7 +327,7 @@ class Fetcher:
             raise
         except Exception as exc:
             self.count("unexpected")
-            log.exception("url=%s unexpected %s while fetching it", url, type(exc).__name__)
+            log.exception("%s unexpected %s while fetching it", subject(url), type(exc).__name__)
             raise FetchError(f"can't fetch {url!r}: unexpected {type(exc).__name__} ({exc}); the traceback is in the log",
                              url=url, reason="unexpected") from exc
 
@@ -375,7 +376,7 @@ class Fetcher:
                 if exc.reason in {"timeout", "connect"} and attempt <= self.settings.retries:
                     last = exc
                     self.count("retries")
-                    log.info("url=%s retrying after %s (attempt %d)", url, exc.reason, attempt)
+                    log.info("%s retrying after %s (attempt %d)", subject(url), exc.reason, attempt)
                     time.sleep(_backoff(attempt))
                     continue
                 if attempt > 1:
@@ -388,7 +389,7 @@ class Fetcher:
                 if wait <= self.settings.max_retry_wait:
                     last = response
                     self.count("retries")
-                    log.info("url=%s HTTP %d: retrying in %.1fs (attempt %d)", url, response.status, wait, attempt)
+                    log.info("%s HTTP %d: retrying in %.1fs (attempt %d)", subject(url), response.status, wait, attempt)
                     time.sleep(wait)
                     continue
             return replace(response, attempts=attempt)
@@ -430,7 +431,7 @@ class Fetcher:
                             if not location:
                                 raise FetchError(f"can't fetch {url!r}: redirect without Location", url=url, reason="redirect")
                             current = urljoin(current, location.strip())
-                            log.debug("url=%s redirected to %s", url, current)
+                            log.debug("%s redirected to %s", subject(url), current)
                             continue
                         response = Response(
                             url=url, final_url=str(raw.url), status=raw.status_code,
@@ -465,7 +466,7 @@ class Fetcher:
     def _disallowed(self, url: str, where: str) -> BlockedURLError:
         self.count("robots_disallowed")
         via = "" if where == url else f" (redirected to {where!r})"
-        log.info("url=%s skipped: disallowed by robots.txt for our user agent%s", url, via)
+        log.info("%s skipped: disallowed by robots.txt for our user agent%s", subject(url), via)
         return BlockedURLError(f"can't fetch {url!r}: disallowed by robots.txt{via}", url=url, reason="robots")
 
     def get_page(self, url: str, *, max_bytes: int | None = None) -> Response:
@@ -495,9 +496,11 @@ class Fetcher:
             results[index] = result
         return [r for r in results if r is not None]
 
-    def iter_many(self, urls: Sequence[str], *, max_bytes: int | None = None,
-                  window: int | None = None) -> Iterator[tuple[int, Response | FetchError, float]]:
+    def iter_many(self, urls: Sequence[str], *, max_bytes: int | None = None, window: int | None = None,
+                  feeds: Sequence[str | None] | None = None) -> Iterator[tuple[int, Response | FetchError, float]]:
         """Fetch many pages concurrently; yield (index, result, CPU seconds) as each one arrives.
+
+        ``feeds`` names the feed of each URL for the log lines of its fetch (retries, redirects, robots).
 
         URLs are started round-robin across hosts, so a slow host holds only its own K slots and
         never the threads the other hosts' pages are waiting for. At most ``window`` pages (default:
@@ -507,13 +510,15 @@ class Fetcher:
         if not urls:
             return
 
-        def one(url: str) -> tuple[Response | FetchError, float]:
+        def one(index: int) -> tuple[Response | FetchError, float]:
             started = time.thread_time()
-            try:
-                result: Response | FetchError = self.get_page(url, max_bytes=max_bytes)
-            except FetchError as exc:
-                log.info("url=%s fetch failed (%s): %s", url, exc.reason, exc)  # the caller's warning names the feed
-                result = exc
+            url = urls[index]
+            with about_feed(feeds[index] if feeds is not None else None):
+                try:
+                    result: Response | FetchError = self.get_page(url, max_bytes=max_bytes)
+                except FetchError as exc:
+                    log.info("%s fetch failed (%s): %s", subject(url), exc.reason, exc)
+                    result = exc
             return result, time.thread_time() - started
 
         by_host: dict[str, list[int]] = defaultdict(list)
@@ -532,7 +537,7 @@ class Fetcher:
             try:
                 while True:
                     for index in itertools.islice(todo, window - len(running)):
-                        running[pool.submit(one, urls[index])] = index
+                        running[pool.submit(one, index)] = index
                     if not running:
                         return
                     done, _ = futures_wait(running, return_when=FIRST_COMPLETED)

@@ -33,6 +33,7 @@ from sitrep.enrich import enrich_report
 from sitrep.errors import BlockedURLError, ConfigError, ExtractionError, FeedError, FetchError
 from sitrep.extract import extract_page
 from sitrep.fetch import PAGE_TYPES, Fetcher, Response
+from sitrep.logctx import about_feed
 from sitrep.metrics import Stages, page_step
 from sitrep.netguard import without_credentials
 from sitrep.normalize import canonical_url, http_url, to_report, url_fits
@@ -165,7 +166,8 @@ def _poll_one(fetcher: Fetcher, source: sources.PolledSource, settings: Settings
         result.conditional = len(headers) > 1
     url = source.feed_url
     try:
-        response = fetcher.get(url, max_bytes=settings.fetch.max_feed_bytes, headers=headers)
+        with about_feed(source.name):
+            response = fetcher.get(url, max_bytes=settings.fetch.max_feed_bytes, headers=headers)
     except FetchError as exc:
         result.error, result.blocked, result.deferred = str(exc), isinstance(exc, BlockedURLError), exc.reason == "deferred"
         return result, None
@@ -462,7 +464,7 @@ def _fetch_and_extract(settings: Settings, plan: _FetchPlan, stager: _Stager, ro
         links = [str(p.link) for p in plan.to_fetch]
         try:
             with Fetcher(settings.fetch, not_after=time.monotonic() + settings.fetch.collect_budget) as fetcher:
-                for index, response, seconds in fetcher.iter_many(links):
+                for index, response, seconds in fetcher.iter_many(links, feeds=[p.feed for p in plan.to_fetch]):
                     stages.add("fetch", seconds, 1)
                     p = plan.to_fetch[index]
                     status, problem = _fetch_outcome(response)

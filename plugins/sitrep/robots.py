@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from protego import Protego
 
 from sitrep.errors import FetchError
+from sitrep.logctx import subject
 from sitrep.netguard import url_origin
 
 if TYPE_CHECKING:
@@ -90,14 +91,14 @@ class RobotsCache:
         except FetchError as exc:
             if exc.reason == "deferred":  # not tried (the collect's time ran out): nothing to remember
                 raise
-            log.warning("url=%s robots.txt unreachable (%s): pages of this host wait for the next run", robots_url, exc)
+            log.warning("%s robots.txt unreachable (%s): pages of this host wait for the next run", subject(robots_url), exc)
             return _Unreachable(exc.reason)
         self.fetcher.count("robots_fetched")
         if 400 <= response.status < 500:
             return _AllowAll()
         if response.status >= 500:
-            log.warning("url=%s robots.txt answered HTTP %d: pages of this host wait for the next run",
-                        robots_url, response.status)
+            log.warning("%s robots.txt answered HTTP %d: pages of this host wait for the next run",
+                        subject(robots_url), response.status)
             return _Unreachable(f"HTTP {response.status}")
         if response.status != 200:
             return _AllowAll()
