@@ -42,14 +42,82 @@ def test_untidy_entries_are_handled_and_counted():
     )
     parsed = parse_feed(body, feed_url=FEED)
     by_key = {e.entry_key: e for e in parsed.entries}
-    assert by_key["a"].link == "https://news.example.org/2024/a.html"
+    # "a" names two articles with different links: no id, so each is known by its link
+    assert by_key["https://news.example.org/2024/a.html"].link == "https://news.example.org/2024/a.html"
+    assert by_key["https://news.example.org/a2.html"].link == "https://news.example.org/a2.html"
     assert by_key["https://news.example.org/b.html"].link == "https://news.example.org/b.html"
     assert by_key["c"].link is None and by_key["d"].link is None
     assert by_key["e"].published_at is None and by_key["f"].published_at is None
-    assert list(by_key) == ["a", "https://news.example.org/b.html", "c", "d", "e", "f"]
-    assert parsed.problems == {"relative_link": 1, "missing_link": 3, "no_key": 1, "duplicate_guid": 1,
+    assert list(by_key) == ["https://news.example.org/2024/a.html", "https://news.example.org/b.html", "c",
+                            "https://news.example.org/a2.html", "d", "e", "f"]
+    assert parsed.problems == {"relative_link": 1, "missing_link": 3, "no_key": 1, "shared_guid": 2,
                                "bad_link": 1, "absurd_date": 2}
-    assert parsed.skipped == 2
+    assert parsed.skipped == 1
+
+
+def test_the_same_item_twice_is_recorded_once():
+    item = "<item><title>a</title><link>https://news.example.org/a.html</link><guid>a</guid></item>"
+    parsed = parse_feed(_rss(item * 2), feed_url=FEED)
+    assert [e.entry_key for e in parsed.entries] == ["a"]
+    assert parsed.problems == {"duplicate_guid": 1} and parsed.skipped == 1
+
+
+@pytest.mark.parametrize("body", [
+    # Atom: <id> before a relative <link> (the usual order), no xml:base
+    '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>'
+    '<link href="https://news.example.org/"/>'
+    '<entry><id>tag:news.example.org,2024:1</id><title>R</title><link rel="alternate" href="/news/1.html"/>'
+    "<updated>2024-03-12T08:00:00Z</updated></entry></feed>",
+    # RSS: <guid> before a relative <link>
+    '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>https://news.example.org/</link>'
+    "<item><title>R</title><guid>1</guid><link>/news/1.html</link></item></channel></rss>",
+    # RSS: a permalink GUID that is a path, and no <link>
+    '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>https://news.example.org/</link>'
+    '<item><title>R</title><guid isPermaLink="true">/news/1.html</guid></item></channel></rss>',
+])
+def test_a_relative_link_after_the_guid_is_the_entrys_link(body):
+    """feedparser leaves guidislink set when a <link> after the GUID replaced it: that link was dropped
+    as if it were the GUID, and the entry skipped for want of a link."""
+    parsed = parse_feed(body.encode(), feed_url=FEED)
+    assert [e.link for e in parsed.entries] == ["https://news.example.org/news/1.html"]
+    assert "missing_link" not in parsed.problems
+
+
+def test_a_guid_that_every_item_shares_is_no_id_and_the_links_are():
+    """A CMS that writes one GUID (here the site's address) into every item: keyed by it, every new
+    article after the first was taken for the first one and never fetched."""
+    items = "".join(f"<item><title>R{i}</title><link>https://news.example.org/{i}.html</link>"
+                    f"<guid>https://news.example.org/</guid></item>" for i in range(3))
+    parsed = parse_feed(_rss(items), feed_url=FEED)
+    assert [e.entry_key for e in parsed.entries] == [f"https://news.example.org/{i}.html" for i in range(3)]
+    # the next day's feed holds one new item under the same GUID: still known by its own link
+    one = parse_feed(_rss("<item><title>R9</title><link>https://news.example.org/9.html</link>"
+                          "<guid>https://news.example.org/</guid></item>"), feed_url=FEED)
+    assert [e.entry_key for e in one.entries] == ["https://news.example.org/9.html"]
+    opaque = "".join(f"<item><title>R{i}</title><link>https://news.example.org/{i}.html</link>"
+                     f'<guid isPermaLink="false">same</guid></item>' for i in range(2))
+    assert [e.entry_key for e in parse_feed(_rss(opaque), feed_url=FEED).entries] == [
+        "https://news.example.org/0.html", "https://news.example.org/1.html"]
+
+
+@pytest.mark.parametrize(("date", "expected"), [
+    ("Tue, 12 Mar 2024 08:00:00 CEST", "2024-03-12T06:00:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 MSK", "2024-03-12T05:00:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 JST", "2024-03-11T23:00:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 IRST", "2024-03-12T04:30:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 EDT", "2024-03-12T12:00:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 GMT", "2024-03-12T08:00:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 +0530", "2024-03-12T02:30:00+00:00"),
+    ("2024-03-12T08:00:00Z", "2024-03-12T08:00:00+00:00"),
+    ("Tue, 12 Mar 2024 08:00:00 IST", None),  # India, Israel or Ireland: unknown, not taken for UTC
+    ("Tue, 12 Mar 2024 08:00:00 XYZ", None),
+])
+def test_time_zone_names_feedparser_takes_for_utc_are_converted_or_left_unknown(date, expected):
+    parsed = parse_feed(rss([Item(title="R", link="https://news.example.org/1", guid="g", date=date)]).encode(),
+                        feed_url=FEED)
+    when = parsed.entries[0].published_at
+    assert (when.isoformat() if when else None) == expected
+    assert ("unknown_time_zone" in parsed.problems) == (expected is None)
 
 
 def test_links_with_a_port_no_url_can_have_are_bad_links_not_crashes():

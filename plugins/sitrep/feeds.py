@@ -7,8 +7,10 @@ recoverable entries; one that yields nothing at all raises :class:`FeedError` wi
 Feeds in the wild are untidy, so every oddity is handled and counted in ``ParsedFeed.problems``
 (it ends up in poll_log): relative links (resolved against the feed), missing links (the GUID is used
 when it is a URL), links that are not http(s), entries with neither link nor GUID (skipped), GUIDs
-repeated inside one feed (the first wins) and absurd dates (before 1990 or in the future: dropped).
-An entry is known by its GUID, else by its canonical link, so it is never recorded or fetched twice.
+repeated inside one feed (the first wins), absurd dates (before 1990 or in the future: dropped) and
+time zones by names feedparser does not know (CEST, MSK, JST...: converted; an unknown name: no date).
+An entry is known by its GUID, else by its canonical link, so it is never recorded or fetched twice;
+a GUID that several articles share, or the site's own address, is no id, and their links are.
 
 XML external entities are never resolved and entity-expansion bombs are stopped by expat (feedparser
 then falls back to its loose parser, which leaves entities unexpanded); tests/test_feeds.py proves both.
@@ -22,12 +24,15 @@ import io
 import logging
 import multiprocessing
 import multiprocessing.pool
+import re
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+import feedparser.datetimes.rfc822
 
 from sitrep.errors import FeedError
 from sitrep.normalize import canonical_url, http_url
@@ -122,9 +127,10 @@ def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -
     entries: list[FeedEntry] = []
     seen: set[str] = set()
     problems: Counter[str] = Counter()
+    shared = _shared_guids(parsed.entries, parsed.feed.get("link"))
     for item in parsed.entries:
         try:
-            entry = _entry(item, base=base, feed_url=feed_url, problems=problems)
+            entry = _entry(item, base=base, feed_url=feed_url, problems=problems, shared_guids=shared)
         except ValueError:  # a link urllib refuses ("http://[::1"): this entry only, never the feed
             problems["bad_link"] += 1
             continue
@@ -181,13 +187,44 @@ def _stored_key(key: str) -> str:
     return f"{prefix}#sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
 
 
+#: Zone names in feeds that feedparser does not know (it reads them, and any name, as UTC), in hours
+#: east of UTC. Names that stand for several zones (IST: India, Israel, Ireland; BST: British or
+#: Bangladesh Summer; CST: China or US Central) are left out, or to the reading feeds use most.
+_ZONE_HOURS: dict[str, float] = {
+    "utc": 0, "wet": 0, "west": 1, "cet": 1, "cest": 2, "bst": 1, "eet": 2, "eest": 3, "msk": 3, "msd": 4,
+    "trt": 3, "idt": 3, "eat": 3, "cat": 2, "wat": 1, "sast": 2, "samt": 4, "gst": 4, "irst": 3.5,
+    "irdt": 4.5, "aft": 4.5, "pkt": 5, "npt": 5.75, "yekt": 5, "ict": 7, "wib": 7, "hkt": 8, "sgt": 8,
+    "pht": 8, "awst": 8, "jst": 9, "kst": 9, "acst": 9.5, "aest": 10, "aedt": 11, "nzst": 12, "nzdt": 13,
+    "hst": -10, "akst": -9, "akdt": -8, "nst": -3.5, "ndt": -2.5, "art": -3, "brt": -3, "clt": -4,
+}
+_FEEDPARSER_ZONES = frozenset(feedparser.datetimes.rfc822.timezone_names)
+_ZONE_NAME = re.compile(r"[\d\s]([A-Z]{1,5})\s*$")  # zone names are capitals: "8:00 CEST"
+
+
+def _zone_hours(raw: object) -> float | None:
+    """Hours to take off feedparser's reading of a date string: 0 when it read the zone itself (an
+    offset, Z, GMT, the US names), the zone's offset for a name it took for UTC, None for a name
+    nobody knows (the time is then unknown: a page's own date is better than one off by hours)."""
+    match = _ZONE_NAME.search(raw) if isinstance(raw, str) else None
+    if match is None:
+        return 0.0
+    name = match.group(1).lower()
+    if name in _FEEDPARSER_ZONES or name in {"am", "pm"}:
+        return 0.0
+    return _ZONE_HOURS.get(name)
+
+
 def _date(item: feedparser.FeedParserDict, problems: Counter[str]) -> datetime | None:
     absurd = False
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = item.get(key)
+    for key in ("published", "updated", "created"):
+        value = item.get(f"{key}_parsed")
         if value:
+            hours = _zone_hours(item.get(key))
+            if hours is None:
+                problems["unknown_time_zone"] += 1
+                continue
             try:
-                when = datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+                when = datetime.fromtimestamp(calendar.timegm(value), tz=UTC) - timedelta(hours=hours)
             except (OverflowError, ValueError, OSError):
                 absurd = True
                 continue
@@ -199,10 +236,38 @@ def _date(item: feedparser.FeedParserDict, problems: Counter[str]) -> datetime |
     return None
 
 
-def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problems: Counter[str]) -> FeedEntry | None:
+def _guid(item: feedparser.FeedParserDict) -> str | None:
+    guid = item.get("id") or item.get("guid")
+    return (guid.strip() or None) if isinstance(guid, str) else None
+
+
+def _shared_guids(items: list[feedparser.FeedParserDict], channel_link: str | None) -> set[str]:
+    """GUIDs that are not an article's id: one GUID on items with different links (a CMS that writes the
+    site's address into every item), or the site's own address. Keyed by GUID, each new article would
+    be taken for the first one, recorded once and never fetched."""
+    links: dict[str, set[str]] = {}
+    for item in items:
+        guid = _guid(item)
+        if guid:
+            links.setdefault(guid, set()).add(str(item.get("link") or ""))
+    shared = {guid for guid, seen in links.items() if len(seen) > 1}
+    for guid in links:
+        parts = urlsplit(guid)
+        if parts.scheme in {"http", "https"} and parts.path in {"", "/"} and not parts.query:
+            shared.add(guid)  # a site's home page is never one article
+        elif channel_link and guid.rstrip("/") == channel_link.strip().rstrip("/"):
+            shared.add(guid)
+    return shared
+
+
+def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problems: Counter[str],
+           shared_guids: AbstractSet[str] = frozenset()) -> FeedEntry | None:
     raw_link = item.get("link")
-    if item.get("guidislink") and urlsplit(str(raw_link)).scheme not in {"http", "https"}:
-        raw_link = None  # feedparser took a permalink GUID such as "c" for a link: it is only an id
+    if (item.get("guidislink") and raw_link == item.get("id") and not str(raw_link).startswith("/")
+            and urlsplit(str(raw_link)).scheme not in {"http", "https"}):
+        # feedparser took a permalink GUID such as "c" for the link: it is only an id. (guidislink stays
+        # set when a <link> after the GUID replaced it, so only the GUID's own text is dropped.)
+        raw_link = None
     link = _absolute(raw_link, base, feed_url, problems)
     if link is None:
         for candidate in item.get("links", []):
@@ -210,12 +275,14 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problem
                 link = _absolute(candidate.get("href"), base, feed_url, problems)
                 if link:
                     break
-    guid = item.get("id") or item.get("guid")
-    guid = guid.strip() if isinstance(guid, str) else None
+    guid = _guid(item)
     if link is None and guid and http_url(guid):
         link = guid
     if link is None:
         problems["missing_link"] += 1
+    if guid in shared_guids and link is not None:
+        problems["shared_guid"] += 1
+        guid = None  # one GUID on different articles is no id: the link is
     key = guid or (canonical_url(link) if link else None)
     if not key:
         return None
