@@ -6,16 +6,18 @@ import hashlib
 import json
 import re
 import select
+import shutil
 import socket
 import threading
 import tracemalloc
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from sitrep import alerts, pipeline
+from sitrep import alerts, db, pipeline
 from sitrep.cli import main
 from sitrep.errors import ConfigError
 from sitrep.netguard import AddressPolicy
@@ -77,6 +79,16 @@ def test_the_seed_rules_file_loads_with_webhooks_from_the_environment(receiver):
     ("rules: [{name: a, places: [{name: Nowhere-On-Earth, radius_km: 5}]}]", "give lat and lon"),
     ("rules: [{name: a, query: x, webhooks: ['http://xn--/hook']}]", "is not a valid URL"),
     ("rules: [{name: a, query: x, webhooks: ['ftp://example.org/hook']}]", "not an http"),
+    # the database cast these with ::float in every evaluation: one such rule stopped all alerts
+    ("rules: [{name: a, places: [{lat: 50.45, lon: 30.52, radius_km: 20 km}]}]",
+     "rule 'a': radius_km must be a number from 0 to 20037 .a decimal point, no unit., not '20 km'"),
+    ("rules: [{name: a, places: [{lat: '50,45', lon: 30.52, radius_km: 20}]}]", "rule 'a': lat must be a number"),
+    ("rules: [{name: a, places: [{lat: 50.45, lon: 190, radius_km: 20}]}]", "lon must be a number from -180 to 180"),
+    ("rules: [{name: a, places: [{lat: 50.45, lon: 30.52, radius_km: 0}]}]", "radius_km must be more than 0"),
+    # accepted before, and could never match anything
+    ("rules: [{name: a, places: [{lat: 50.45, lon: 30.52}]}]", "needs radius_km"),
+    ("rules: [{name: a, places: [{lat: 50.45, radius_km: 5}]}]", "needs both lat and lon"),
+    ("rules: [{name: a, query: [shelling, drones]}]", "query must be one search string"),
 ])
 def test_a_bad_rules_file_is_refused_with_the_rule_and_what_to_do(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -168,6 +180,7 @@ REPORTS = [
     ("actors: [russian armed forces]", {"kharkiv"}),
     ("event_types: [battle, drone_strike]", {"vovchansk", "kyiv"}),
     ("language: uk", {"kyiv"}),
+    ("language: [uk, en]", {"kharkiv", "vovchansk", "kyiv"}),  # was the text '{uk,en}', which matched nothing
     ("sources: [files]\n  query: battle", {"vovchansk"}),
     ("sources: [somewhere-else]", set()),
 ])
@@ -496,3 +509,18 @@ def test_a_webhooks_secret_url_reaches_no_log_and_no_listing(conn, fast, receive
     assert "XyZsecretTOKEN" not in caplog.text + capsys.readouterr().out
     assert "delivered to http://127.0.0.1:" in caplog.text  # the host is still named
     assert alerts.shown_url("https://hooks.example:99999/T0/secret") == "https://hooks.example:99999/…"  # shown, not parsed
+
+
+def test_rules_synced_before_0013_keep_their_one_language(pg_server, tmp_path):
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    db._create_database(pg_server.url("postgres"), name)
+    folder = tmp_path / "sql"
+    shutil.copytree(db.sql_dir(), folder)
+    (folder / "migrations" / "0013_alert_rule_languages.sql").unlink()
+    with db.connect(pg_server.url(name)) as conn:
+        db.migrate(conn, folder)
+        conn.execute("INSERT INTO alert_rules (name, language, query, definition)"
+                     " VALUES ('uk', 'uk', 'x', '{}'), ('any', NULL, 'y', '{}')")
+        conn.commit()
+        assert db.migrate(conn) == ["0013_alert_rule_languages.sql"]
+        assert conn.execute("SELECT name, language FROM alert_rules ORDER BY name").fetchall() == [("any", []), ("uk", ["uk"])]

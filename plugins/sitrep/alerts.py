@@ -11,7 +11,8 @@ Usage::
 A rule (``seeds/alert_rules.yaml``, SITREP_ALERT_RULES) matches a report when every condition it sets
 holds: ``query`` (websearch_to_tsquery over title and text), ``places`` (by name or geonames id, or
 within ``radius_km`` of it), ``actors``, ``event_types``, ``sources``, ``language`` and
-``min_relevance`` (default SITREP_RELEVANCE_THRESHOLD; 0 also takes reports not scored yet).
+``min_relevance`` (default SITREP_RELEVANCE_THRESHOLD; 0 also takes reports not scored yet). A list
+(``language: [uk, ru]``, ``places: [Kharkiv, Izium]``) matches any of its items.
 
 Exactly once: rules run over reports past the ``alerts`` watermark (ingest_seq), and the alerts, their
 deliveries and the new watermark commit together. There is one alert per rule per story (UNIQUE), so
@@ -96,7 +97,7 @@ class Rule:
     actors: list[str] = field(default_factory=list)
     event_types: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
-    language: str | None = None
+    language: list[str] = field(default_factory=list)  # any of these
     min_relevance: float | None = None
     webhooks: list[Webhook] = field(default_factory=list)
     enabled: bool = True
@@ -138,13 +139,33 @@ def _place(value: Any, where: str) -> PlaceFilter:
         value = {"geonames_id": value} if isinstance(value, int) or str(value).isdigit() else {"name": value}
     if not isinstance(value, dict) or not ({"name", "geonames_id", "lat"} & value.keys()):
         raise ConfigError(f"{where}: a place is a name, a geonames id, or a mapping with name/geonames_id/lat+lon")
+    lat, lon, radius = (_number(value, key, where, low, high) for key, low, high in
+                        (("lat", -90, 90), ("lon", -180, 180), ("radius_km", 0, 20_037)))
+    if (lat is None) != (lon is None):
+        raise ConfigError(f"{where}: a place given by coordinates needs both lat and lon")
+    if lat is not None and radius is None:
+        raise ConfigError(f"{where}: a place given by lat and lon needs radius_km (how far from it counts)")
     place = PlaceFilter(
         name=value.get("name"), geonames_id=str(value["geonames_id"]) if value.get("geonames_id") else None,
-        lat=value.get("lat"), lon=value.get("lon"), radius_km=value.get("radius_km"),
+        lat=lat, lon=lon, radius_km=radius,
     )
     if place.radius_km is not None and (place.lat is None or place.lon is None):
         place = _locate(place, where)
     return place
+
+
+def _number(value: dict[str, Any], key: str, where: str, low: float, high: float) -> float | None:
+    """A coordinate or radius as a number in its range: "20 km" or "50,45" would reach the database as
+    text and fail every evaluation, for every rule."""
+    number = value.get(key)
+    if number is None:
+        return None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not low <= number <= high:
+        raise ConfigError(f"{where}: {key} must be a number from {low} to {high} (a decimal point, no unit),"
+                          f" not {number!r}")
+    if key == "radius_km" and number <= 0:
+        raise ConfigError(f"{where}: radius_km must be more than 0, not {number!r}")
+    return float(number)
 
 
 def _locate(place: PlaceFilter, where: str) -> PlaceFilter:
@@ -209,11 +230,14 @@ def load_rules(path: Path) -> list[Rule]:
         relevance = item.get("min_relevance")
         if relevance is not None and not (isinstance(relevance, (int, float)) and 0 <= relevance <= 1):
             raise ConfigError(f"{where}: min_relevance must be a number between 0 and 1")
+        query = item.get("query")
+        if query is not None and not (isinstance(query, str) and query.strip()):
+            raise ConfigError(f"{where}: query must be one search string such as 'airstrike OR shelling', not {query!r}")
         rule = Rule(
-            name=str(item["name"]), query=item.get("query"), text_config=str(item.get("text_config", "english")),
+            name=str(item["name"]), query=query, text_config=str(item.get("text_config", "english")),
             places=[_place(p, where) for p in _listed(item.get("places"))],
             actors=_strings(item.get("actors"), where), event_types=_strings(item.get("event_types"), where),
-            sources=_strings(item.get("sources"), where), language=item.get("language"),
+            sources=_strings(item.get("sources"), where), language=_strings(item.get("language"), where),
             min_relevance=None if relevance is None else float(relevance),
             webhooks=[_webhook(w, where) for w in _listed(item.get("webhooks"))],
             enabled=item.get("enabled", True),
@@ -287,7 +311,7 @@ WHERE r.ingest_seq > %(lo)s AND r.ingest_seq <= %(hi)s AND r.story_id IS NOT NUL
   AND (%(query)s::text IS NULL OR to_tsvector(%(config)s::regconfig, left(coalesce(r.title, '') || ' ' || r.text, 100000))
                                   @@ websearch_to_tsquery(%(config)s::regconfig, %(query)s))
   AND (cardinality(%(sources)s::text[]) = 0 OR r.source = ANY(%(sources)s))
-  AND (%(language)s::text IS NULL OR r.language = %(language)s)
+  AND (cardinality(%(language)s::text[]) = 0 OR r.language = ANY(%(language)s))
   AND (cardinality(%(event_types)s::text[]) = 0 OR r.event_types && %(event_types)s)
   AND (cardinality(%(actors)s::text[]) = 0 OR EXISTS (
         SELECT 1 FROM jsonb_array_elements(r.actors) a WHERE lower(a->>'name') = ANY(%(actors)s)))

@@ -1,0 +1,8 @@
+-- sitrep 0013: an alert rule may name several languages (language: [uk, ru]).
+-- A list was accepted by the rules file and stored as the text '{uk,ru}', which no report's language
+-- equals: the rule never fired and nothing said so. Existing rules keep their one language.
+ALTER TABLE alert_rules
+    ALTER COLUMN language DROP DEFAULT,
+    ALTER COLUMN language TYPE text[] USING CASE WHEN language IS NULL THEN '{}'::text[] ELSE ARRAY[language] END,
+    ALTER COLUMN language SET DEFAULT '{}',
+    ALTER COLUMN language SET NOT NULL;
