@@ -524,3 +524,15 @@ def test_rules_synced_before_0013_keep_their_one_language(pg_server, tmp_path):
         conn.commit()
         assert db.migrate(conn) == ["0013_alert_rule_languages.sql"]
         assert conn.execute("SELECT name, language FROM alert_rules ORDER BY name").fetchall() == [("any", []), ("uk", ["uk"])]
+
+
+def test_a_payloads_times_are_utc_whatever_the_servers_time_zone(db_url, conn):
+    # A server (or database) in Asia/Kolkata sent published_at as 2024-06-03T05:30:00+05:30 beside a
+    # created_at in UTC; the contract says UTC.
+    name = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(f"ALTER DATABASE {name} SET TimeZone = 'Asia/Kolkata'")
+    conn.commit()
+    with db.connect(db_url) as fresh:
+        (report_id,) = load_reports(fresh, REPORTS[0])
+        payload = alerts._payload(fresh, "r", report_id)
+    assert payload["report"]["published_at"] == "2024-06-03T00:00:00+00:00"

@@ -533,7 +533,7 @@ def autocommit(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
 
 
 def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5) -> psycopg.Connection:
-    """Open one connection with a server-side statement_timeout, retrying a database that restarts."""
+    """Open one connection with a server-side statement_timeout, in UTC, retrying a database that restarts."""
     delay = 0.5
     for attempt in range(1, attempts + 1):
         try:
@@ -541,7 +541,9 @@ def connect(url: str, *, statement_timeout_ms: int = 120_000, attempts: int = 5)
                 url,
                 connect_timeout=10,
                 application_name="sitrep",
-                options=f"-c statement_timeout={int(statement_timeout_ms)}",
+                # UTC: times we print, send (webhook payloads) and compute with come out the same on
+                # every server, whatever its TimeZone (a payload's published_at was +05:30 on one)
+                options=f"-c statement_timeout={int(statement_timeout_ms)} -c TimeZone=UTC",
             )
         except psycopg.ProgrammingError:  # libpq refused the URL itself, quoting it (the password with it)
             raise DatabaseError(f"the database URL {_redact_loosely(url)} is malformed: percent-encode the reserved"
