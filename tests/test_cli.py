@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -144,12 +145,26 @@ def test_query_reads_only_the_rows_it_prints_and_shows_values_as_sql_users_read_
     # fetchall() then [:limit]: `SELECT * FROM reports_v1` on a production database read every report.
     status, out, _ = sitrep("query", "SELECT g FROM generate_series(1, 100000) g", "--limit", "3")
     assert status == 0 and "More rows were not read: raise --limit (now 3)" in out and "100000" not in out
+    # the rows past --limit are never made: a client-side cursor received (and here failed on) them all,
+    # 400 MB of client memory for `--limit 5` over a large reports_v1
+    status, out, err = sitrep("query", "SELECT 1 / (g - 100000) AS x FROM generate_series(1, 200000) g", "--limit", "3")
+    assert status == 0 and "More rows were not read" in out, err
     status, _, err = sitrep("query", "SELECT 1", "--limit", "0")
     assert status == 2 and "--limit must be at least 1" in err
     status, out, _ = sitrep("query", "-- a note\n/* and another */ SELECT(41 + 1) AS answer")
     assert status == 0 and "42" in out  # comments and a parenthesis before the first word
     status, out, _ = sitrep("query", """SELECT '{"a": true, "b": null}'::jsonb AS j, ARRAY['x', 'y'] AS arr""")
     assert status == 0 and '{"a": true, "b": null}' in out and '["x", "y"]' in out
+
+
+def test_query_on_a_database_never_migrated_reads_reports_v1(pg_server, monkeypatch, capsys):
+    # The README's own example said `relation "reports_v1" does not exist` on a new database.
+    name = f"q_{uuid.uuid4().hex[:10]}"
+    db._create_database(pg_server.url("postgres"), name)
+    monkeypatch.setenv("SITREP_DATABASE_URL", pg_server.url(name))
+    status = cli.main(["query", "SELECT count(*) AS reports FROM reports_v1"])
+    out, err = capsys.readouterr()
+    assert status == 0 and "reports" in out, err
 
 
 def test_values_from_the_web_are_shown_as_written_not_read_as_markup(sitrep):

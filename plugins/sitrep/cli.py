@@ -321,6 +321,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise ConfigError(f"sitrep query runs one statement that reads ({', '.join(sorted(_QUERY_VERBS))}), not"
                           f" {first or 'an empty one'!r}: use psql with the URL from `sitrep db url` for anything else")
     with _conn(_settings()) as conn:
+        _migrated(conn)  # as every command does: reports_v1 on a new database, not "relation does not exist"
+        conn.commit()
         conn.read_only = True
         # As a reader of every table (PostgreSQL's pg_read_all_data), not as the superuser the embedded
         # server's URL names, so that a pasted COPY ... TO PROGRAM or pg_read_file is refused. A guard
@@ -332,11 +334,19 @@ def cmd_query(args: argparse.Namespace) -> int:
                 conn.execute("SET LOCAL ROLE pg_read_all_data")
         except psycopg.errors.InsufficientPrivilege:
             pass
-        # Prepared: one statement only. A simple query runs several, and "COMMIT; DELETE ..." would end
-        # the read-only transaction before deleting.
-        cur = conn.execute(args.sql, prepare=True)
-        rows = cur.fetchmany(args.limit + 1) if cur.description else []  # never the whole result in memory
-        names = [c.name for c in cur.description or []]
+        # One statement only: a simple query runs several, and "COMMIT; DELETE ..." would end the
+        # read-only transaction before deleting. A query runs in a server-side cursor (DECLARE takes one
+        # SELECT), so --limit rows cross the wire, not the whole result; EXPLAIN and SHOW are prepared.
+        if first in {"explain", "show"}:
+            cur = conn.execute(args.sql, prepare=True)
+            rows = cur.fetchmany(args.limit + 1) if cur.description else []
+            names = [c.name for c in cur.description or []]
+        else:
+            with conn.cursor(name="sitrep_query") as named:
+                named.itersize = min(args.limit + 1, 1000)
+                named.execute(args.sql)
+                rows = named.fetchmany(args.limit + 1)
+                names = [c.name for c in named.description or []]
     more = len(rows) > args.limit
     table = Table(title=f"the first {args.limit} row(s)" if more else f"{len(rows)} row(s)")
     for name in names:
