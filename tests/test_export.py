@@ -157,7 +157,7 @@ def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, 
 
     out = capsys.readouterr().out
     assert "2 row(s)" in out
-    backfill = tmp_path / "export" / "_backfill" / f"since-{since}"
+    backfill = tmp_path / "export-backfill" / f"since-{since}"  # beside the export: a ** glob reads each once
     assert sorted(_exported(backfill)) == _view(conn)[1:]
     assert main(["export"]) == 0  # the incremental feed is its own destination: everything
     assert sorted(_exported(tmp_path / "export")) == _view(conn)
@@ -166,6 +166,8 @@ def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, 
     # A backfill into the incremental export's own folder would share its watermark and file names.
     assert main(["export", "--since", "0", "--to", f"{tmp_path}/./export/"]) == 2
     assert "incremental export's folder" in capsys.readouterr().err
+    assert main(["export", "--since", "0", "--to", f"{tmp_path}/export/_old"]) == 2
+    assert "would read those rows twice" in capsys.readouterr().err
     # A backfill folder holds one --since: another one there resumed the first's watermark and
     # silently exported nothing before it.
     assert main(["export", "--since", "0", "--to", str(backfill)]) == 2

@@ -25,7 +25,8 @@ Exactly once, whatever is killed when. Each step covers a range of ingest_seq ``
 A run killed before 3 leaves the ``planned`` manifest; the next run redoes exactly that range, so the
 same names are overwritten (and a planned file that the redo no longer needs is removed). ingest_seq
 is a safe watermark because the loader hands it out under its lock (see :mod:`sitrep.store`).
-Readers should skip names starting with ``.`` or ``_`` (pyarrow, Spark and DuckDB do).
+Readers should skip names starting with ``.`` or ``_`` (pyarrow's datasets and Spark do); a glob
+should name the partitions (``<path>/ingest_date=*/*.parquet``). A backfill goes to a folder of its own.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="export reports_v1 to Parquet past the watermark (as the sitrep_export DAG does), or backfill",
         description="Without --since: the incremental export to SITREP_EXPORT_PATH (resumes an interrupted "
                     "run, moves the watermark). With --since SEQ: a backfill of every report with ingest_seq > SEQ "
-                    "into a folder of its own (default <path>/_backfill/since-SEQ); the watermark is untouched "
+                    "into a folder of its own (default <path>-backfill/since-SEQ, beside the export); the watermark is untouched "
                     "and running the same command again resumes it.",
     )
     p.add_argument("--since", type=int, metavar="SEQ", help="backfill reports with ingest_seq greater than SEQ")
@@ -51,18 +51,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.to and _same_place(args.to, base):
         raise ConfigError(f"--to {args.to}: that is the incremental export's folder (SITREP_EXPORT_PATH), whose"
                           " watermark and file names a backfill would share; give a folder of its own")
+    if args.to and _nested(args.to, base):
+        raise ConfigError(f"--to {args.to}: one export folder would hold the other, and a reader that lists it"
+                          " recursively (a ** glob) would read those rows twice; give a folder beside it")
     with db.connect_settings(settings, start=True) as conn:
         db.migrate(conn)
         with console.status(Text(f"exporting reports_v1 to {base}...")):  # a status reads a str as markup
             if args.since is None:
                 result = export.run(conn, base, batch_rows=batch, threshold=settings.relevance_threshold)
             else:
-                to = args.to or f"{base.rstrip('/')}/_backfill/since-{args.since}"
+                to = args.to or f"{base.rstrip('/')}-backfill/since-{args.since}"  # beside it, not inside
                 result = export.run(conn, to, batch_rows=batch, start_seq=args.since, kind="backfill",
                                     threshold=settings.relevance_threshold)
     console.print(files_table(result.files, f"sitrep export: {result.rows} row(s) in {len(result.files)} file(s)"
                                             f" under {result.target} (watermark {result.watermark})"))
     return 0
+
+
+def _nested(a: str, b: str) -> bool:
+    """One export path inside the other."""
+    from sitrep.export import canonical_target
+
+    a, b = canonical_target(a).rstrip("/") + "/", canonical_target(b).rstrip("/") + "/"
+    return a != b and (a.startswith(b) or b.startswith(a))
 
 
 def _same_place(a: str, b: str) -> bool:
