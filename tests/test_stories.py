@@ -60,7 +60,9 @@ def test_stories_reindex_all_runs_as_the_loader(sitrep, conn, settings_env, monk
     assert status == 0 and "1 report(s) indexed" in out, err
 
 
-@pytest.mark.parametrize("argv", [["--days", "0"], ["--limit", "0"], ["--min-reports", "-1"]])
+@pytest.mark.parametrize("argv", [["--days", "0"], ["--limit", "0"], ["--min-reports", "-1"],
+                                  # the database's own errors before: "interval out of range", "bigint out of range"
+                                  ["--days", "inf"], ["--days", "1e300"], ["--limit", "99999999999999999999"]])
 def test_stories_refuses_bad_arguments_in_one_line(sitrep, argv):
     status, _, err = sitrep("stories", *argv)
     assert status == 2

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sitrep.commands import Parser, UsageError, number
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
@@ -313,8 +314,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     """Run one read-only SQL statement and print the result as a table."""
     import psycopg
 
-    if args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
     verb = _FIRST_WORD.match(args.sql)
     first = verb.group(1).lower() if verb else ""
     if first not in _QUERY_VERBS:
@@ -385,7 +384,7 @@ def _cell(value: object) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sitrep",
         description="Streaming news ingestion for conflict reporting: feeds in, clean reports in PostgreSQL.",
     )
@@ -422,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="run one read-only SQL statement, e.g. against reports_v1")
     p.add_argument("sql")
-    p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    p.add_argument("--limit", type=number(int, 1, 1_000_000), default=50, help="rows to print (default 50)")
     p.set_defaults(func=cmd_query)
 
     from sitrep.commands import register_all
@@ -433,7 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        err_console.print(error_text(str(exc)), soft_wrap=True)
+        return 2
+    except SystemExit as exc:  # --help, printed by argparse: a status, in-process too
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     func: Callable[[argparse.Namespace], int] = args.func

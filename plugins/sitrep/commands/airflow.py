@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 
+from sitrep.commands import number
 from sitrep.db import free_port, port_is_free
 from sitrep.errors import SitrepError
 from sitrep.settings import Settings, number_setting, port_number
@@ -420,6 +421,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "against dags/, with a PostgreSQL metadata database; prints the UI address and login.",
     )
     p.add_argument("action", nargs="?", default="start", choices=["start", "stop", "status"])
-    p.add_argument("--timeout", type=float, default=DEFAULT_START_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--timeout", type=number(float, 1, 86_400), default=DEFAULT_START_TIMEOUT, metavar="SECONDS",
                    help=f"how long start waits for every component to be healthy (default {DEFAULT_START_TIMEOUT:.0f})")
     p.set_defaults(func=cmd_airflow)

@@ -7,6 +7,7 @@ import os
 
 import psycopg
 
+from sitrep.commands import number
 from sitrep.errors import ConfigError
 from sitrep.tables import Table, console
 
@@ -17,10 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ).add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     p = alerts.add_parser("list", help="recent alerts with the state of each delivery")
     p.add_argument("--dead", action="store_true", help="only the dead letters (deliveries that kept failing)")
-    p.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    p.add_argument("--limit", type=number(int, 1, 1_000_000), default=50, help="rows to show (default 50)")
     p.set_defaults(func=cmd_list)
     p = alerts.add_parser("retry", help="replay dead-lettered deliveries now (after fixing the webhook)")
-    p.add_argument("ids", nargs="*", type=int, metavar="DELIVERY_ID", help="dead letters to replay (see --dead)")
+    p.add_argument("ids", nargs="*", type=number(int, 1), metavar="DELIVERY_ID", help="dead letters to replay (see --dead)")
     p.add_argument("--all", action="store_true", help="replay every dead letter")
     p.set_defaults(func=cmd_retry)
 

@@ -6,6 +6,7 @@ import argparse
 
 from rich.text import Text
 
+from sitrep.commands import number
 from sitrep.errors import ConfigError
 from sitrep.tables import Table, console
 
@@ -19,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "into a folder of its own (default <path>-backfill/since-SEQ, beside the export); the watermark is untouched "
                     "and running the same command again resumes it.",
     )
-    p.add_argument("--since", type=int, metavar="SEQ", help="backfill reports with ingest_seq greater than SEQ")
+    p.add_argument("--since", type=number(int, 0), metavar="SEQ", help="backfill reports with ingest_seq greater than SEQ")
     p.add_argument("--to", metavar="PATH", help="where the backfill goes (local folder or fsspec URL)")
-    p.add_argument("--batch-rows", type=int, default=None, metavar="N", help="rows per file set (default SITREP_EXPORT_BATCH_ROWS, 20000)")
+    p.add_argument("--batch-rows", type=number(int, 1, 10_000_000), default=None, metavar="N", help="rows per file set (default SITREP_EXPORT_BATCH_ROWS, 20000)")
     p.set_defaults(func=cmd_export)
 
 
@@ -40,13 +41,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from sitrep.settings import Settings
 
     settings = Settings.from_env()
-    if args.since is not None and args.since < 0:
-        raise ConfigError(f"--since {args.since}: a sequence number must not be negative (0 exports everything)")
     if args.to and args.since is None:
         raise ConfigError("--to is for a backfill: give --since SEQ too (the incremental path is SITREP_EXPORT_PATH)")
-    batch = settings.downstream.export_batch_rows if args.batch_rows is None else args.batch_rows  # 0: refused
-    if batch < 1:
-        raise ConfigError(f"--batch-rows {batch}: give a positive number of rows")
+    batch = settings.downstream.export_batch_rows if args.batch_rows is None else args.batch_rows
     base = export.target(settings)
     if args.to and _same_place(args.to, base):
         raise ConfigError(f"--to {args.to}: that is the incremental export's folder (SITREP_EXPORT_PATH), whose"

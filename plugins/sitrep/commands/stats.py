@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from sitrep.errors import ConfigError
+from sitrep.commands import number
 from sitrep.tables import Table, ago, console, rhythm_text
 
 __all__ = ["register", "runs_table", "unhealthy_table"]
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Summarises poll_log per run and lists feeds that are disabled, failing or stale "
                     "(polling fine but yielding nothing new for longer than their usual rhythm).",
     )
-    p.add_argument("--runs", type=int, default=10, metavar="N", help="how many recent runs to show (default 10)")
+    p.add_argument("--runs", type=number(int, 1, 10_000), default=10, metavar="N", help="how many recent runs to show (default 10)")
     p.set_defaults(func=cmd_stats)
 
 
@@ -73,8 +73,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from sitrep import db, sources
     from sitrep.settings import Settings
 
-    if args.runs < 1:
-        raise ConfigError("--runs must be at least 1")
     settings = Settings.from_env()
     with db.connect_settings(settings, start=True) as conn:
         db.migrate(conn)

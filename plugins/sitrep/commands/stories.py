@@ -13,7 +13,7 @@ from datetime import datetime
 
 import psycopg
 
-from sitrep.errors import ConfigError
+from sitrep.commands import number
 from sitrep.tables import Table, ago, console
 
 __all__ = ["recent_stories", "register", "stories_table"]
@@ -26,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Lists story clusters that gained a report within --days, largest first: how many "
                     "reports and sources, which sources, the representative's title and when it was published.",
     )
-    p.add_argument("--days", type=float, default=7.0, metavar="N", help="stories with a report loaded in the last N days (default 7)")
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many stories to show (default 20)")
-    p.add_argument("--min-reports", type=int, default=1, metavar="N",
+    p.add_argument("--days", type=number(float, 0.001, 36_500), default=7.0, metavar="N", help="stories with a report loaded in the last N days (default 7)")
+    p.add_argument("--limit", type=number(int, 1, 100_000), default=20, metavar="N", help="how many stories to show (default 20)")
+    p.add_argument("--min-reports", type=number(int, 1), default=1, metavar="N",
                    help="only stories with at least N reports (default 1; 2 shows only syndicated stories)")
     p.add_argument("--reindex", choices=["missing", "all"],
                    help="first (re)build the near-duplicate index from the reports' text: 'missing' for reports "
@@ -80,10 +80,6 @@ def cmd_stories(args: argparse.Namespace) -> int:
     from sitrep import db
     from sitrep.settings import Settings
 
-    if not args.days > 0:
-        raise ConfigError(f"--days must be more than 0, not {args.days:g}")
-    if args.limit < 1 or args.min_reports < 1:
-        raise ConfigError("--limit and --min-reports must be at least 1")
     with db.connect_settings(Settings.from_env(), start=True) as conn:
         db.migrate(conn)
         if args.reindex:
