@@ -316,3 +316,24 @@ def test_the_demo_table_fits_the_page_dropping_the_least_wanted_columns(page):
     assert all(width >= lows[name] for name, width in widths.items())
     assert sum(widths.values()) + 3 * len(widths) + 1 <= max(page, lows["title"] + 4)
     assert "title" in widths and (page < 160 or len(widths) == len(cli._REPORT_COLUMNS))
+
+
+def test_more_command_line_mistakes_are_one_line_that_names_the_fix(sitrep, conn, monkeypatch, tmp_path):
+    # --name with several URLs was dropped without a word ("2 feed(s) added")
+    status, _, err = sitrep("feeds", "add", "https://a.example/rss.xml", "https://b.example/rss.xml", "--name", "X")
+    assert status == 2 and "--name names one feed" in err and len(err.strip().splitlines()) == 1
+    assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
+    # a traceback (OverflowError, "date value out of range")
+    for span in ("1000000d", "99999999999d"):
+        status, _, err = sitrep("reextract", "--since", span)
+        assert status == 2 and "reaches back before any date" in err and "Traceback" not in err
+    # "canceling statement due to statement timeout", naming nothing to change
+    monkeypatch.setenv("SITREP_STATEMENT_TIMEOUT_MS", "50")
+    status, _, err = sitrep("query", "SELECT pg_sleep(2)")
+    assert status == 2 and "raise it" in err and "SITREP_STATEMENT_TIMEOUT_MS" in err
+    monkeypatch.delenv("SITREP_STATEMENT_TIMEOUT_MS")
+    # "Not a directory: .../ok.txt/pg", naming no setting
+    (tmp_path / "ok.txt").write_text("")
+    monkeypatch.setenv("SITREP_HOME", str(tmp_path / "ok.txt"))
+    status, _, err = sitrep("stats")
+    assert status == 2 and "SITREP_HOME" in err and "is a file, not a folder" in err

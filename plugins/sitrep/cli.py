@@ -79,8 +79,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_feeds_add(args: argparse.Namespace) -> int:
     from sitrep import sources
 
-    specs = [sources.FeedSpec(url=u, name=args.name if len(args.urls) == 1 else None,
-                              interval_minutes=args.interval) for u in args.urls]
+    if args.name is not None and len(args.urls) > 1:
+        raise ConfigError(f"--name names one feed, and {len(args.urls)} URLs were given: add them one at a time, or"
+                          " list them with their names in a YAML file for `sitrep feeds import`")
+    specs = [sources.FeedSpec(url=u, name=args.name, interval_minutes=args.interval) for u in args.urls]
     with _conn(_settings()) as conn:
         _migrated(conn)
         added, known = sources.add_feeds(conn, specs)
@@ -456,6 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # psycopg errors and the like: one line, and where to look
         import psycopg
 
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            err_console.print(error_text(f"database error: {str(exc).strip().splitlines()[0]}: the statement ran"
+                                         " longer than SITREP_STATEMENT_TIMEOUT_MS allows; raise it"), soft_wrap=True)
+            return 2
         if isinstance(exc, psycopg.Error):
             err_console.print(error_text(f"database error: {str(exc).strip().splitlines()[0]}"), soft_wrap=True)
             return 2

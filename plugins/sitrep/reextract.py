@@ -59,7 +59,10 @@ def parse_since(value: str | None, *, now: datetime | None = None) -> datetime |
     raw = value.strip()
     match = _RELATIVE.match(raw.lower())
     if match:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except (OverflowError, ValueError):  # 1000000d: before the year 1
+            raise ConfigError(f"--since {value!r} reaches back before any date: give a shorter span or a date") from None
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

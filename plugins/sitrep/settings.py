@@ -340,6 +340,8 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         home = Path(_env("HOME", str(PROJECT_ROOT / ".sitrep"))).expanduser().resolve()  # tools run from other folders
+        if home.exists() and not home.is_dir():
+            raise ConfigError(f"SITREP_HOME {home} is a file, not a folder: point it at a folder (or one to create)")
         url = os.environ.get("SITREP_DATABASE_URL") or None
         if url is not None and not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
