@@ -268,6 +268,21 @@ def test_a_connection_url_keeps_any_password_whole():
     assert psycopg.conninfo.conninfo_to_dict(url)["password"] == "p@ss/w:rd%"
 
 
+def test_ingest_files_that_load_nothing_say_why_and_exit_non_zero(sitrep, conn, tmp_path):
+    # An empty file showed "failed 1" and exit 0, its reason only in entries.error; an empty folder "files 0".
+    empty = tmp_path / "empty.txt"
+    empty.write_text("date 2024-06-03 ")
+    status, out, err = sitrep("ingest-files", str(empty))
+    assert status == 1 and f"{empty} not loaded: " in err and "none of the 1 file(s) loaded" in err
+    status, out, err = sitrep("ingest-files", str(SEED))
+    assert status == 0, err
+    status, out, err = sitrep("ingest-files", str(SEED))  # again: loaded before, nothing failed
+    assert status == 0 and "loaded before" in out, err
+    (tmp_path / "none").mkdir()
+    status, _, err = sitrep("ingest-files", str(tmp_path / "none"))
+    assert status == 2 and "hold(s) no *.txt file" in err and len(err.strip().splitlines()) == 1
+
+
 def test_ingest_files_takes_each_file_once_however_named_and_refuses_one_over_the_cap(sitrep, conn, tmp_path,
                                                                                      monkeypatch):
     # A folder and a file in it: "duplicate key value violates unique constraint staged_reports_pkey",

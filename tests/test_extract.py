@@ -466,7 +466,7 @@ def test_the_seed_sample_loads_with_its_date_title_and_language():
 def test_the_seed_sample_loads_into_the_database(settings, conn):
     from sitrep.pipeline import ingest_files
 
-    counts = ingest_files(settings, [Path(SAMPLE)])
+    counts = ingest_files(settings, [Path(SAMPLE)]).counts
     assert counts["inserted"] == 1
     row = conn.execute("SELECT title, published_at, published_at_source, language, extraction_method FROM reports_v1").fetchone()
     assert row is not None

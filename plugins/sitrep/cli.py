@@ -215,12 +215,21 @@ def cmd_ingest_files(args: argparse.Namespace) -> int:
     with _conn(settings) as conn:
         _migrated(conn)
     with console.status(f"loading {len(args.paths)} path(s)..."):
-        counts = pipeline.ingest_files(settings, [Path(p) for p in args.paths])
+        loaded = pipeline.ingest_files(settings, [Path(p) for p in args.paths])
+    counts = loaded.counts
+    if counts["files"] == 0:
+        raise ConfigError(f"nothing to load: {', '.join(args.paths)} hold(s) no *.txt file")
     table = Table(title="sitrep ingest-files")
     for key in counts:
         table.add_column(key)
     table.add_row(*(str(v) for v in counts.values()))
     console.print(table)
+    for path, reason in loaded.not_loaded[:20]:
+        err_console.print(error_text(f"{path} not loaded: {reason}"), soft_wrap=True)
+    if counts["failed"] and not (counts["inserted"] or counts["updated"] or counts["aliased"]):
+        err_console.print(error_text(f"none of the {counts['failed']} file(s) loaded (a file is 'date YYYY-MM-DD"
+                                     " <text>', the date optional)"), soft_wrap=True)
+        return 1
     return 0
 
 

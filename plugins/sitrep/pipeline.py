@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from sitrep.records import Extracted, PageJob, Rejected, Report
 from sitrep.settings import ExtractSettings, Settings
 from sitrep.workers import PageStream, run_pages
 
-__all__ = ["build_report", "collect_batch", "ingest_files", "load_batch", "plan", "poll_batch"]
+__all__ = ["FilesLoaded", "build_report", "collect_batch", "ingest_files", "load_batch", "plan", "poll_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -569,7 +569,15 @@ def parse_seed_file(path: Path) -> tuple[date | None, str]:
     return None, text
 
 
-def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
+@dataclass
+class FilesLoaded:
+    """What ``ingest_files`` did: counts by outcome, and each file not loaded with the reason."""
+
+    counts: dict[str, int]
+    not_loaded: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def ingest_files(settings: Settings, paths: Sequence[Path]) -> FilesLoaded:
     """Load seed-format text files as reports, through the same staging and merge as feeds."""
     files: list[Path] = []
     for path in paths:
@@ -580,19 +588,23 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
         else:
             raise ConfigError(f"{path}: no such file or folder")
     files = list(dict.fromkeys(p.resolve() for p in files))  # a folder and a file in it, a.txt and ./a.txt: once
-    counts = {"files": len(files), "inserted": 0, "updated": 0, "aliased": 0, "failed": 0}
+    counts = {"files": len(files), "inserted": 0, "updated": 0, "aliased": 0, "failed": 0, "loaded before": 0}
+    result = FilesLoaded(counts)
     cap = settings.fetch.max_page_bytes
     for path in [p for p in files if p.stat().st_size > cap]:
-        log.warning("file=%s: %d bytes, over the %d of SITREP_MAX_PAGE_BYTES: not loaded", path, path.stat().st_size, cap)
+        reason = f"{path.stat().st_size} bytes, over the {cap} of SITREP_MAX_PAGE_BYTES"
+        log.warning("file=%s not loaded: %s", path, reason)
+        result.not_loaded.append((path, reason))
         files.remove(path)
         counts["failed"] += 1
     if not files:
-        return counts
+        return result
     now = datetime.now(UTC)
     with _connect(settings) as conn:
         with conn.transaction():
             source_id = sources.files_source(conn)
         jobs: list[PageJob] = []
+        path_of: dict[int, Path] = {}
         for path in files:
             day, text = parse_seed_file(path)
             url = path.resolve().as_uri()
@@ -608,7 +620,9 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
                 ).fetchone()
             assert row is not None
             if row[1] != "pending":
+                counts["loaded before"] += 1
                 continue
+            path_of[int(row[0])] = path
             jobs.append(PageJob(
                 entry_id=int(row[0]), source_id=source_id, url=url, final_url=url, body=b"", fetched_at=now,
                 plain_text=text,
@@ -618,12 +632,15 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> dict[str, int]:
         built = build_reports(jobs, settings.worker_count, settings.extract)
         reports = [r for r in built if isinstance(r, Report)]
         rejected = [(r.entry_id, "failed", r.reason) for r in built if isinstance(r, Rejected)]
+        for entry_id, _, reason in rejected:
+            log.warning("file=%s not loaded: %s", path_of[entry_id], reason)
+            result.not_loaded.append((path_of[entry_id], reason))
         with conn.transaction():
             store.lock_entries(conn, [job.entry_id for job in jobs])  # all at once, in order: see lock_entries
             store.stage_reports(conn, reports)
             sources.mark_entries(conn, rejected)
-        result = store.load_staged(conn, [source_id], rules=settings.dedup)
+        loaded = store.load_staged(conn, [source_id], rules=settings.dedup)
         log.info("loaded %d files in %.1fs", len(files), time.monotonic() - started)
-    counts.update(inserted=result.inserted, updated=result.updated, aliased=result.aliased,
+    counts.update(inserted=loaded.inserted, updated=loaded.updated, aliased=loaded.aliased,
                   failed=counts["failed"] + len(rejected))  # the files over the size cap, and those that failed here
-    return counts
+    return result
