@@ -423,3 +423,57 @@ def test_a_migration_behind_an_open_reader_waits_briefly_then_names_it(pg_server
             in str(waited.value) and str(waited.value).endswith("then run `sitrep db migrate` again")
         reader.commit()  # the reader is done: the next run goes through
         assert db.migrate(owner, folder) == ["0999_next.sql"]
+
+
+_FIRST_0009 = """COMMENT ON COLUMN pages.body_zlib IS 'the page body as fetched, compressed: zstd (frame magic 28 B5 2F FD) or zlib (pages stored before 0009); decode with sitrep.store.page_body';
+"""
+
+
+def _index_method(url: str) -> str:
+    with db.connect(url) as conn:
+        return conn.execute("SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
+                            " WHERE c.oid = 'story_bands_report_idx'::regclass").fetchone()[0]
+
+
+def test_a_database_that_applied_the_first_0009_ends_with_a_fresh_installs_index(pg_server, tmp_path):
+    # 0009 was released as 0009_pages_zstd.sql (a comment), then renamed with a BRIN index added: the
+    # databases that had applied it kept the B-tree, and nothing said so.
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    db._create_database(pg_server.url("postgres"), name)
+    folder = tmp_path / "sql"
+    shutil.copytree(db.sql_dir(), folder)
+    (folder / "migrations" / "0009_load_storage.sql").unlink()
+    (folder / "migrations" / "0009_pages_zstd.sql").write_text(_FIRST_0009)
+    for later in folder.glob("migrations/001[4-9]_*.sql"):
+        later.unlink()
+    url = pg_server.url(name)
+    with db.connect(url) as conn:
+        db.migrate(conn, folder)
+    assert _index_method(url) == "btree"
+    with db.connect(url) as conn:
+        assert "0014_story_bands_brin.sql" in db.migrate(conn)
+        assert db.migration_drift(conn) == []  # a known replacement, made good: nothing to warn of
+    assert _index_method(url) == "brin"
+
+
+def test_a_migration_edited_or_renamed_after_it_was_applied_is_reported(pg_server, tmp_path, monkeypatch, capsys):
+    url, folder = _migrated_copy(pg_server, tmp_path)
+    with db.connect(url) as conn:
+        assert db.migration_drift(conn, folder) == []
+    twelve = next(folder.glob("migrations/0012_*.sql"))
+    twelve.write_text(twelve.read_text() + "\nCREATE INDEX reports_title_idx ON reports (title);\n")
+    eleven = next(folder.glob("migrations/0011_*.sql"))
+    eleven.rename(eleven.with_name("0011_something_else.sql"))
+    with db.connect(url) as conn:
+        drift = db.migration_drift(conn, folder)
+    assert len(drift) == 2
+    assert "was applied here as 0011_loader_truncate.sql, and the file is now 0011_something_else.sql" in drift[0]
+    assert drift[1].startswith(f"migration {twelve.name} changed after it was applied here")
+    # `sitrep db migrate` said "already up to date" and exited 0
+    monkeypatch.setenv("SITREP_DATABASE_URL", url)
+    monkeypatch.setenv("SITREP_SQL_DIR", str(folder))
+    from sitrep import cli
+
+    assert cli.main(["db", "migrate"]) == 1
+    out, err = capsys.readouterr()
+    assert "already up to date" in out and err.count("warning: migration") == 2

@@ -20,7 +20,7 @@ from sitrep.commands import Parser, UsageError, number
 from sitrep.errors import ConfigError, SitrepError
 from sitrep.metrics import progress
 from sitrep.settings import PROJECT_ROOT, Settings
-from sitrep.tables import Table, ago, console, err_console, error_text, rhythm_text, step_text
+from sitrep.tables import Table, ago, console, err_console, error_text, rhythm_text, step_text, warning_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -69,7 +69,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "migrate":
         with db.connect_settings(settings, start=True) as conn:  # a long migration: SITREP_STATEMENT_TIMEOUT_MS
             applied = db.migrate(conn)
+            drift = [] if applied else db.migration_drift(conn)  # a migration that runs logs these itself
         console.print(f"{len(applied)} migration(s) applied: {', '.join(applied) or 'already up to date'}")
+        for problem in drift:
+            err_console.print(warning_text(problem), soft_wrap=True)
+        return 1 if drift else 0
     return 0
 
 

@@ -643,8 +643,40 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
 
 #: Checksums of earlier texts of a migration, changed on purpose after release in a way that needs no
 #: re-run where it was applied (0006: the reader's read-only setting no longer fails an owner who may not
-#: alter an existing role).
-_EARLIER_TEXTS = {"0006": frozenset({"ec1b8f49056b14eb198ff1c0174d0fd89df3aa9f90a780c0caf370fe240ef524"})}
+#: alter an existing role; 0009: comments only).
+_EARLIER_TEXTS = {"0006": frozenset({"ec1b8f49056b14eb198ff1c0174d0fd89df3aa9f90a780c0caf370fe240ef524"}),
+                  "0009": frozenset({"d0bfef47f63b2b8b7a54c12a879b2a020cf330f37e5a8fe1719dd7c8d66f90e4"})}
+#: Migrations released under another name and text, whose difference a later migration makes good
+#: (0009_pages_zstd.sql: 0014 builds the BRIN index that 0009_load_storage.sql added).
+_REPLACED = {"0009": frozenset({"0009_pages_zstd.sql"})}
+
+
+def migration_drift(conn: psycopg.Connection, directory: Path | None = None) -> list[str]:
+    """What this database applied that the migration files no longer say: a file edited, renamed or
+    removed after it ran. Each is one line that says what to do; the schema may differ from a fresh
+    install's, and no later migration will notice."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+        return []
+    folder = (directory or sql_dir()) / "migrations"
+    files = {path.name.split("_", 1)[0]: path for path in sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.sql"))}
+    problems = []
+    for version, name, checksum in conn.execute(
+            "SELECT version, name, checksum FROM schema_migrations WHERE version NOT LIKE 'view:%' ORDER BY version"):
+        path = files.get(version)
+        if path is None:
+            problems.append(f"migration {name} was applied here but is not in {folder}: this"
+                            " database was migrated by another version of sitrep; run that version, or a newer one")
+        elif path.name != name and name in _REPLACED.get(version, ()):
+            continue
+        elif path.name != name:
+            problems.append(f"migration {version} was applied here as {name}, and the file is now {path.name}:"
+                            " its changes never ran; restore the file as released and put the change in a new"
+                            " migration")
+        elif checksum != _checksum(path.read_text()) and checksum not in _EARLIER_TEXTS.get(version, ()):
+            problems.append(f"migration {name} changed after it was applied here (migrations are forward-only):"
+                            " restore it as released (git log -p sql/migrations) and put the change in a new"
+                            " migration")
+    return problems
 
 
 def _applied(conn: psycopg.Connection) -> dict[str, str] | None:
@@ -681,15 +713,14 @@ def _migrate_locked(conn: psycopg.Connection, migrations: list[Path], views: lis
             raise DatabaseError(f"this database needs its first migration, which role {conn.info.user!r} may not"
                                 " run: run `sitrep db migrate` as the database's owner") from None
         done = {}
+    for problem in migration_drift(conn, migrations[0].parent.parent):
+        log.warning("%s", problem)
     applied: list[str] = []
     for path in migrations:
         version = path.name.split("_", 1)[0]
-        text = path.read_text()
         if version in done:
-            if done[version] != _checksum(text) and done[version] not in _EARLIER_TEXTS.get(version, ()):
-                log.warning("migration %s changed after it was applied; migrations are forward-only", path.name)
             continue
-        _run_sql(conn, path, text, version)
+        _run_sql(conn, path, path.read_text(), version)
         applied.append(path.name)
     # Views are recreated only from the first whose SQL changed (or all, after a migration): CREATE OR
     # REPLACE VIEW takes an exclusive lock that would wait behind every open reader.

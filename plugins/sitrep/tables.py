@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table as _RichTable
 from rich.text import Text
 
-__all__ = ["Table", "ago", "console", "err_console", "error_text", "make_console", "rhythm_text", "step_text"]
+__all__ = ["Table", "ago", "console", "err_console", "error_text", "make_console", "rhythm_text", "step_text", "warning_text"]
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -37,6 +37,11 @@ err_console = make_console(stderr=True)
 def error_text(message: str) -> Text:
     """``error: <message>`` with the message shown as written: "[/x].yaml" in a path is not markup."""
     return Text.assemble(("error:", "red"), " ", message)
+
+
+def warning_text(message: str) -> Text:
+    """``warning: <message>``, the message shown as written."""
+    return Text.assemble(("warning:", "yellow"), " ", message)
 
 
 def step_text(number: int, message: str) -> Text:
