@@ -473,3 +473,31 @@ def test_log_lines_deep_in_a_fetch_name_the_feed_its_page_came_from(site, fetch_
     assert any(line.startswith(f"feed=Kyiv Wire url={site.url('/robots.txt')} robots.txt answered HTTP 500")
                for line in lines), lines
     assert not any("feed=None" in line for line in lines), lines
+
+
+def _refresh_to(target: str, delay: str = "0") -> str:
+    return (f'<html><head><meta content="{delay}; url={target}" http-equiv="Refresh"><title>Redirecting</title>'
+            "</head><body><p>Redirecting...</p></body></html>")
+
+
+def test_a_page_that_refreshes_at_once_is_followed_like_a_redirect_and_guarded_like_one(site, fetch_settings):
+    # A redirector's stub (<meta http-equiv="refresh" content="0; url=...">) was taken for the article:
+    # "no article text, 0 words", the entry lost.
+    article = site.add("/news/real.html", "<html><body><article><p>The article.</p></article></body></html>")
+    stub = site.add("/r/1", _refresh_to("/news/real.html"))
+    with Fetcher(fetch_settings) as fetcher:
+        response = fetcher.get_page(stub)
+        assert (response.url, response.final_url, response.redirects) == (stub, article, 1)
+        assert b"The article." in response.body and fetcher.stats["meta_refresh"] == 1
+        later = site.add("/live", _refresh_to("/news/real.html", delay="300"))  # a page that reloads itself
+        assert fetcher.get_page(later).final_url == later
+        loop = site.add("/loop/a", _refresh_to("/loop/b"))
+        site.add("/loop/b", _refresh_to("/loop/a"))
+        with pytest.raises(FetchError, match="meta refreshes") as caught:
+            fetcher.get_page(loop)
+        assert caught.value.reason == "redirects"
+    guarded = replace(fetch_settings, allow_private_hosts=False, allowed_hosts=(site.base.split("//")[1],))
+    inside = site.add("/r/2", _refresh_to("http://169.254.169.254/latest/meta-data/"))
+    with Fetcher(guarded) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get_page(inside)
+    assert caught.value.reason == "blocked-address"

@@ -27,6 +27,7 @@ an exception through a batch.
 from __future__ import annotations
 
 import codecs
+import html
 import itertools
 import logging
 import random
@@ -42,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from charset_normalizer import from_bytes
@@ -469,8 +470,13 @@ class Fetcher:
         log.info("%s skipped: disallowed by robots.txt for our user agent%s", subject(url), via)
         return BlockedURLError(f"can't fetch {url!r}: disallowed by robots.txt{via}", url=url, reason="robots")
 
-    def get_page(self, url: str, *, max_bytes: int | None = None) -> Response:
-        """A page: robots.txt permitting (at every redirect hop too), HTML only, the body as UTF-8."""
+    def get_page(self, url: str, *, max_bytes: int | None = None, _refreshes: int = 0) -> Response:
+        """A page: robots.txt permitting (at every redirect hop too), HTML only, the body as UTF-8.
+
+        A page that sends the browser on at once (``<meta http-equiv="refresh" content="0; url=...">``,
+        the way redirectors and some CMS short links work) is followed like a redirect, through the same
+        guard and robots.txt: its stub has no article, and the entry was lost.
+        """
         robots = self.settings.respect_robots
         if robots and not self.robots.allowed(url):
             raise self._disallowed(url, url)
@@ -487,7 +493,16 @@ class Fetcher:
             except (LookupError, UnicodeError) as exc:
                 raise FetchError(f"can't fetch {url!r}: its charset {encoding!r} can't decode it ({exc})",
                                  url=url, reason="encoding") from exc
-        return replace(response, body=body, encoding=encoding)
+        target = meta_refresh(body, response.final_url)
+        if target is None or target == response.final_url:
+            return replace(response, body=body, encoding=encoding)
+        if _refreshes >= MAX_REFRESHES or response.redirects >= self.settings.max_redirects:
+            raise FetchError(f"can't fetch {url!r}: more than {MAX_REFRESHES} meta refreshes", url=url,
+                             reason="redirects")
+        self.count("meta_refresh")
+        log.debug("%s refreshes to %s", subject(url), target)
+        followed = self.get_page(target, max_bytes=max_bytes, _refreshes=_refreshes + 1)
+        return replace(followed, url=url, redirects=response.redirects + 1 + followed.redirects)
 
     def get_many(self, urls: Sequence[str], *, max_bytes: int | None = None) -> list[Response | FetchError]:
         """Fetch many pages concurrently within the limits; one result per URL, in order."""
@@ -547,6 +562,32 @@ class Fetcher:
             finally:
                 for future in running:
                     future.cancel()
+
+
+#: Meta refreshes followed in a row (each also counts as a redirect against max_redirects).
+MAX_REFRESHES = 3
+#: A refresh this soon is a redirect; a later one (content="300") is a page that reloads itself.
+_REFRESH_NOW_SECONDS = 5.0
+_META = re.compile(rb"<meta\b[^>]*>", re.IGNORECASE)
+_REFRESH = re.compile(rb"""http-equiv\s*=\s*["']?\s*refresh\b""", re.IGNORECASE)
+_CONTENT = re.compile(rb"""\bcontent\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_REFRESH_URL = re.compile(r"""^\s*(\d+(?:\.\d*)?)\s*[;,]\s*(?:url\s*=\s*)?["']?([^"']+?)["']?\s*$""", re.IGNORECASE)
+
+
+def meta_refresh(body: bytes, base: str) -> str | None:
+    """The http(s) URL a page's head sends the browser to within a few seconds, if any."""
+    head = body[:32_768]
+    for tag in _META.findall(head):
+        if not _REFRESH.search(tag):
+            continue
+        content = _CONTENT.search(tag)
+        raw = next((g for g in content.groups() if g is not None), b"") if content else b""
+        match = _REFRESH_URL.match(raw.decode("utf-8", errors="replace"))
+        if match is None or float(match[1]) > _REFRESH_NOW_SECONDS:
+            return None
+        target = urljoin(base, html.unescape(match[2].strip()))
+        return target if urlsplit(target).scheme in {"http", "https"} else None
+    return None
 
 
 def _blocked_cause(exc: BaseException) -> BlockedURLError | None:
