@@ -19,7 +19,7 @@ from lxml import etree
 
 from sitrep import extract
 from sitrep.errors import ExtractionError
-from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, parse_page, split_authors
+from sitrep.extract import MIN_USABLE_WORDS, extract_page, html_to_text, parse_page, split_authors, word_count
 from sitrep.pipeline import build_report
 from sitrep.records import PageJob, Rejected, Report
 from sitrep.settings import PROJECT_ROOT, ExtractSettings
@@ -474,3 +474,17 @@ def test_the_seed_sample_loads_into_the_database(settings, conn):
     assert title.startswith("Ukrainian forces have launched a counter-attack")
     assert published_at == datetime(2023, 3, 21, tzinfo=UTC) and source == "article"
     assert language == "en" and method == "file"
+
+
+_ZH = "缅甸军方周二对实皆省的一个村庄发动空袭，造成至少二十人死亡，数十人受伤。当地救援人员表示，许多房屋被摧毁，居民逃往附近的森林。"
+
+
+def test_a_chinese_article_counts_its_characters_as_words_and_is_kept():
+    # Counted by spaces, eight paragraphs of Chinese were "8 words", under the minimum: never loaded.
+    paragraphs = "".join(f"<p>{_ZH}（{i}）</p>" for i in range(8))
+    page = (f'<!DOCTYPE html><html lang="zh"><head><meta charset="utf-8"><title>空袭</title></head>'
+            f"<body><article><h1>空袭</h1>{paragraphs}</article></body></html>")
+    got = extract_page(page.encode(), "https://news.example.cn/a.html")
+    assert _ZH in got.text
+    assert word_count(got.text) > 400
+    assert word_count("東京 Tokyo 2024年") == 5 and word_count("Київ сьогодні") == 2 and word_count("") == 0

@@ -40,7 +40,7 @@ from sitrep.errors import ExtractionError
 from sitrep.records import Extracted
 from sitrep.settings import ExtractSettings
 
-__all__ = ["MIN_USABLE_WORDS", "extract_page", "html_to_text", "parse_page", "split_authors"]
+__all__ = ["MIN_USABLE_WORDS", "extract_page", "html_to_text", "parse_page", "split_authors", "word_count"]
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def _enough_words(options: ExtractSettings, feed_content: str | None) -> int:
     A feed that carries the article (content:encoded) says how long it is: a page text much shorter
     than that missed part of it, even when it is long enough by itself.
     """
-    feed_words = _words(html_to_text(feed_content)) if feed_content else 0
+    feed_words = word_count(html_to_text(feed_content)) if feed_content else 0
     return max(options.min_words, int(0.6 * feed_words))
 
 
@@ -370,7 +370,7 @@ def _drop_teaser_lists(tree: lxml_html.HtmlElement, url: str) -> int:
             if node.tag in _LIST_TAGS:
                 boxes[node] = None
     doomed = [box for box in boxes if _teaser_list(box, here)]
-    dropped = sum(_words(box.text_content()) for box in doomed if not any(b in doomed for b in box.iterancestors()))
+    dropped = sum(word_count(box.text_content()) for box in doomed if not any(b in doomed for b in box.iterancestors()))
     for element in doomed:
         parent = element.getparent()
         if parent is None:
@@ -414,8 +414,20 @@ def _teaser(item: lxml_html.HtmlElement, here: frozenset[str]) -> bool:
     return len(headline) >= 4 and words[:len(headline)] == headline and bool(target) and target not in here
 
 
-def _words(text: str | None) -> int:
-    return len(text.split()) if text else 0
+#: Scripts written without spaces between words (Han, Hiragana, Katakana): each character counts as a
+#: word, as word processors count them. By spaces alone, eight paragraphs of Chinese were "8 words",
+#: under the minimum, and the article was never loaded.
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def word_count(text: str | None) -> int:
+    """Words of a text: runs between spaces, and each character of a script that writes none."""
+    if not text:
+        return 0
+    if text.isascii() or _UNSPACED.search(text) is None:
+        return len(text.split())
+    return len(_UNSPACED.findall(text)) + len(_UNSPACED.sub(" ", text).split())
+
 
 
 def _best_text(tree: lxml_html.HtmlElement, url: str, options: ExtractSettings, meta: Extracted,
@@ -429,9 +441,9 @@ def _best_text(tree: lxml_html.HtmlElement, url: str, options: ExtractSettings, 
             log.warning("url=%s method=%s extraction raised %r", url, method, exc)
             text = None
         text = _tidy(_without_headline(text, meta.title))
-        if text and _words(text) > _words(best.text if best else None):
+        if text and word_count(text) > word_count(best.text if best else None):
             best = replace(meta, text=text, method=method)
-        if best is not None and _words(best.text) >= enough:
+        if best is not None and word_count(best.text) >= enough:
             break
     return best
 
@@ -457,7 +469,7 @@ def extract_page(
         enough = _enough_words(options, feed_content)
         dropped = _drop_teaser_lists(tree, url)
         best = _best_text(tree, url, options, meta, enough)
-        found = _words(best.text if best else None)
+        found = word_count(best.text if best else None)
         if dropped and found < enough <= found + dropped:
             # Too little left, and the lists would make up for it: what looked like teasers was the page's
             # text (a briefing of linked headlines outside any <article>). The page as it came, then:
@@ -465,17 +477,17 @@ def extract_page(
             # reasons, a paywall, is not read twice unless its lists could close the gap).
             again = parse_page(body)
             whole = _best_text(again, url, options, meta, enough) if again is not None else None
-            if whole is not None and _words(whole.text) > _words(best.text if best else None):
+            if whole is not None and word_count(whole.text) > word_count(best.text if best else None):
                 best = whole
         if best is None:
             best = meta  # no text, but the metadata still serves the feed fallbacks below
-    if best is None or _words(best.text) < options.min_words:
+    if best is None or word_count(best.text) < options.min_words:
         for method, fragment in (("feed-content", feed_content), ("feed-summary", feed_summary)):
             text = html_to_text(fragment) if fragment else ""
-            if _words(text) >= options.min_words and _words(text) > _words(best.text if best else None):
+            if word_count(text) >= options.min_words and word_count(text) > word_count(best.text if best else None):
                 best = replace(best, text=text, method=method) if best else Extracted(text=text, method=method)
                 break
-    words = _words(best.text if best else None)
+    words = word_count(best.text if best else None)
     if best is None or words < MIN_USABLE_WORDS:
         tried = "trafilatura" + (", feed content" if feed_content else "") + (", feed summary" if feed_summary else "")
         raise ExtractionError(

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import courlan
 import py3langid.langid
 
-from sitrep.extract import html_to_text, split_authors
+from sitrep.extract import html_to_text, split_authors, word_count
 from sitrep.records import Extracted, PageJob, Report
 
 __all__ = [
@@ -370,7 +370,7 @@ def to_report(job: PageJob, extracted: Extracted) -> Report:
         language=detect_language(text, extracted.language),
         text=text,
         summary=summarize(text, job.feed_summary, title=title),
-        word_count=len(text.split()),
+        word_count=word_count(text),
         content_sha256=content_hash(text),
         extraction_method=extracted.method,
         sitename=clean_text(extracted.sitename) if extracted.sitename else None,
