@@ -339,3 +339,69 @@ def test_feeds_list_reads_the_reports_once_not_once_per_feed(conn, settings):
     health = sources.feed_health(conn, settings.fetch)
 
     assert _reads_of_reports(conn) - before == 1 and len(health) == 30
+
+
+# -------------------------------------------------------------------------------- revised articles
+
+
+def _atom(site, entries: list[tuple[str, str, str]]) -> str:
+    """An Atom feed of (id, link path, updated) entries."""
+    items = "".join(f'<entry><id>{i}</id><title>Shelling of Kharkiv</title><link href="{site.url(path)}"/>'
+                    f"<updated>{updated}</updated></entry>" for i, path, updated in entries)
+    return f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>{items}</feed>'
+
+
+def _cycle(settings: Settings, sid: int) -> None:
+    pipeline.poll_batch(settings, [sid])
+    pipeline.collect_batch(settings, [sid])
+    pipeline.load_batch(settings, [sid])
+
+
+def _texts(conn) -> list[tuple[str, int]]:
+    rows = conn.execute("SELECT text, revision FROM reports_v1 ORDER BY report_id").fetchall()
+    conn.commit()
+    return rows
+
+
+def _as_if_fetched_long_ago(conn) -> None:
+    conn.execute("UPDATE entries SET updated_at = now() - interval '1 hour'")
+    conn.commit()
+
+
+def test_an_entry_its_feed_says_changed_is_fetched_again_and_revised(site, conn, settings):
+    # The entry was fetched once: a death toll revised on the page, and its feed's later <updated>,
+    # left the report with the first text for good.
+    atom = {"Content-Type": "application/atom+xml"}
+    site.add("/a.html", article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
+    feed = site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T08:00:00Z")]), headers=atom)
+    [sid] = _add(conn, feed)
+    _cycle(settings, sid)
+    assert [r for _, r in _texts(conn)] == [1]
+    _as_if_fetched_long_ago(conn)
+    site.add("/a.html", article_html("Shelling of Kharkiv kills five", paragraphs("Kharkiv toll rises to five", 7)))
+    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T11:00:00Z")]), headers=atom)
+    _cycle(settings, sid)
+    [(text, revision)] = _texts(conn)
+    assert revision == 2 and "toll rises to five" in text
+    # The same date again, or an earlier one: nothing is fetched.
+    _as_if_fetched_long_ago(conn)
+    hits = site.count("/a.html")
+    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T10:00:00Z")]), headers=atom)
+    _cycle(settings, sid)
+    assert site.count("/a.html") == hits
+
+
+def test_a_feed_that_moves_its_dates_on_every_poll_costs_a_few_fetches_not_one_per_poll(site, conn, settings):
+    atom = {"Content-Type": "application/atom+xml"}
+    site.add("/a.html", article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
+    [sid] = _add(conn, site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T08:00:00Z")]),
+                                headers=atom))
+    _cycle(settings, sid)
+    for hour in range(9, 9 + sources.MAX_REVISITS + 3):
+        site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", f"2024-03-12T{hour:02}:00:00Z")]), headers=atom)
+        _cycle(settings, sid)  # within REVISIT_AFTER of the last fetch: not fetched
+        _as_if_fetched_long_ago(conn)
+    assert site.count("/a.html") == 1 + sources.MAX_REVISITS
+    assert [r for _, r in _texts(conn)] == [1]  # the same text each time: no new revision
+    status = conn.execute("SELECT status, revisits FROM entries").fetchall()
+    assert status == [("loaded", sources.MAX_REVISITS)] or status == [("duplicate", sources.MAX_REVISITS)], status

@@ -214,12 +214,15 @@ def _zone_hours(raw: object) -> float | None:
     return _ZONE_HOURS.get(name)
 
 
-def _date(item: feedparser.FeedParserDict, problems: Counter[str]) -> datetime | None:
+def _date(item: feedparser.FeedParserDict, problems: Counter[str],
+          keys: tuple[str, ...] = ("published", "updated", "created")) -> datetime | None:
+    """The first of ``keys`` that is a plausible date. Read past feedparser's mapping, which answers
+    "updated" with "published" when an item has no date of its own for it."""
     absurd = False
-    for key in ("published", "updated", "created"):
-        value = item.get(f"{key}_parsed")
+    for key in keys:
+        value = dict.get(item, f"{key}_parsed")
         if value:
-            hours = _zone_hours(item.get(key))
+            hours = _zone_hours(dict.get(item, key))
             if hours is None:
                 problems["unknown_time_zone"] += 1
                 continue
@@ -297,4 +300,5 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problem
         content=content,
         author=(item.get("author") or None),
         published_at=_date(item, problems),
+        updated_at=_date(item, Counter(), ("updated", "published")),  # what changes when the article does
     )

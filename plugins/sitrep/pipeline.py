@@ -214,6 +214,7 @@ class _Pending:
     author: str | None
     published_at: datetime | None
     feed: str = ""  # its source's name, for the log lines about its page
+    revisit: bool = False  # its feed said it changed since it was loaded: fetch it although its URL is known
 
 
 def build_report(job: PageJob, options: ExtractSettings | None = None) -> Report | Rejected:
@@ -282,7 +283,8 @@ class _FetchPlan:
 def _pending_entries(conn: psycopg.Connection, source_ids: Sequence[int]) -> list[_Pending]:
     rows = conn.execute(
         """
-        SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at, s.name
+        SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at, s.name,
+               e.revisit
         FROM entries e JOIN sources s USING (source_id)
         WHERE e.source_id = ANY(%s) AND e.status = 'pending'
           AND NOT EXISTS (SELECT 1 FROM staged_reports s WHERE s.entry_id = e.entry_id)
@@ -314,7 +316,7 @@ def _plan_fetches(conn: psycopg.Connection, pending: Sequence[_Pending]) -> _Fet
             plan.outcomes.append((p.entry_id, "failed", f"link {without_credentials(p.link)[:200]!r} is not an http(s)"
                                                         " URL we can fetch and store (no user:password part)"))
             continue
-        report_id = known.get(p.link) or known.get(canon[p.entry_id])
+        report_id = None if p.revisit else known.get(p.link) or known.get(canon[p.entry_id])
         if report_id is not None:
             aliases.append((p.entry_id, report_id))
         elif canon[p.entry_id] in leaders:

@@ -34,6 +34,9 @@ class FeedEntry:
     content: str | None = None
     author: str | None = None
     published_at: datetime | None = None
+    #: The item's own updated date, else its published one: a later one on a known entry means the
+    #: article changed, and its page is fetched again (sources.record_entries).
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -204,32 +205,89 @@ def load_sources(
     return [PolledSource(*row) for row in rows]
 
 
+#: Times one entry is fetched again because its feed said it changed, and how long after its last
+#: fetch at the soonest: a feed that writes the time of the poll into every item costs a few fetches
+#: per article, not one per poll.
+MAX_REVISITS = 5
+REVISIT_AFTER = "30 minutes"
+
+
 def record_entries(conn: psycopg.Connection, source_id: int, entries: Sequence[FeedEntry]) -> int:
-    """Insert entries not seen before (by GUID, else link); return how many were new."""
+    """Insert entries not seen before (by GUID, else link); return how many were new.
+
+    A known entry whose feed item now carries a later updated (or published) date than when it was
+    loaded goes back to pending with ``revisit`` set: its page is fetched again, and a changed text
+    becomes the report's next revision (at most MAX_REVISITS times, REVISIT_AFTER apart).
+    """
     if not entries:
         return 0
     with conn.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS incoming_entries (entry_key text, link text, title text,"
-            " summary text, content text, author text, published_at timestamptz) ON COMMIT DELETE ROWS"
+            " summary text, content text, author text, published_at timestamptz, updated_at timestamptz)"
+            " ON COMMIT DELETE ROWS"
         )
         with cur.copy(
-            "COPY incoming_entries (entry_key, link, title, summary, content, author, published_at) FROM STDIN"
+            "COPY incoming_entries (entry_key, link, title, summary, content, author, published_at, updated_at)"
+            " FROM STDIN"
         ) as copy:
             for e in entries:
                 copy.write_row(
                     (_nul(e.entry_key), _nul(e.link), _nul(e.title), _nul(e.summary), _nul(e.content),
-                     _nul(e.author), e.published_at)
+                     _nul(e.author), e.published_at, e.updated_at)
                 )
         cur.execute(
             """
-            INSERT INTO entries (source_id, entry_key, link, title, summary, content, author, published_at)
-            SELECT %s, entry_key, link, title, summary, content, author, published_at FROM incoming_entries
+            INSERT INTO entries (source_id, entry_key, link, title, summary, content, author, published_at,
+                                 feed_updated_at)
+            SELECT %s, entry_key, link, title, summary, content, author, published_at, updated_at
+            FROM incoming_entries
             ON CONFLICT (source_id, entry_key) DO NOTHING
             """,
             (source_id,),
         )
-        return cur.rowcount
+        new = cur.rowcount
+        _revisit_changed(cur, source_id)
+        return new
+
+
+def _revisit_changed(cur: psycopg.Cursor[Any], source_id: int) -> None:
+    """Known entries whose feed date moved on: pending again to be fetched (see record_entries); those
+    recorded before the date was kept take it without a fetch. Locked in entry order, as every writer
+    of entries does (store.lock_entries)."""
+    rows = cur.execute(
+        """
+        SELECT e.entry_id, e.feed_updated_at IS NOT NULL
+        FROM entries e JOIN incoming_entries i USING (entry_key)
+        WHERE e.source_id = %s AND i.updated_at IS NOT NULL
+          AND (e.feed_updated_at IS NULL
+               OR (i.updated_at > e.feed_updated_at AND e.status IN ('loaded', 'duplicate')
+                   AND e.revisits < %s AND e.updated_at < now() - %s::interval))
+        ORDER BY e.entry_id FOR NO KEY UPDATE OF e
+        """,
+        (source_id, MAX_REVISITS, REVISIT_AFTER),
+    ).fetchall()
+    if not rows:
+        return
+    cur.execute(
+        """
+        UPDATE entries e SET feed_updated_at = i.updated_at, title = i.title, summary = i.summary,
+               content = i.content, author = i.author, status = 'pending', revisit = true,
+               revisits = e.revisits + 1, attempts = 0, error = NULL, updated_at = now()
+        FROM incoming_entries i
+        WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)
+        """,
+        (source_id, [entry_id for entry_id, changed in rows if changed]),
+    )
+    revisits = cur.rowcount
+    cur.execute(
+        "UPDATE entries e SET feed_updated_at = i.updated_at FROM incoming_entries i"
+        " WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)",
+        (source_id, [entry_id for entry_id, changed in rows if not changed]),
+    )
+    if revisits:
+        log.info("source_id=%s: %d entries changed in the feed since they were loaded: fetched again",
+                 source_id, revisits)
 
 
 def _nul(value: str | None) -> str | None:
