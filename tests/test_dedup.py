@@ -30,6 +30,9 @@ from tests.texts import article, text
         ("https://example.com/a/story/", "https://example.com/a/story"),
         ("https://example.com/a?utm_source=rss&utm_medium=feed&fbclid=abc&gclid=1", "https://example.com/a"),
         ("https://example.com/a?ocid=msn&cmpid=x&outputType=amp", "https://example.com/a"),
+        ("https://example.com/a?mc_cid=1&mc_eid=2&yclid=3&_ga=4&igshid=5&ref=tw&pk_campaign=x&WT.mc_id=y",
+         "https://example.com/a"),
+        ("https://example.com/a?xtor=RSS-1&cid=9", "https://example.com/a?cid=9"),
         ("https://example.com/article.php?story=123&utm_campaign=x", "https://example.com/article.php?story=123"),
         ("https://example.com/a?b=2&a=1", "https://example.com/a?a=1&b=2"),
         ("https://m.example.com/news/story", "https://example.com/news/story"),
@@ -54,6 +57,14 @@ def test_canonical_url_spells_one_article_one_way(url, canonical):
         "https://m.co/story",  # "m" is the registered domain here, not a mobile label
         "https://example.com/camp",  # "amp" inside a word is not an AMP path
         "https://example.com/news?id=7",  # a parameter that selects content stays
+        # courlan's filter matched names containing cid, eid, uid, ga, ref, source...: two articles, one URL
+        "https://example.com/article.php?cid=101",
+        "https://example.com/article.php?eid=7",
+        "https://example.com/view?uid=12",
+        "https://example.com/photos?gallery=3",
+        "https://example.com/a?game=2",
+        "https://example.com/a?reference=x",
+        "https://example.com/a?source_id=4",
     ],
 )
 def test_canonical_url_leaves_what_is_not_a_variant_alone(url):

@@ -12,7 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import courlan
 import py3langid.langid
@@ -37,9 +37,17 @@ __all__ = [
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff\u00ad]")
 
 
-#: Query parameters that never select content, beyond the trackers courlan strips (utm_*, fbclid, gclid...).
-_TRACKING_PARAMS = frozenset({"amp", "outputtype", "cmpid", "ocid", "ito", "__twitter_impression", "at_medium",
-                              "at_campaign", "smid", "smtyp", "sr_share", "share", "fromamp", "_amp"})
+#: Query parameters that never select content (whole names, any case).
+_TRACKING_PARAMS = frozenset({
+    "amp", "outputtype", "cmpid", "ocid", "ito", "__twitter_impression", "at_medium", "at_campaign", "smid",
+    "smtyp", "sr_share", "share", "fromamp", "_amp", "fbclid", "gclid", "gclsrc", "dclid", "twclid", "yclid",
+    "ysclid", "msclkid", "igshid", "gbraid", "wbraid", "mc_cid", "mc_eid", "_ga", "_gl", "xtor", "ref", "ref_src",
+    "ref_url", "referer", "referrer", "source", "campaign", "medium", "spm", "cmp", "wt.mc_id", "s_cid", "ns_mchannel",
+    "ns_source", "ns_campaign", "ns_linkname", "ns_fee", "ftag", "guccounter", "guce_referrer", "guce_referrer_sig",
+})
+#: Their prefixes (utm_source, pk_campaign, hsa_ad...). courlan's own list matched names *containing*
+#: cid, eid, uid, ga, source...: ?cid=101 and ?cid=102 were one article, and the second was never fetched.
+_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "matomo_", "hsa_", "_hs", "oly_", "vero_", "mkt_", "itm_", "at_")
 #: Host labels that only pick a mobile or AMP rendering of the same site (m.example.com).
 _VARIANT_HOST_LABELS = ("m.", "mobile.", "amp.", "www.")
 _AMP_PATH = re.compile(r"/amp/?$|\.amp$|\.amp(?=\.html?$)")
@@ -49,15 +57,18 @@ def canonical_url(url: str) -> str:
     """One spelling per article, so that the same page under another URL is an alias, not a report.
 
     https for http, lower-case host without ``www.``/``m.``/``mobile.``/``amp.``, no default port, no
-    fragment, no tracking parameters (courlan's list plus ``_TRACKING_PARAMS``), the remaining query
+    fragment, no tracking parameters (``_TRACKING_PARAMS``, ``_TRACKING_PREFIXES``), the remaining query
     parameters sorted, no trailing slash, and the AMP rendering's path (``/amp``, ``.amp.html``) mapped
     to the article's. Parameters that may select content (``?id=``, ``?story=``) are kept: folding two
     articles into one URL would make the second a "revision" of the first.
     """
     raw = url.strip()
     try:
-        normalized = courlan.normalize_url(raw, strict=False)
+        given = urlsplit(raw)
+        # courlan for the scheme, host and path only: its query filter is a substring match (see above)
+        normalized = courlan.normalize_url(urlunsplit(given._replace(query="", fragment="")), strict=False)
     except Exception:  # courlan rejects some exotic URLs; keep them as given rather than lose them
+        given = urlsplit(raw)
         normalized = raw
     parts = urlsplit(normalized)
     host = (parts.hostname or "").lower().rstrip(".")
@@ -70,9 +81,14 @@ def canonical_url(url: str) -> str:
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
     scheme = "https" if parts.scheme in {"http", "https"} else parts.scheme
-    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _TRACKING_PARAMS]
+    params = [(k, v) for k, v in parse_qsl(given.query, keep_blank_values=True) if not _tracking(k)]
     query = f"?{urlencode(sorted(params))}" if params else ""
     return f"{scheme}://{netloc}{path}{query}"
+
+
+def _tracking(name: str) -> bool:
+    low = name.lower()
+    return low in _TRACKING_PARAMS or low.startswith(_TRACKING_PREFIXES)
 
 
 #: The longest URL we keep, in UTF-8 bytes. URLs are keys of unique B-tree indexes (reports.canonical_url,
