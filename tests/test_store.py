@@ -830,3 +830,24 @@ def test_a_row_restaged_while_a_load_runs_waits_for_it_and_the_next_load_merges_
     assert stored == v2_text and keys == sorted(dedup.split_keys(v2.minhash))
     assert conn.execute("SELECT count(*) FROM staged_reports").fetchone()[0] == 0
     assert_story_invariants(conn)
+
+
+@pytest.mark.parametrize("batches", ["a-batch-a-day", "one-batch"])
+def test_a_story_ends_with_its_window_however_its_copies_chain(conn, batches):
+    """Day d's text shares most paragraphs with day d-1's and none with day 0's (a templated daily
+    bulletin, a rolling article): each joined the day before's story, and three weeks became one story,
+    one alert. The window bounds the story: a report joins one that began within window_days of it."""
+    desk = _source(conn, "desk")
+    paragraphs = article(80, paragraphs=90, words=40)
+    reports = [_report(conn, desk, f"https://desk.example/day-{d}.html", text(paragraphs[3 * d:3 * d + 24]),
+                       published=DAY + timedelta(days=d)) for d in range(21)]
+    if batches == "one-batch":
+        _load(conn, desk, *reports)
+    else:
+        for report in reports:
+            _load(conn, desk, report)
+    spans = conn.execute("SELECT max(published_at) - min(published_at), count(*) FROM reports GROUP BY story_id"
+                         " ORDER BY 1 DESC").fetchall()
+    assert spans[0][0] <= timedelta(days=7), spans
+    assert len(spans) >= 3 and max(n for _, n in spans) > 1, spans  # still grouped, in week-long stories
+    assert_story_invariants(conn)

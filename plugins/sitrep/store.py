@@ -522,12 +522,13 @@ def _assign_stories(cur: psycopg.Cursor, revisions: list[Revision], rules: Dedup
         if revisions:
             _drop_bands(cur, old_keys.result())
         staged = {"reports": revised, "entries": [r.entry_id for r in revisions]}
-        candidates, stored, story_of = _stored_to_verify(cur, times, _candidates(cur, staged), rules.window_days)
+        candidates, stored, story_of, began = _stored_to_verify(cur, times, _candidates(cur, staged),
+                                                                rules.window_days)
 
         def verify() -> tuple[dict[int, int], dict[int, int], int]:
             shingled = batch_sets.result()
             shingled.add(stored)
-            return _choose_stories(new, candidates, shingled, story_of, rules)
+            return _choose_stories(new, candidates, shingled, story_of, rules, times, began)
 
         verified = pool.submit(verify)
         # New ids: no conflict. In key order: the primary key's leaf pages are visited once each, in order
@@ -584,13 +585,15 @@ def _candidates(cur: psycopg.Cursor, revised: dict[str, list[int]]) -> dict[int,
 
 
 def _stored_to_verify(cur: psycopg.Cursor, times: dict[int, datetime | None], candidates: dict[int, set[int]],
-                      window_days: float) -> tuple[dict[int, set[int]], dict[int, str], dict[int, int]]:
+                      window_days: float
+                      ) -> tuple[dict[int, set[int]], dict[int, str], dict[int, int], dict[int, datetime | None]]:
     """The candidates worth verifying, and the texts and stories of the earlier reports among them.
 
     ``times``: the batch's new reports' publication (or fetch) times. Earlier reports without a story are
     never verified (stories never merge); those published more than ``window_days`` from the new report
     are not either (``_within_window``): their times are read first, and only the texts still wanted.
-    Returns (report -> its candidates, earlier report -> text, earlier report -> its story).
+    Returns (report -> its candidates, earlier report -> text, earlier report -> its story, story -> when
+    it began: its representative's, the earliest member's, publication or fetch time).
     """
     story_of: dict[int, int] = {}
     known = dict(times)
@@ -604,10 +607,15 @@ def _stored_to_verify(cur: psycopg.Cursor, times: dict[int, datetime | None], ca
     candidates = _within_window(candidates, known, window_days)
     wanted = sorted({c for cs in candidates.values() for c in cs} & story_of.keys())
     texts: dict[int, str] = {}
+    began: dict[int, datetime | None] = {}
     if wanted:
         cur.execute("SELECT report_id, text FROM reports WHERE report_id = ANY(%s)", (wanted,))
         texts = {int(rid): str(text) for rid, text in cur.fetchall()}
-    return candidates, texts, story_of
+        cur.execute("SELECT s.story_id, coalesce(r.published_at, r.fetched_at) FROM stories s"
+                    " JOIN reports r ON r.report_id = s.representative_id WHERE s.story_id = ANY(%s)",
+                    (sorted({story_of[rid] for rid in wanted}),))
+        began = {int(story): when for story, when in cur.fetchall()}
+    return candidates, texts, story_of, began
 
 
 def _within_window(candidates: dict[int, set[int]], times: Mapping[int, datetime | None], window_days: float
@@ -675,20 +683,29 @@ def _copy_bands(cur: psycopg.Cursor, table: str, keys: Sequence[tuple[int, Seque
 
 
 def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]], shingled: ShingleSets,
-                    story_of: dict[int, int], rules: DedupSettings) -> tuple[dict[int, int], dict[int, int], int]:
+                    story_of: dict[int, int], rules: DedupSettings, times: Mapping[int, datetime | None],
+                    began: dict[int, datetime | None]) -> tuple[dict[int, int], dict[int, int], int]:
     """In load order, each new report joins the story of its best verified candidate, else starts one.
 
     Only candidates that already have a story count (reports of earlier batches, or reports earlier in
-    this batch), so stories never merge. Returns (report -> existing story it joins, report -> the
-    batch report that leads its new story, candidate pairs verified).
+    this batch), so stories never merge, and only stories that began within ``window_days`` of the
+    report: the window bounds a story, not only each pair, or a daily templated bulletin chained three
+    weeks of strikes into one story (one alert). Returns (report -> existing story it joins, report ->
+    the batch report that leads its new story, candidate pairs verified).
     """
     joins: dict[int, int] = {}
     leader_of: dict[int, int] = {}
+    began = dict(began)  # the batch's own stories are added as they start
+    limit = timedelta(days=rules.window_days) if rules.window_days else None
     checked = 0
     for rid, url in new:
         best: tuple[tuple[float, float], int] | None = None
+        when = times.get(rid)
         for other in sorted(candidates.get(rid, ())):
             if other not in shingled or (other not in story_of and other not in leader_of):
+                continue
+            start = began.get(story_of[other]) if other in story_of else began.get(-leader_of[other])
+            if limit is not None and when is not None and start is not None and abs(when - start) > limit:
                 continue
             sim = shingled.compare(rid, other)
             checked += 1
@@ -698,12 +715,18 @@ def _choose_stories(new: list[tuple[int, str]], candidates: dict[int, set[int]],
                 best = (sim.score, other)
         if best is None:
             leader_of[rid] = rid
+            began[-rid] = when  # a story of this batch, keyed apart from stored stories' ids
             continue
         (jaccard, containment), match = best
         if match in story_of:
             joins[rid] = story_of[rid] = story_of[match]
+            key = story_of[match]
         else:
             leader_of[rid] = leader_of[match]
+            key = -leader_of[match]
+        start = began.get(key)
+        if when is not None and (start is None or when < start):
+            began[key] = when  # an earlier copy: the story began then
         log.info("url=%s report=%d is a near-duplicate of report=%d (jaccard=%.2f containment=%.2f)",
                  url, rid, match, jaccard, containment)
     return joins, leader_of, checked
