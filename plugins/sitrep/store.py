@@ -18,8 +18,8 @@ the last. Such a page keeps its own URL as its canonical (``_distrust_shared_can
 
 Near-duplicates (sitrep.dedup): each new report's LSH band keys are probed against story_bands; the
 candidates published within ``DedupSettings.window_days`` of it are verified on their exact shingles,
-and the report joins the story of its best verified match (highest Jaccard, then containment), else
-starts a story of its own. Stories never merge (so one loose match cannot chain two events together)
+and the report joins the story of its best verified match (highest Jaccard, then containment) if that
+story began within the window too, else starts a story of its own. Stories never merge (so one loose match cannot chain two events together)
 and never lose a member.
 
 The story's representative is its earliest published member, then the longest (word_count), then the
