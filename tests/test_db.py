@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -395,6 +396,7 @@ def test_a_database_owner_who_is_no_superuser_migrates_beside_existing_roles(pg_
 
 
 @pytest.mark.parametrize(("recorded", "warned"), [("ec1b8f49056b14eb198ff1c0174d0fd89df3aa9f90a780c0caf370fe240ef524", False),
+                                                  ("455b2088db5aad748da50fd4273b078aee423925b44da05c5e6292ec0a8364ea", False),
                                                   ("a text nobody released", True)])
 def test_0006_as_first_released_is_no_changed_migration(pg_server, tmp_path, caplog, recorded, warned):
     url, folder = _migrated_copy(pg_server, tmp_path)
@@ -477,3 +479,30 @@ def test_a_migration_edited_or_renamed_after_it_was_applied_is_reported(pg_serve
     assert cli.main(["db", "migrate"]) == 1
     out, err = capsys.readouterr()
     assert "already up to date" in out and err.count("warning: migration") == 2
+
+
+def test_0006_beside_another_databases_first_migration_on_the_same_server(tmp_path):
+    # Roles are the server's, the migration lock a database's: a first migration whose roles another
+    # database's migration was creating at that moment failed on pg_authid_rolname_index.
+    server = db.EmbeddedPostgres(tmp_path / "pg")
+    server.start("one")
+    try:
+        db._create_database(server.url("postgres"), "two")
+        with psycopg.connect(server.url("one")) as other, psycopg.connect(server.url("postgres")) as watch:
+            other.execute("CREATE ROLE sitrep_reader LOGIN NOINHERIT")  # not committed yet
+            with ThreadPoolExecutor(1) as pool:
+                with db.connect(server.url("two")) as conn:
+                    migrating = pool.submit(db.migrate, conn)
+                    deadline = time.monotonic() + 60
+                    while not migrating.done() and time.monotonic() < deadline:  # until 0006 waits for the role
+                        watch.autocommit = True
+                        if watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'two'"
+                                         " AND wait_event_type = 'Lock'").fetchone() != (0,):
+                            break
+                        time.sleep(0.05)
+                    assert not migrating.done(), "0006 never waited for the other database's role"
+                    other.commit()
+                    assert "0006_downstream.sql" in migrating.result(timeout=60)
+                    assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'sitrep_%'").fetchone() == (2,)
+    finally:
+        server.stop()

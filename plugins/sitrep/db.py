@@ -643,8 +643,10 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
 
 #: Checksums of earlier texts of a migration, changed on purpose after release in a way that needs no
 #: re-run where it was applied (0006: the reader's read-only setting no longer fails an owner who may not
-#: alter an existing role; 0009: comments only).
-_EARLIER_TEXTS = {"0006": frozenset({"ec1b8f49056b14eb198ff1c0174d0fd89df3aa9f90a780c0caf370fe240ef524"}),
+#: alter an existing role, then a role made by another database's migration at the same moment is no
+#: error; 0009: comments only).
+_EARLIER_TEXTS = {"0006": frozenset({"ec1b8f49056b14eb198ff1c0174d0fd89df3aa9f90a780c0caf370fe240ef524",
+                                      "455b2088db5aad748da50fd4273b078aee423925b44da05c5e6292ec0a8364ea"}),
                   "0009": frozenset({"d0bfef47f63b2b8b7a54c12a879b2a020cf330f37e5a8fe1719dd7c8d66f90e4"})}
 #: Migrations released under another name and text, whose difference a later migration makes good
 #: (0009_pages_zstd.sql: 0014 builds the BRIN index that 0009_load_storage.sql added).

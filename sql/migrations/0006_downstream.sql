@@ -9,14 +9,21 @@
 -- Neither gets a password here. Set them with `sitrep roles passwords` (from SITREP_READER_PASSWORD and
 -- SITREP_LOADER_PASSWORD, sent as SCRAM verifiers), or at migration time with the custom settings
 -- sitrep.reader_password / sitrep.loader_password, e.g. PGOPTIONS='-c sitrep.reader_password=...'.
--- Roles belong to the whole server, so they are created only when missing.
+-- Roles belong to the whole server, so they are created only when missing, and another database's
+-- first migration creating them at the same moment (the migration lock is per database) is no error.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sitrep_reader') THEN
-        CREATE ROLE sitrep_reader LOGIN NOINHERIT;
+        BEGIN
+            CREATE ROLE sitrep_reader LOGIN NOINHERIT;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sitrep_loader') THEN
-        CREATE ROLE sitrep_loader LOGIN;
+        BEGIN
+            CREATE ROLE sitrep_loader LOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
     END IF;
     IF coalesce(current_setting('sitrep.reader_password', true), '') <> '' THEN
         EXECUTE format('ALTER ROLE sitrep_reader PASSWORD %L', current_setting('sitrep.reader_password'));
