@@ -33,6 +33,8 @@ from tests.texts import article, text
         ("https://example.com/a?mc_cid=1&mc_eid=2&yclid=3&_ga=4&igshid=5&ref=tw&pk_campaign=x&WT.mc_id=y",
          "https://example.com/a"),
         ("https://example.com/a?xtor=RSS-1&cid=9", "https://example.com/a?cid=9"),
+        ("https://example.com/a?sessionid=abc&PHPSESSID=x&clickid=1&partnerid=2&aff=3&keyword=k&ad_id=4&ads_x=5&ga_y=6",
+         "https://example.com/a"),
         ("https://example.com/article.php?story=123&utm_campaign=x", "https://example.com/article.php?story=123"),
         ("https://example.com/a?b=2&a=1", "https://example.com/a?a=1&b=2"),
         ("https://m.example.com/news/story", "https://example.com/news/story"),

@@ -108,6 +108,7 @@ def test_a_guid_that_every_item_shares_is_no_id_and_the_links_are():
     ("Tue, 12 Mar 2024 08:00:00 EDT", "2024-03-12T12:00:00+00:00"),
     ("Tue, 12 Mar 2024 08:00:00 GMT", "2024-03-12T08:00:00+00:00"),
     ("Tue, 12 Mar 2024 08:00:00 +0530", "2024-03-12T02:30:00+00:00"),
+    ("Mon, 06 Sep 2021 16:45:00 +0300 MSK", "2021-09-06T13:45:00+00:00"),  # the offset read once, not twice
     ("2024-03-12T08:00:00Z", "2024-03-12T08:00:00+00:00"),
     ("Tue, 12 Mar 2024 08:00:00 IST", None),  # India, Israel or Ireland: unknown, not taken for UTC
     ("Tue, 12 Mar 2024 08:00:00 XYZ", None),

@@ -198,6 +198,7 @@ _ZONE_HOURS: dict[str, float] = {
     "hst": -10, "akst": -9, "akdt": -8, "nst": -3.5, "ndt": -2.5, "art": -3, "brt": -3, "clt": -4,
 }
 _FEEDPARSER_ZONES = frozenset(feedparser.datetimes.rfc822.timezone_names)
+_OFFSET = re.compile(r"[+-]\d\d:?\d\d\s*$")
 _ZONE_NAME = re.compile(r"[\d\s]([A-Z]{1,5})\s*$")  # zone names are capitals: "8:00 CEST"
 
 
@@ -206,7 +207,7 @@ def _zone_hours(raw: object) -> float | None:
     offset, Z, GMT, the US names), the zone's offset for a name it took for UTC, None for a name
     nobody knows (the time is then unknown: a page's own date is better than one off by hours)."""
     match = _ZONE_NAME.search(raw) if isinstance(raw, str) else None
-    if match is None:
+    if match is None or _OFFSET.search(raw[:match.start() + 1]):  # "+0300 MSK": the offset was read already
         return 0.0
     name = match.group(1).lower()
     if name in _FEEDPARSER_ZONES or name in {"am", "pm"}:

@@ -44,10 +44,13 @@ _TRACKING_PARAMS = frozenset({
     "ysclid", "msclkid", "igshid", "gbraid", "wbraid", "mc_cid", "mc_eid", "_ga", "_gl", "xtor", "ref", "ref_src",
     "ref_url", "referer", "referrer", "source", "campaign", "medium", "spm", "cmp", "wt.mc_id", "s_cid", "ns_mchannel",
     "ns_source", "ns_campaign", "ns_linkname", "ns_fee", "ftag", "guccounter", "guce_referrer", "guce_referrer_sig",
+    "sessionid", "session_id", "jsessionid", "phpsessid", "clickid", "partnerid", "aff", "affiliate", "affid",
+    "keyword", "kwd",
 })
 #: Their prefixes (utm_source, pk_campaign, hsa_ad...). courlan's own list matched names *containing*
 #: cid, eid, uid, ga, source...: ?cid=101 and ?cid=102 were one article, and the second was never fetched.
-_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "matomo_", "hsa_", "_hs", "oly_", "vero_", "mkt_", "itm_", "at_")
+_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "matomo_", "hsa_", "_hs", "oly_", "vero_", "mkt_", "itm_", "at_", "ad_",
+                      "ads_", "ga_", "gs_", "mc_", "ml_")
 #: Host labels that only pick a mobile or AMP rendering of the same site (m.example.com).
 _VARIANT_HOST_LABELS = ("m.", "mobile.", "amp.", "www.")
 _AMP_PATH = re.compile(r"/amp/?$|\.amp$|\.amp(?=\.html?$)")
