@@ -216,8 +216,10 @@ def record_entries(conn: psycopg.Connection, source_id: int, entries: Sequence[F
     """Insert entries not seen before (by GUID, else link); return how many were new.
 
     A known entry whose feed item now carries a later updated (or published) date than when it was
-    loaded goes back to pending with ``revisit`` set: its page is fetched again, and a changed text
-    becomes the report's next revision (at most MAX_REVISITS times, REVISIT_AFTER apart).
+    loaded goes back to pending with ``revisit`` set, with the link the feed now gives: its page is
+    fetched again, and a changed text becomes the report's next revision (at most MAX_REVISITS times,
+    REVISIT_AFTER apart). Only an entry that loaded its own report ('loaded'): one taken for a copy of
+    another site's report ('duplicate') would make that report's next revision of its own page.
     """
     if not entries:
         return 0
@@ -261,7 +263,7 @@ def _revisit_changed(cur: psycopg.Cursor[Any], source_id: int) -> None:
         FROM entries e JOIN incoming_entries i USING (entry_key)
         WHERE e.source_id = %s AND i.updated_at IS NOT NULL
           AND (e.feed_updated_at IS NULL
-               OR (i.updated_at > e.feed_updated_at AND e.status IN ('loaded', 'duplicate')
+               OR (i.updated_at > e.feed_updated_at AND e.status = 'loaded'
                    AND e.revisits < %s AND e.updated_at < now() - %s::interval))
         ORDER BY e.entry_id FOR NO KEY UPDATE OF e
         """,
@@ -271,7 +273,7 @@ def _revisit_changed(cur: psycopg.Cursor[Any], source_id: int) -> None:
         return
     cur.execute(
         """
-        UPDATE entries e SET feed_updated_at = i.updated_at, title = i.title, summary = i.summary,
+        UPDATE entries e SET feed_updated_at = i.updated_at, link = i.link, title = i.title, summary = i.summary,
                content = i.content, author = i.author, status = 'pending', revisit = true,
                revisits = e.revisits + 1, attempts = 0, error = NULL, updated_at = now()
         FROM incoming_entries i
@@ -302,7 +304,8 @@ def mark_entries(
 
     A ``retry`` outcome (a timeout, a 5xx) leaves the entry pending until it has failed max_attempts
     times; ``deferred`` (not tried: the collect's time ran out) leaves it pending without counting an
-    attempt; ``failed`` and ``skipped`` are final.
+    attempt; ``failed`` and ``skipped`` are final, except for an entry fetched again because its feed
+    said it changed (``revisit``): its report stands, and the entry is ``loaded`` again with the error.
     """
     if not outcomes:
         return
@@ -314,6 +317,7 @@ def mark_entries(
                 status = CASE
                     WHEN %(status)s = 'deferred' THEN 'pending'
                     WHEN %(status)s = 'retry' AND attempts + 1 < %(max)s THEN 'pending'
+                    WHEN revisit AND report_id IS NOT NULL THEN 'loaded'  -- a fetch again that failed: the report stands
                     WHEN %(status)s = 'retry' THEN 'failed'
                     ELSE %(status)s END
             WHERE entry_id = %(id)s AND status = 'pending'

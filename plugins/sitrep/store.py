@@ -385,8 +385,10 @@ SELECT url, report_id FROM (
 ) u ORDER BY declared, ord
 ON CONFLICT (url) DO NOTHING;
 
--- An entry another loader already closed keeps that outcome (two runs that collected it at once).
-UPDATE entries e SET status = CASE WHEN m.how = 'new' THEN 'loaded' ELSE 'duplicate' END,
+-- An entry another loader already closed keeps that outcome (two runs that collected it at once). One
+-- fetched again for its own report (revisit) stays 'loaded', so its feed's next change fetches it again.
+UPDATE entries e SET status = CASE WHEN m.how = 'new' OR (e.revisit AND e.report_id = m.report_id) THEN 'loaded'
+                                   ELSE 'duplicate' END,
     report_id = m.report_id, error = NULL, updated_at = now()
 FROM merge_rows m WHERE e.entry_id = m.entry_id AND e.status NOT IN ('loaded', 'duplicate');
 
