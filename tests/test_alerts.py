@@ -520,10 +520,10 @@ def test_rules_synced_before_0013_keep_their_one_language(pg_server, tmp_path):
     with db.connect(pg_server.url(name)) as conn:
         db.migrate(conn, folder)
         conn.execute("INSERT INTO alert_rules (name, language, query, definition)"
-                     " VALUES ('uk', 'uk', 'x', '{}'), ('any', NULL, 'y', '{}')")
+                     " VALUES ('uk', 'uk', 'x', '{}'), ('any', NULL, 'y', '{}'), ('list', '{uk,en}', 'z', '{}')")
         conn.commit()
         assert db.migrate(conn) == ["0013_alert_rule_languages.sql"]
-        assert conn.execute("SELECT name, language FROM alert_rules ORDER BY name").fetchall() == [("any", []), ("uk", ["uk"])]
+        assert conn.execute("SELECT name, language FROM alert_rules ORDER BY name").fetchall() == [("any", []), ("list", ["uk", "en"]), ("uk", ["uk"])]
 
 
 def test_a_payloads_times_are_utc_whatever_the_servers_time_zone(db_url, conn):
