@@ -490,6 +490,9 @@ def test_a_page_that_refreshes_at_once_is_followed_like_a_redirect_and_guarded_l
         assert (response.url, response.final_url, response.redirects) == (stub, article, 1)
         assert b"The article." in response.body and fetcher.stats["meta_refresh"] == 1
         later = site.add("/live", _refresh_to("/news/real.html", delay="300"))  # a page that reloads itself
+        noscript = site.add("/ns", '<html><head><noscript><meta http-equiv="refresh" content="0; url=/js-required">'
+                                   "</noscript></head><body><article><p>Here.</p></article></body></html>")
+        assert fetcher.get_page(noscript).final_url == noscript  # only for browsers without scripts
         assert fetcher.get_page(later).final_url == later
         loop = site.add("/loop/a", _refresh_to("/loop/b"))
         site.add("/loop/b", _refresh_to("/loop/a"))

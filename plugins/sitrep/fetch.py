@@ -569,14 +569,21 @@ MAX_REFRESHES = 3
 #: A refresh this soon is a redirect; a later one (content="300") is a page that reloads itself.
 _REFRESH_NOW_SECONDS = 5.0
 _META = re.compile(rb"<meta\b[^>]*>", re.IGNORECASE)
+_NOSCRIPT = re.compile(rb"<noscript\b.*?(?:</noscript\s*>|$)", re.IGNORECASE | re.DOTALL)
 _REFRESH = re.compile(rb"""http-equiv\s*=\s*["']?\s*refresh\b""", re.IGNORECASE)
 _CONTENT = re.compile(rb"""\bcontent\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 _REFRESH_URL = re.compile(r"""^\s*(\d+(?:\.\d*)?)\s*[;,]\s*(?:url\s*=\s*)?["']?([^"']+?)["']?\s*$""", re.IGNORECASE)
 
 
 def meta_refresh(body: bytes, base: str) -> str | None:
-    """The http(s) URL a page's head sends the browser to within a few seconds, if any."""
-    head = body[:32_768]
+    """The http(s) URL a page's head sends the browser to within a few seconds, if any.
+
+    Not one inside ``<noscript>``: that sends only a browser without scripts away ("enable JavaScript"),
+    and the page itself is the article.
+    """
+    head = _NOSCRIPT.sub(b"", body[:32_768])
+    end = head.lower().find(b"</head")
+    head = head if end < 0 else head[:end]
     for tag in _META.findall(head):
         if not _REFRESH.search(tag):
             continue
