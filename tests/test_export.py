@@ -168,6 +168,10 @@ def test_the_command_backfills_from_a_sequence_number_into_its_own_folder(conn, 
     assert "incremental export's folder" in capsys.readouterr().err
     assert main(["export", "--since", "0", "--to", f"{tmp_path}/export/_old"]) == 2
     assert "would read those rows twice" in capsys.readouterr().err
+    monkeypatch.setenv("SITREP_EXPORT_PATH", "s3://sitrep-exports/")  # beside a bucket is another bucket
+    assert main(["export", "--since", "0"]) == 2
+    assert "is a bucket's root" in capsys.readouterr().err
+    monkeypatch.setenv("SITREP_EXPORT_PATH", str(tmp_path / "export"))
     # A backfill folder holds one --since: another one there resumed the first's watermark and
     # silently exported nothing before it.
     assert main(["export", "--since", "0", "--to", str(backfill)]) == 2

@@ -51,6 +51,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.to and _nested(args.to, base):
         raise ConfigError(f"--to {args.to}: one export folder would hold the other, and a reader that lists it"
                           " recursively (a ** glob) would read those rows twice; give a folder beside it")
+    if args.since is not None and not args.to and "://" in base and "/" not in base.partition("://")[2].strip("/"):
+        raise ConfigError(f"SITREP_EXPORT_PATH {base} is a bucket's root: a backfill beside it would be another"
+                          " bucket; give the backfill's place with --to")
     with db.connect_settings(settings, start=True) as conn:
         db.migrate(conn)
         with console.status(Text(f"exporting reports_v1 to {base}...")):  # a status reads a str as markup
