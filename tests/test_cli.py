@@ -274,6 +274,8 @@ def test_ingest_files_that_load_nothing_say_why_and_exit_non_zero(sitrep, conn, 
     empty.write_text("date 2024-06-03 ")
     status, out, err = sitrep("ingest-files", str(empty))
     assert status == 1 and f"{empty} not loaded: " in err and "none of the 1 file(s) loaded" in err
+    status, out, err = sitrep("ingest-files", str(empty))  # again: it failed before, it is not "loaded before"
+    assert status == 1 and "no text left" in err and "(as when it was first given)" in err, err
     status, out, err = sitrep("ingest-files", str(SEED))
     assert status == 0, err
     status, out, err = sitrep("ingest-files", str(SEED))  # again: loaded before, nothing failed

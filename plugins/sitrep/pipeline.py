@@ -616,11 +616,15 @@ def ingest_files(settings: Settings, paths: Sequence[Path]) -> FilesLoaded:
                     """
                     INSERT INTO entries (source_id, entry_key, link) VALUES (%s, %s, %s)
                     ON CONFLICT (source_id, entry_key) DO UPDATE SET updated_at = now()
-                    RETURNING entry_id, status
+                    RETURNING entry_id, status, error
                     """,
                     (source_id, key, url),
                 ).fetchone()
             assert row is not None
+            if row[1] == "failed":  # the same text failed before: it fails again, for the same reason
+                counts["failed"] += 1
+                result.not_loaded.append((path, f"{row[2] or 'failed'} (as when it was first given)"))
+                continue
             if row[1] != "pending":
                 counts["loaded before"] += 1
                 continue
