@@ -479,6 +479,10 @@ def test_a_migration_edited_or_renamed_after_it_was_applied_is_reported(pg_serve
     assert cli.main(["db", "migrate"]) == 1
     out, err = capsys.readouterr()
     assert "already up to date" in out and err.count("warning: migration") == 2
+    (folder / "migrations" / "0999_next.sql").write_text("SELECT 1;")  # the upgrade itself: said then, too
+    assert cli.main(["db", "migrate"]) == 1
+    out, err = capsys.readouterr()
+    assert "0999_next.sql" in out and err.count("warning: migration") == 2
 
 
 def test_0006_beside_another_databases_first_migration_on_the_same_server(tmp_path):

@@ -68,8 +68,8 @@ def cmd_db(args: argparse.Namespace) -> int:
         console.print(_url(settings, start=False), soft_wrap=True)
     elif args.action == "migrate":
         with db.connect_settings(settings, start=True) as conn:  # a long migration: SITREP_STATEMENT_TIMEOUT_MS
-            applied = db.migrate(conn)
-            drift = [] if applied else db.migration_drift(conn)  # a migration that runs logs these itself
+            applied = db.migrate(conn, log_drift=False)
+            drift = db.migration_drift(conn)
         console.print(f"{len(applied)} migration(s) applied: {', '.join(applied) or 'already up to date'}")
         for problem in drift:
             err_console.print(warning_text(problem), soft_wrap=True)

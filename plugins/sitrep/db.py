@@ -611,8 +611,11 @@ def _checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str]:
+def migrate(conn: psycopg.Connection, directory: Path | None = None, *, log_drift: bool = True) -> list[str]:
     """Apply pending migrations in order and recreate changed views; return the names applied.
+
+    With pending work, what :func:`migration_drift` finds is logged as warnings (``log_drift``; a
+    caller that shows it itself says False).
 
     Every command calls this first, so a database that is up to date costs one read and no lock, and
     any role that reads (sitrep_loader among them) passes; only pending work needs the owner.
@@ -634,7 +637,7 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
             raise DatabaseError("another sitrep migration held its lock past the statement timeout: let it finish"
                                 " (see pg_stat_activity), then run `sitrep db migrate` again") from None
         try:
-            return _migrate_locked(conn, migrations, views)
+            return _migrate_locked(conn, migrations, views, log_drift)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     finally:
@@ -702,7 +705,7 @@ def _pending(done: dict[str, str] | None, migrations: list[Path], views: list[Pa
     return []
 
 
-def _migrate_locked(conn: psycopg.Connection, migrations: list[Path], views: list[Path]) -> list[str]:
+def _migrate_locked(conn: psycopg.Connection, migrations: list[Path], views: list[Path], log_drift: bool) -> list[str]:
     done = _applied(conn)
     if done is None:
         try:
@@ -715,7 +718,7 @@ def _migrate_locked(conn: psycopg.Connection, migrations: list[Path], views: lis
             raise DatabaseError(f"this database needs its first migration, which role {conn.info.user!r} may not"
                                 " run: run `sitrep db migrate` as the database's owner") from None
         done = {}
-    for problem in migration_drift(conn, migrations[0].parent.parent):
+    for problem in migration_drift(conn, migrations[0].parent.parent) if log_drift else ():
         log.warning("%s", problem)
     applied: list[str] = []
     for path in migrations:

@@ -206,7 +206,9 @@ def _zone_hours(raw: object) -> float | None:
     """Hours to take off feedparser's reading of a date string: 0 when it read the zone itself (an
     offset, Z, GMT, the US names), the zone's offset for a name it took for UTC, None for a name
     nobody knows (the time is then unknown: a page's own date is better than one off by hours)."""
-    match = _ZONE_NAME.search(raw) if isinstance(raw, str) else None
+    if not isinstance(raw, str):
+        return 0.0
+    match = _ZONE_NAME.search(raw)
     if match is None or _OFFSET.search(raw[:match.start() + 1]):  # "+0300 MSK": the offset was read already
         return 0.0
     name = match.group(1).lower()
