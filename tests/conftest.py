@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import uuid
@@ -231,6 +232,16 @@ def run_dag(settings: Settings) -> Callable[..., bool]:
         return ok
 
     return run
+
+
+def empty_database(pg_server: db.EmbeddedPostgres, tmp_path: Path) -> tuple[str, Path]:
+    """A new database with no migration applied, and a copy of sql/ the test may change (an older
+    release's files, the next release's): (its URL, the copy's folder)."""
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    db._create_database(pg_server.url("postgres"), name)
+    folder = tmp_path / "sql"
+    shutil.copytree(db.sql_dir(), folder)
+    return pg_server.url(name), folder
 
 
 def make_settings(settings: Settings, **changes: object) -> Settings:

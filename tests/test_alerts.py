@@ -6,11 +6,9 @@ import hashlib
 import json
 import re
 import select
-import shutil
 import socket
 import threading
 import tracemalloc
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from sitrep.errors import ConfigError
 from sitrep.netguard import AddressPolicy
 from sitrep.settings import PROJECT_ROOT, DownstreamSettings
 from sitrep.webhooks import WebhookReceiver
+from tests.conftest import empty_database
 from tests.pages import drip
 from tests.reports import load_reports, paragraph
 
@@ -512,12 +511,9 @@ def test_a_webhooks_secret_url_reaches_no_log_and_no_listing(conn, fast, receive
 
 
 def test_rules_synced_before_0013_keep_their_one_language(pg_server, tmp_path):
-    name = f"m_{uuid.uuid4().hex[:10]}"
-    db._create_database(pg_server.url("postgres"), name)
-    folder = tmp_path / "sql"
-    shutil.copytree(db.sql_dir(), folder)
+    url, folder = empty_database(pg_server, tmp_path)
     (folder / "migrations" / "0013_alert_rule_languages.sql").unlink()
-    with db.connect(pg_server.url(name)) as conn:
+    with db.connect(url) as conn:
         db.migrate(conn, folder)
         conn.execute("INSERT INTO alert_rules (name, language, query, definition)"
                      " VALUES ('uk', 'uk', 'x', '{}'), ('any', NULL, 'y', '{}'), ('list', '{uk,en}', 'z', '{}')")

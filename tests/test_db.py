@@ -18,6 +18,7 @@ import pytest
 
 from sitrep import db, roles
 from sitrep.errors import DatabaseError
+from tests.conftest import empty_database
 from tests.test_roles import _as
 
 
@@ -89,13 +90,10 @@ def test_a_failing_migration_names_its_file_and_leaves_nothing_half_done(pg_serv
 
 def _migrated_copy(pg_server, tmp_path: Path) -> tuple[str, Path]:
     """A database migrated from a copy of sql/ that the test may add files to (the next release)."""
-    name = f"m_{uuid.uuid4().hex[:10]}"
-    db._create_database(pg_server.url("postgres"), name)
-    folder = tmp_path / "sql"
-    shutil.copytree(db.sql_dir(), folder)
-    with db.connect(pg_server.url(name)) as conn:
+    url, folder = empty_database(pg_server, tmp_path)
+    with db.connect(url) as conn:
         db.migrate(conn, folder)
-    return pg_server.url(name), folder
+    return url, folder
 
 
 def test_an_up_to_date_database_migrates_as_the_loader_without_ddl_or_lock(pg_server, tmp_path):
@@ -440,15 +438,11 @@ def _index_method(url: str) -> str:
 def test_a_database_that_applied_the_first_0009_ends_with_a_fresh_installs_index(pg_server, tmp_path):
     # 0009 was released as 0009_pages_zstd.sql (a comment), then renamed with a BRIN index added: the
     # databases that had applied it kept the B-tree, and nothing said so.
-    name = f"m_{uuid.uuid4().hex[:10]}"
-    db._create_database(pg_server.url("postgres"), name)
-    folder = tmp_path / "sql"
-    shutil.copytree(db.sql_dir(), folder)
+    url, folder = empty_database(pg_server, tmp_path)
     (folder / "migrations" / "0009_load_storage.sql").unlink()
     (folder / "migrations" / "0009_pages_zstd.sql").write_text(_FIRST_0009)
     for later in folder.glob("migrations/001[4-9]_*.sql"):
         later.unlink()
-    url = pg_server.url(name)
     with db.connect(url) as conn:
         db.migrate(conn, folder)
     assert _index_method(url) == "btree"

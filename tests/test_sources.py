@@ -344,6 +344,9 @@ def test_feeds_list_reads_the_reports_once_not_once_per_feed(conn, settings):
 # -------------------------------------------------------------------------------- revised articles
 
 
+ATOM = {"Content-Type": "application/atom+xml"}
+
+
 def _atom(site, entries: list[tuple[str, str, str]]) -> str:
     """An Atom feed of (id, link path, updated) entries."""
     items = "".join(f'<entry><id>{i}</id><title>Shelling of Kharkiv</title><link href="{site.url(path)}"/>'
@@ -368,37 +371,41 @@ def _as_if_fetched_long_ago(conn) -> None:
     conn.commit()
 
 
+def _one_article_loaded(site, conn, settings: Settings) -> int:
+    """A feed of one article (/a.html, its entry tag:x,2024:1 updated 08:00), polled, collected, loaded."""
+    site.add("/a.html", article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
+    feed = site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T08:00:00Z")]), headers=ATOM)
+    [sid] = _add(conn, feed)
+    _cycle(settings, sid)
+    return sid
+
+
 def test_an_entry_its_feed_says_changed_is_fetched_again_and_revised(site, conn, settings):
     # The entry was fetched once: a death toll revised on the page, and its feed's later <updated>,
     # left the report with the first text for good.
-    atom = {"Content-Type": "application/atom+xml"}
-    site.add("/a.html", article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
-    feed = site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T08:00:00Z")]), headers=atom)
-    [sid] = _add(conn, feed)
-    _cycle(settings, sid)
+    sid = _one_article_loaded(site, conn, settings)
     assert [r for _, r in _texts(conn)] == [1]
     _as_if_fetched_long_ago(conn)
     site.add("/a.html", article_html("Shelling of Kharkiv kills five", paragraphs("Kharkiv toll rises to five", 7)))
-    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T11:00:00Z")]), headers=atom)
+    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T11:00:00Z")]), headers=ATOM)
     _cycle(settings, sid)
     [(text, revision)] = _texts(conn)
     assert revision == 2 and "toll rises to five" in text
     # The same date again, or an earlier one: nothing is fetched.
     _as_if_fetched_long_ago(conn)
     hits = site.count("/a.html")
-    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T10:00:00Z")]), headers=atom)
+    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T10:00:00Z")]), headers=ATOM)
     _cycle(settings, sid)
     assert site.count("/a.html") == hits
 
 
 def test_a_feed_that_moves_its_dates_on_every_poll_costs_a_few_fetches_not_one_per_poll(site, conn, settings):
-    atom = {"Content-Type": "application/atom+xml"}
     site.add("/a.html", article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
     [sid] = _add(conn, site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T08:00:00Z")]),
-                                headers=atom))
+                                headers=ATOM))
     _cycle(settings, sid)
     for hour in range(9, 9 + sources.MAX_REVISITS + 3):
-        site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", f"2024-03-12T{hour:02}:00:00Z")]), headers=atom)
+        site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", f"2024-03-12T{hour:02}:00:00Z")]), headers=ATOM)
         _cycle(settings, sid)  # within REVISIT_AFTER of the last fetch: not fetched
         _as_if_fetched_long_ago(conn)
     assert site.count("/a.html") == 1 + sources.MAX_REVISITS
@@ -410,18 +417,17 @@ def test_a_feed_that_moves_its_dates_on_every_poll_costs_a_few_fetches_not_one_p
 def test_a_changed_copy_of_another_sites_report_never_rewrites_that_report(site, conn, settings):
     # B's page was A's wire text (an alias of A's report); B's feed said B changed its copy, B's page was
     # fetched again, and A's report became B's text and canonical URL.
-    atom = {"Content-Type": "application/atom+xml"}
     for path in ("/a/1.html", "/b/1.html"):
         site.add(path, article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
-    fa = site.add("/a.xml", _atom(site, [("tag:a,2024:1", "/a/1.html", "2024-03-12T08:00:00Z")]), headers=atom)
-    fb = site.add("/b.xml", _atom(site, [("tag:b,2024:1", "/b/1.html", "2024-03-12T08:00:00Z")]), headers=atom)
+    fa = site.add("/a.xml", _atom(site, [("tag:a,2024:1", "/a/1.html", "2024-03-12T08:00:00Z")]), headers=ATOM)
+    fb = site.add("/b.xml", _atom(site, [("tag:b,2024:1", "/b/1.html", "2024-03-12T08:00:00Z")]), headers=ATOM)
     sa, sb = _add(conn, fa, fb)
     _cycle(settings, sa)
     _cycle(settings, sb)
     [(before,)] = conn.execute("SELECT canonical_url FROM reports").fetchall()
     _as_if_fetched_long_ago(conn)
     site.add("/b/1.html", article_html("Shelling of Kharkiv kills five", paragraphs("Site B's toll rises to five", 7)))
-    site.add("/b.xml", _atom(site, [("tag:b,2024:1", "/b/1.html", "2024-03-12T11:00:00Z")]), headers=atom)
+    site.add("/b.xml", _atom(site, [("tag:b,2024:1", "/b/1.html", "2024-03-12T11:00:00Z")]), headers=ATOM)
     _cycle(settings, sb)
     rows = conn.execute("SELECT canonical_url, text FROM reports ORDER BY report_id").fetchall()
     conn.commit()
@@ -429,22 +435,18 @@ def test_a_changed_copy_of_another_sites_report_never_rewrites_that_report(site,
 
 
 def test_a_revisit_fetches_the_link_the_feed_now_gives_and_a_failure_leaves_the_report(site, conn, settings):
-    atom = {"Content-Type": "application/atom+xml"}
-    site.add("/a.html", article_html("Shelling of Kharkiv kills two", paragraphs("Kharkiv shelling kills two", 6)))
-    feed = site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a.html", "2024-03-12T08:00:00Z")]), headers=atom)
-    [sid] = _add(conn, feed)
-    _cycle(settings, sid)
+    sid = _one_article_loaded(site, conn, settings)
     # a headline edit moved the article to a new slug: the old one answers 404
     _as_if_fetched_long_ago(conn)
     site.add("/a.html", "gone", status=404)
     site.add("/a-five.html", article_html("Shelling of Kharkiv kills five", paragraphs("Kharkiv toll rises to five", 7)))
-    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a-five.html", "2024-03-12T11:00:00Z")]), headers=atom)
+    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a-five.html", "2024-03-12T11:00:00Z")]), headers=ATOM)
     _cycle(settings, sid)
     assert any("toll rises to five" in text for text, _ in _texts(conn))
     # the page is gone for good on the next change: the entry keeps its report, and says why
     _as_if_fetched_long_ago(conn)
     site.add("/a-five.html", "gone", status=404)
-    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a-five.html", "2024-03-12T12:00:00Z")]), headers=atom)
+    site.add("/atom.xml", _atom(site, [("tag:x,2024:1", "/a-five.html", "2024-03-12T12:00:00Z")]), headers=ATOM)
     _cycle(settings, sid)
     status, report_id, error = conn.execute("SELECT status, report_id, error FROM entries").fetchone()
     conn.commit()
