@@ -504,3 +504,17 @@ def test_a_page_that_refreshes_at_once_is_followed_like_a_redirect_and_guarded_l
     with Fetcher(guarded) as fetcher, pytest.raises(FetchError) as caught:
         fetcher.get_page(inside)
     assert caught.value.reason == "blocked-address"
+
+
+def test_meta_refreshes_and_http_redirects_share_one_budget(site, fetch_settings):
+    # 302 -> refresh -> 302 -> 302 -> the article: four hops, each within its own budget of two
+    site.add("/r1", status=302, headers={"Location": "/r2"})
+    site.add("/r2", _refresh_to("/h1"))
+    site.add("/h1", status=302, headers={"Location": "/h2"})
+    site.add("/h2", status=302, headers={"Location": "/art"})
+    site.add("/art", "<html><body><article><p>The article.</p></article></body></html>")
+    with Fetcher(replace(fetch_settings, max_redirects=2)) as fetcher, pytest.raises(FetchError) as caught:
+        fetcher.get_page(site.url("/r1"))
+    assert caught.value.reason == "redirects"
+    with Fetcher(replace(fetch_settings, max_redirects=4)) as fetcher:
+        assert fetcher.get_page(site.url("/r1")).redirects == 4

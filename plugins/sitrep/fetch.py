@@ -470,17 +470,21 @@ class Fetcher:
         log.info("%s skipped: disallowed by robots.txt for our user agent%s", subject(url), via)
         return BlockedURLError(f"can't fetch {url!r}: disallowed by robots.txt{via}", url=url, reason="robots")
 
-    def get_page(self, url: str, *, max_bytes: int | None = None, _refreshes: int = 0) -> Response:
+    def get_page(self, url: str, *, max_bytes: int | None = None, _refreshes: int = 0, _hops: int = 0) -> Response:
         """A page: robots.txt permitting (at every redirect hop too), HTML only, the body as UTF-8.
 
         A page that sends the browser on at once (``<meta http-equiv="refresh" content="0; url=...">``,
         the way redirectors and some CMS short links work) is followed like a redirect, through the same
-        guard and robots.txt: its stub has no article, and the entry was lost.
+        guard and robots.txt: its stub has no article, and the entry was lost. Each refresh counts as a
+        redirect, and the hops before it count against the page's (``_hops``): max_redirects bounds them all.
         """
         robots = self.settings.respect_robots
         if robots and not self.robots.allowed(url):
             raise self._disallowed(url, url)
         response = self.get(url, max_bytes=max_bytes, accept_types=PAGE_TYPES, robots=robots)
+        if _hops + response.redirects > self.settings.max_redirects:
+            raise FetchError(f"can't fetch {url!r}: more than {self.settings.max_redirects} redirects and meta"
+                             " refreshes", url=url, reason="redirects")
         if response.skipped or response.status != 200 or not response.body:
             return response
         encoding = html_charset(response.body, response.headers.get("content-type", ""))
@@ -496,12 +500,13 @@ class Fetcher:
         target = meta_refresh(body, response.final_url)
         if target is None or target == response.final_url:
             return replace(response, body=body, encoding=encoding)
-        if _refreshes >= MAX_REFRESHES or response.redirects >= self.settings.max_redirects:
-            raise FetchError(f"can't fetch {url!r}: more than {MAX_REFRESHES} meta refreshes", url=url,
-                             reason="redirects")
+        if _refreshes >= MAX_REFRESHES or _hops + response.redirects >= self.settings.max_redirects:
+            raise FetchError(f"can't fetch {url!r}: more than {MAX_REFRESHES} meta refreshes or"
+                             f" {self.settings.max_redirects} redirects", url=url, reason="redirects")
         self.count("meta_refresh")
         log.debug("%s refreshes to %s", subject(url), target)
-        followed = self.get_page(target, max_bytes=max_bytes, _refreshes=_refreshes + 1)
+        followed = self.get_page(target, max_bytes=max_bytes, _refreshes=_refreshes + 1,
+                                 _hops=_hops + response.redirects + 1)
         return replace(followed, url=url, redirects=response.redirects + 1 + followed.redirects)
 
     def get_many(self, urls: Sequence[str], *, max_bytes: int | None = None) -> list[Response | FetchError]:
