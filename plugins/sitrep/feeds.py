@@ -292,6 +292,7 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problem
     key = guid or (canonical_url(link) if link else None)
     if not key:
         return None
+    published_at = _date(item, problems)
     content = None
     if item.get("content"):
         content = "\n".join(part.get("value", "") for part in item["content"] if part.get("value")) or None
@@ -302,6 +303,6 @@ def _entry(item: feedparser.FeedParserDict, *, base: str, feed_url: str, problem
         summary=(item.get("summary") or None),
         content=content,
         author=(item.get("author") or None),
-        published_at=_date(item, problems),
-        updated_at=_date(item, Counter(), ("updated", "published")),  # what changes when the article does
+        published_at=published_at,
+        updated_at=_date(item, Counter(), ("updated",)) or published_at,  # counted once, by published_at's
     )

@@ -39,9 +39,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff\u
 
 #: Query parameters that never select content (whole names, any case).
 _TRACKING_PARAMS = frozenset({
-    "amp", "outputtype", "cmpid", "ocid", "ito", "__twitter_impression", "at_medium", "at_campaign", "smid",
+    "amp", "outputtype", "cmpid", "ocid", "ito", "__twitter_impression", "smid",
     "smtyp", "sr_share", "share", "fromamp", "_amp", "fbclid", "gclid", "gclsrc", "dclid", "twclid", "yclid",
-    "ysclid", "msclkid", "igshid", "gbraid", "wbraid", "mc_cid", "mc_eid", "_ga", "_gl", "xtor", "ref", "ref_src",
+    "ysclid", "msclkid", "igshid", "gbraid", "wbraid", "_ga", "_gl", "xtor", "ref", "ref_src",
     "ref_url", "referer", "referrer", "source", "campaign", "medium", "spm", "cmp", "wt.mc_id", "s_cid", "ns_mchannel",
     "ns_source", "ns_campaign", "ns_linkname", "ns_fee", "ftag", "guccounter", "guce_referrer", "guce_referrer_sig",
     "sessionid", "session_id", "jsessionid", "phpsessid", "clickid", "partnerid", "aff", "affiliate", "affid",
@@ -66,12 +66,11 @@ def canonical_url(url: str) -> str:
     articles into one URL would make the second a "revision" of the first.
     """
     raw = url.strip()
+    given = urlsplit(raw)  # a ValueError ("http://[::1") is the caller's: such a link is refused where it is read
     try:
-        given = urlsplit(raw)
         # courlan for the scheme, host and path only: its query filter is a substring match (see above)
         normalized = courlan.normalize_url(urlunsplit(given._replace(query="", fragment="")), strict=False)
     except Exception:  # courlan rejects some exotic URLs; keep them as given rather than lose them
-        given = urlsplit(raw)
         normalized = raw
     parts = urlsplit(normalized)
     host = (parts.hostname or "").lower().rstrip(".")
