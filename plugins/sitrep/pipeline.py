@@ -214,7 +214,7 @@ class _Pending:
     author: str | None
     published_at: datetime | None
     feed: str = ""  # its source's name, for the log lines about its page
-    revisit: bool = False  # its feed said it changed since it was loaded: fetch it although its URL is known
+    revisit: bool = False  # its feed said it changed after it loaded: fetch it although its URL is known
 
 
 def build_report(job: PageJob, options: ExtractSettings | None = None) -> Report | Rejected:
@@ -284,7 +284,7 @@ def _pending_entries(conn: psycopg.Connection, source_ids: Sequence[int]) -> lis
     rows = conn.execute(
         """
         SELECT e.entry_id, e.source_id, e.link, e.title, e.summary, e.content, e.author, e.published_at, s.name,
-               e.revisit
+               e.revisits > 0
         FROM entries e JOIN sources s USING (source_id)
         WHERE e.source_id = ANY(%s) AND e.status = 'pending'
           AND NOT EXISTS (SELECT 1 FROM staged_reports s WHERE s.entry_id = e.entry_id)

@@ -216,7 +216,7 @@ def record_entries(conn: psycopg.Connection, source_id: int, entries: Sequence[F
     """Insert entries not seen before (by GUID, else link); return how many were new.
 
     A known entry whose feed item now carries a later updated (or published) date than when it was
-    loaded goes back to pending with ``revisit`` set, with the link the feed now gives: its page is
+    loaded goes back to pending (``revisits`` + 1), with the link the feed now gives: its page is
     fetched again, and a changed text becomes the report's next revision (at most MAX_REVISITS times,
     REVISIT_AFTER apart). Only an entry that loaded its own report ('loaded'): one taken for a copy of
     another site's report ('duplicate') would make that report's next revision of its own page.
@@ -274,7 +274,7 @@ def _revisit_changed(cur: psycopg.Cursor[Any], source_id: int) -> None:
     cur.execute(
         """
         UPDATE entries e SET feed_updated_at = i.updated_at, link = i.link, title = i.title, summary = i.summary,
-               content = i.content, author = i.author, status = 'pending', revisit = true,
+               content = i.content, author = i.author, status = 'pending',
                revisits = e.revisits + 1, attempts = 0, error = NULL, updated_at = now()
         FROM incoming_entries i
         WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)
@@ -305,7 +305,7 @@ def mark_entries(
     A ``retry`` outcome (a timeout, a 5xx) leaves the entry pending until it has failed max_attempts
     times; ``deferred`` (not tried: the collect's time ran out) leaves it pending without counting an
     attempt; ``failed`` and ``skipped`` are final, except for an entry fetched again because its feed
-    said it changed (``revisit``): its report stands, and the entry is ``loaded`` again with the error.
+    said it changed (``revisits`` > 0): its report stands, and the entry is ``loaded`` again with the error.
     """
     if not outcomes:
         return
@@ -317,7 +317,7 @@ def mark_entries(
                 status = CASE
                     WHEN %(status)s = 'deferred' THEN 'pending'
                     WHEN %(status)s = 'retry' AND attempts + 1 < %(max)s THEN 'pending'
-                    WHEN revisit AND report_id IS NOT NULL THEN 'loaded'  -- a fetch again that failed: the report stands
+                    WHEN revisits > 0 AND report_id IS NOT NULL THEN 'loaded'  -- a fetch again that failed: the report stands
                     WHEN %(status)s = 'retry' THEN 'failed'
                     ELSE %(status)s END
             WHERE entry_id = %(id)s AND status = 'pending'

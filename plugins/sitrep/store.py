@@ -386,8 +386,8 @@ SELECT url, report_id FROM (
 ON CONFLICT (url) DO NOTHING;
 
 -- An entry another loader already closed keeps that outcome (two runs that collected it at once). One
--- fetched again for its own report (revisit) stays 'loaded', so its feed's next change fetches it again.
-UPDATE entries e SET status = CASE WHEN m.how = 'new' OR (e.revisit AND e.report_id = m.report_id) THEN 'loaded'
+-- fetched again for its own report (revisits > 0) stays 'loaded', so its feed's next change fetches it again.
+UPDATE entries e SET status = CASE WHEN m.how = 'new' OR (e.revisits > 0 AND e.report_id = m.report_id) THEN 'loaded'
                                    ELSE 'duplicate' END,
     report_id = m.report_id, error = NULL, updated_at = now()
 FROM merge_rows m WHERE e.entry_id = m.entry_id AND e.status NOT IN ('loaded', 'duplicate');
