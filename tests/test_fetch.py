@@ -380,7 +380,10 @@ def test_a_redirect_to_another_host_waits_for_that_hosts_gate(site, fetch_settin
         assert [(r.status, r.redirects) for r in results] == [(200, 1)] * 12
         assert state["max"] == 2  # 8 at once before: each redirector's slot was held, not the publisher's
         starts = sorted(state["starts"])
-        assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.025  # 0.05 apart, less the jitter
+        # 0.05 apart, less the jitter, as the server sees them: one pair may arrive together when a thread
+        # is scheduled late (a busy CI machine); without the gate, every pair of slots starts at once (6 of 11)
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert sum(gap < 0.025 for gap in gaps) <= 1, gaps
     finally:
         for redirector in redirectors:
             redirector.close()
