@@ -269,27 +269,27 @@ def _revisit_changed(cur: psycopg.Cursor[Any], source_id: int) -> None:
         """,
         (source_id, MAX_REVISITS, REVISIT_AFTER),
     ).fetchall()
-    if not rows:
-        return
-    cur.execute(
-        """
-        UPDATE entries e SET feed_updated_at = i.updated_at, link = i.link, title = i.title, summary = i.summary,
-               content = i.content, author = i.author, status = 'pending',
-               revisits = e.revisits + 1, attempts = 0, error = NULL, updated_at = now()
-        FROM incoming_entries i
-        WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)
-        """,
-        (source_id, [entry_id for entry_id, changed in rows if changed]),
-    )
-    revisits = cur.rowcount
-    cur.execute(
-        "UPDATE entries e SET feed_updated_at = i.updated_at FROM incoming_entries i"
-        " WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)",
-        (source_id, [entry_id for entry_id, changed in rows if not changed]),
-    )
-    if revisits:
+    changed = [entry_id for entry_id, known in rows if known]
+    dated = [entry_id for entry_id, known in rows if not known]  # recorded before 0015: the date, no fetch
+    if changed:
+        cur.execute(
+            """
+            UPDATE entries e SET feed_updated_at = i.updated_at, link = i.link, title = i.title, summary = i.summary,
+                   content = i.content, author = i.author, status = 'pending',
+                   revisits = e.revisits + 1, attempts = 0, error = NULL, updated_at = now()
+            FROM incoming_entries i
+            WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)
+            """,
+            (source_id, changed),
+        )
         log.info("source_id=%s: %d entries changed in the feed since they were loaded: fetched again",
-                 source_id, revisits)
+                 source_id, len(changed))
+    if dated:
+        cur.execute(
+            "UPDATE entries e SET feed_updated_at = i.updated_at FROM incoming_entries i"
+            " WHERE e.source_id = %s AND e.entry_key = i.entry_key AND e.entry_id = ANY(%s)",
+            (source_id, dated),
+        )
 
 
 def _nul(value: str | None) -> str | None:
